@@ -1,0 +1,155 @@
+package store
+
+// This file is the store's contract: the types and methods the platform's
+// roles use. Implementations live in lambda.go, task.go and scripts.go.
+
+import (
+	"errors"
+	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// Errors callers test with errors.Is. Each is wrapped with the detail a
+// person needs (which lambda, which task, which state).
+var (
+	// ErrNotFound: no such lambda, task or module.
+	ErrNotFound = errors.New("not found")
+	// ErrClaimLost: the fencing token is not the task's current claim.
+	ErrClaimLost = errors.New("claim lost")
+	// ErrFinished: the task is in a terminal state and the change needs a
+	// live one (or the other way round, for Retry).
+	ErrWrongState = errors.New("wrong state")
+)
+
+// Defaults of a lambda's policy, applied by DeployLambda to unset fields.
+const (
+	DefaultTimeout         = 30 * time.Second
+	DefaultMemoryMB        = 128
+	DefaultMaxAttempts     = 3
+	DefaultRetryBackoff    = time.Second
+	DefaultRetryBackoffMax = 10 * time.Minute
+	DefaultPartitions      = 16
+	DefaultRetention       = 7 * 24 * time.Hour
+)
+
+// Options configures a Store. Zero fields take the defaults above.
+type Options struct {
+	// Partitions is the number of task partitions. It is fixed for the life
+	// of a Redis database: changing it strands existing tasks. Default 16.
+	Partitions int
+	// Retention is how long finished tasks are kept. Default 7 days.
+	Retention time.Duration
+	// Now is the clock; default time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// Lambda is a deployed lambda as the store keeps it.
+type Lambda struct {
+	Namespace       string
+	Name            string
+	Version         int64
+	SHA256          string
+	SizeBytes       int64
+	ABI             atfv1.Abi
+	Timeout         time.Duration
+	MemoryMB        int
+	MaxAttempts     int
+	MaxConcurrency  int
+	AllowedHosts    []string
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
+	Imports         []string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// NewTask is what Schedule stores.
+type NewTask struct {
+	Namespace   string
+	Lambda      string
+	Payload     []byte
+	ExecuteAt   time.Time // zero: now
+	Priority    int       // 0-9
+	Key         string
+	Collection  string
+	MaxAttempts int // copied from the lambda at schedule time
+	TraceParent string
+}
+
+// Task is a task as the store keeps it.
+type Task struct {
+	ID              string
+	Namespace       string
+	Lambda          string
+	LambdaVersion   int64
+	State           atfv1.TaskState
+	Attempt         int
+	MaxAttempts     int
+	Priority        int
+	Key             string
+	Collection      string
+	Payload         []byte
+	ExecuteAt       time.Time
+	CreatedAt       time.Time
+	EnqueuedAt      time.Time
+	StartedAt       time.Time
+	FinishedAt      time.Time
+	UpdatedAt       time.Time
+	RetryAt         time.Time
+	Progress        int
+	Error           *atfv1.TaskError
+	Output          []byte
+	OutputTruncated bool
+	Duration        time.Duration
+	TraceParent     string
+	// Token is the fencing token of the current claim (0 before any).
+	Token int64
+	// CancelRequested is set when a running task is cancelled; the next
+	// heartbeat answers DIRECTIVE_CANCEL.
+	CancelRequested bool
+}
+
+// Timeouts are the state-table timeouts the consumer applies.
+type Timeouts struct {
+	Enqueue   time.Duration // ENQUEUED longer than this is pushed again
+	Claim     time.Duration // CLAIMED without a heartbeat longer than this is re-enqueued
+	Heartbeat time.Duration // PROCESSING without a heartbeat longer than this is re-enqueued
+}
+
+// Push is a queue entry to write after a state change.
+type Push struct {
+	Queue  string // queue key
+	TaskID string
+}
+
+// Beat is one task's heartbeat.
+type Beat struct {
+	TaskID   string
+	Token    int64
+	Progress int // -1: unchanged
+}
+
+// Result is an execution's outcome as the HSC records it.
+type Result struct {
+	TaskID          string
+	Token           int64
+	Outcome         atfv1.Outcome
+	Output          []byte
+	OutputTruncated bool
+	Error           *atfv1.TaskError
+	Duration        time.Duration
+	// RetryAt is when a RETRY outcome runs again (the HSC computes the
+	// backoff). Ignored for other outcomes.
+	RetryAt time.Time
+}
+
+// ListFilter selects tasks for ListTasks.
+type ListFilter struct {
+	Namespace  string
+	Lambda     string
+	State      atfv1.TaskState // UNSPECIFIED: any
+	Collection string          // empty: any
+	PageSize   int             // default 100, at most 1000
+	PageToken  string
+}
