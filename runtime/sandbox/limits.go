@@ -1,0 +1,84 @@
+package sandbox
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+const (
+	wasmPageBytes = 64 << 10
+	mib           = 1 << 20
+)
+
+// memoryLimit caps one instance's linear memory and remembers whether the
+// module asked for more. It is a wazero experimental.MemoryAllocator, passed
+// to InstantiateModule in the context, so each task gets its own limit while
+// every task of a module shares one compiled module and one wazero.Runtime.
+//
+// Why not wazero.RuntimeConfig.WithMemoryLimitPages: wazero checks that
+// limit in MemoryInstance.Grow before the allocator is consulted and then
+// just returns -1 to the guest, so the host cannot tell "the module hit its
+// limit" from "the module failed for another reason". Here the allocator is
+// the limit: Reallocate beyond it records the hit and returns nil, which
+// wazero turns into memory.grow returning -1, exactly what the guest would
+// see at a declared maximum. See runtime/RATIONALE.md.
+type memoryLimit struct {
+	limitBytes uint64
+	hit        atomic.Bool
+	requested  atomic.Uint64 // largest refused size, for the message
+}
+
+func newMemoryLimit(memoryMB int) *memoryLimit {
+	return &memoryLimit{limitBytes: uint64(memoryMB) * mib}
+}
+
+// Allocate implements experimental.MemoryAllocator.
+func (l *memoryLimit) Allocate(capBytes, maxBytes uint64) experimental.LinearMemory {
+	return &linearMemory{limit: l}
+}
+
+// Hit reports whether the module asked for memory beyond the limit.
+func (l *memoryLimit) Hit() bool { return l.hit.Load() }
+
+// initialMemoryError is panicked by the allocator when the module's declared
+// initial memory is above the limit: wazero offers the allocator no way to
+// fail that first allocation, and Run recovers it around InstantiateModule
+// (wazero holds no locks and has registered nothing at that point).
+type initialMemoryError struct{ requested, limit uint64 }
+
+func (e *initialMemoryError) Error() string {
+	return fmt.Sprintf("module declares %d MiB of initial memory, above its limit of %d MiB", e.requested/mib, e.limit/mib)
+}
+
+// linearMemory is a non-shared linear memory that grows like wazero's
+// default (append, so capacity grows geometrically) up to the limit.
+type linearMemory struct {
+	limit   *memoryLimit
+	buf     []byte
+	started bool
+}
+
+// Reallocate implements experimental.LinearMemory. Memory never shrinks, so
+// bytes between len and cap were zeroed by make and never written.
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if size > m.limit.limitBytes {
+		m.limit.hit.Store(true)
+		m.limit.requested.Store(size)
+		if !m.started {
+			panic(&initialMemoryError{requested: size, limit: m.limit.limitBytes})
+		}
+		return nil
+	}
+	m.started = true
+	if n := int(size); n <= cap(m.buf) {
+		m.buf = m.buf[:n]
+	} else {
+		m.buf = append(m.buf, make([]byte, n-len(m.buf))...)
+	}
+	return m.buf
+}
+
+// Free implements experimental.LinearMemory.
+func (m *linearMemory) Free() { m.buf = nil }

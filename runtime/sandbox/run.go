@@ -1,0 +1,197 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// Job is one execution of a module.
+type Job struct {
+	// SHA256 is the module's identity (lowercase hex of its bytes). The
+	// module is compiled once per SHA256 and kept; the bytes Load returns
+	// must hash to it.
+	SHA256 string
+	// Load fetches the module bytes when the module is not compiled yet.
+	Load func(ctx context.Context) ([]byte, error)
+	// Payload is the module's stdin.
+	Payload []byte
+	// Env is exactly the guest's environment (ATF_TASK_ID, ATF_LAMBDA,
+	// ATF_ATTEMPT, TRACEPARENT); nothing of the host's is added.
+	Env map[string]string
+	// Timeout bounds the run; <= 0 sets no limit beyond ctx.
+	Timeout time.Duration
+	// MemoryMB caps the module's linear memory; it must be > 0.
+	MemoryMB int
+}
+
+// Result is how a run ended.
+type Result struct {
+	// Outcome is SUCCESS, RETRY, FATAL or CANCELLED.
+	Outcome atfv1.Outcome
+	// Output is what the module wrote to stdout, at most MaxOutputBytes.
+	Output []byte
+	// OutputTruncated is true when the module wrote more than MaxOutputBytes.
+	OutputTruncated bool
+	// Error is nil on success.
+	Error *atfv1.TaskError
+	// Duration is the time spent instantiating and running the module
+	// (compilation and loading excluded).
+	Duration time.Duration
+}
+
+// Run runs job's module as a WASI command. It never panics and never
+// returns a Go error: every failure is a Result. When ctx is cancelled the
+// module is stopped at once and the Result is OUTCOME_CANCELLED.
+func (e *Engine) Run(ctx context.Context, job Job) (res Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL,
+				fmt.Sprintf("sandbox panic: %v", p))
+		}
+	}()
+	if err := validateJob(job); err != nil {
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
+	}
+	if ctx.Err() != nil {
+		return cancelled(ctx)
+	}
+
+	compiled, err := e.compiledModule(ctx, job)
+	if err != nil {
+		var modErr *moduleError
+		switch {
+		case ctx.Err() != nil:
+			return cancelled(ctx)
+		case errors.As(err, &modErr):
+			return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE, err.Error())
+		default:
+			return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
+		}
+	}
+	switch abi, _ := moduleABI(compiled); abi {
+	case atfv1.Abi_ABI_COMMAND:
+	case atfv1.Abi_ABI_REACTOR:
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
+			"module is a reactor (exports _initialize, no _start): atf runs only WASI commands for now; build a command (GOOS=wasip1, or clang --target=wasm32-wasi)")
+	default:
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
+			"module does not export _start: atf runs WASI commands (build with GOOS=wasip1, or clang --target=wasm32-wasi)")
+	}
+
+	start := time.Now()
+	res = e.runCommand(ctx, compiled, job)
+	res.Duration = time.Since(start)
+	return res
+}
+
+// runCommand instantiates compiled for one task and calls _start.
+func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule, job Job) Result {
+	rc := newRunContext(ctx, job.Timeout)
+	defer rc.release()
+
+	st := runState{
+		timeout:  job.Timeout,
+		memoryMB: job.MemoryMB,
+		maxOut:   e.cfg.MaxOutputBytes,
+		mem:      newMemoryLimit(job.MemoryMB),
+		stdout:   &outputWriter{limit: e.cfg.MaxOutputBytes},
+		stderr:   newTailWriter(e.cfg.StderrTailBytes),
+	}
+	st.stdout.onLimit = func() { rc.Stop(errOutputLimit) }
+
+	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st))
+	if err != nil {
+		var initMem *initialMemoryError
+		switch {
+		case errors.As(err, &initMem):
+			r := failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MEMORY_LIMIT,
+				fmt.Sprintf("memory limit hit: memory_mb=%d (%s)", job.MemoryMB, initMem.Error()))
+			r.Error.Limit = fmt.Sprintf("memory_mb=%d", job.MemoryMB)
+			return r
+		case rc.Err() != nil:
+			st.err, st.cause = err, rc.Cause()
+			return classify(st)
+		default:
+			return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
+				"instantiate module: "+err.Error())
+		}
+	}
+	defer mod.Close(context.WithoutCancel(ctx))
+
+	_, st.err = mod.ExportedFunction("_start").Call(rc)
+	st.cause = rc.Cause()
+	return classify(st)
+}
+
+// instantiate instantiates compiled without running any start function,
+// turning the allocator's initialMemoryError panic back into an error.
+func (e *Engine) instantiate(ctx context.Context, compiled wazero.CompiledModule, cfg wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if ime, ok := p.(*initialMemoryError); ok {
+				mod, err = nil, ime
+				return
+			}
+			panic(p)
+		}
+	}()
+	return e.runtime.InstantiateModule(ctx, compiled, cfg)
+}
+
+// moduleConfig is the guest's whole world: stdin, stdout, stderr, Job.Env,
+// real clocks and randomness. No filesystem is mounted and no host
+// environment variable is passed.
+func moduleConfig(job Job, st runState) wazero.ModuleConfig {
+	argv0 := job.Env["ATF_LAMBDA"]
+	if argv0 == "" {
+		argv0 = "lambda"
+	}
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: concurrent instances of one module
+		WithStartFunctions(). // _start is called by runCommand
+		WithArgs(argv0).
+		WithStdin(bytes.NewReader(job.Payload)).
+		WithStdout(st.stdout).
+		WithStderr(st.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	for _, k := range slices.Sorted(maps.Keys(job.Env)) {
+		cfg = cfg.WithEnv(k, job.Env[k])
+	}
+	return cfg
+}
+
+func validateJob(job Job) error {
+	if job.SHA256 == "" {
+		return errors.New("job has no module SHA256")
+	}
+	if job.MemoryMB <= 0 {
+		return fmt.Errorf("job has memory_mb=%d; it must be positive", job.MemoryMB)
+	}
+	for k, v := range job.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+			return fmt.Errorf("job has an invalid environment variable %q", k)
+		}
+	}
+	return nil
+}
+
+func cancelled(ctx context.Context) Result {
+	return failure(atfv1.Outcome_OUTCOME_CANCELLED, atfv1.ErrorKind_ERROR_KIND_UNSPECIFIED,
+		"cancelled: "+context.Cause(ctx).Error())
+}
