@@ -17,9 +17,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrClaimLost: the fencing token is not the task's current claim.
 	ErrClaimLost = errors.New("claim lost")
-	// ErrFinished: the task is in a terminal state and the change needs a
+	// ErrWrongState: the task is in a terminal state and the change needs a
 	// live one (or the other way round, for Retry).
 	ErrWrongState = errors.New("wrong state")
+	// ErrInvalid: an argument the store cannot use (a malformed page
+	// token, a priority out of 0-9, an unknown outcome).
+	ErrInvalid = errors.New("invalid argument")
 )
 
 // Defaults of a lambda's policy, applied by DeployLambda to unset fields.
@@ -31,6 +34,7 @@ const (
 	DefaultRetryBackoffMax = 10 * time.Minute
 	DefaultPartitions      = 16
 	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultEnqueueTimeout  = 30 * time.Second
 )
 
 // Options configures a Store. Zero fields take the defaults above.
@@ -40,8 +44,13 @@ type Options struct {
 	Partitions int
 	// Retention is how long finished tasks are kept. Default 7 days.
 	Retention time.Duration
-	// Now is the clock; default time.Now. Tests inject their own.
+	// Now is the clock; default time.Now. Tests inject their own. Scripts
+	// never read Redis's clock: every time they store comes from here.
 	Now func() time.Time
+	// EnqueueTimeout is the next trigger of a task Schedule or Retry
+	// enqueues directly: when no executor claims it by then, the consumer
+	// pushes it again. Default DefaultEnqueueTimeout.
+	EnqueueTimeout time.Duration
 }
 
 // Lambda is a deployed lambda as the store keeps it.

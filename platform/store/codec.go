@@ -1,0 +1,217 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// Task hash fields. Short names: a busy store holds millions of hashes.
+const (
+	fNamespace   = "ns"
+	fLambda      = "lam"
+	fVersion     = "lv"  // lambda version of the current/last claim
+	fState       = "st"  // atf.v1.TaskState number
+	fAttempt     = "att" // attempts started (1 = first run)
+	fMaxAttempts = "max"
+	fPriority    = "pri"
+	fKey         = "key"
+	fCollection  = "col"
+	fQueue       = "q" // queue key the task is pushed to
+	fPayload     = "pl"
+	fExecuteAt   = "xa" // ms
+	fCreatedAt   = "ca" // ms
+	fEnqueuedAt  = "ea" // ms
+	fStartedAt   = "sa" // ms
+	fFinishedAt  = "fa" // ms
+	fUpdatedAt   = "ua" // ms
+	fRetryAt     = "ra" // ms
+	fHeartbeatAt = "hb" // ms, last heartbeat
+	fProgress    = "pg"
+	fError       = "err" // atf.v1.TaskError, proto binary
+	fOutput      = "out"
+	fTruncated   = "otr" // "1" when the output was cut
+	fDuration    = "dur" // microseconds
+	fTraceParent = "tp"
+	fToken       = "tok" // fencing token of the current claim
+	fCancelReq   = "cr"  // "1" when cancel was requested while running
+)
+
+// decodeTask reads a task hash. id is the task's id (not stored in it).
+func decodeTask(id string, h map[string]string) (Task, error) {
+	t := Task{
+		ID:              id,
+		Namespace:       h[fNamespace],
+		Lambda:          h[fLambda],
+		LambdaVersion:   atoi64(h[fVersion]),
+		State:           atfv1.TaskState(atoi64(h[fState])),
+		Attempt:         int(atoi64(h[fAttempt])),
+		MaxAttempts:     int(atoi64(h[fMaxAttempts])),
+		Priority:        int(atoi64(h[fPriority])),
+		Key:             h[fKey],
+		Collection:      h[fCollection],
+		ExecuteAt:       msTime(h[fExecuteAt]),
+		CreatedAt:       msTime(h[fCreatedAt]),
+		EnqueuedAt:      msTime(h[fEnqueuedAt]),
+		StartedAt:       msTime(h[fStartedAt]),
+		FinishedAt:      msTime(h[fFinishedAt]),
+		UpdatedAt:       msTime(h[fUpdatedAt]),
+		RetryAt:         msTime(h[fRetryAt]),
+		Progress:        int(atoi64(h[fProgress])),
+		OutputTruncated: h[fTruncated] == "1",
+		Duration:        time.Duration(atoi64(h[fDuration])) * time.Microsecond,
+		TraceParent:     h[fTraceParent],
+		Token:           atoi64(h[fToken]),
+		CancelRequested: h[fCancelReq] == "1",
+	}
+	if v, ok := h[fPayload]; ok && v != "" {
+		t.Payload = []byte(v)
+	}
+	if v, ok := h[fOutput]; ok && v != "" {
+		t.Output = []byte(v)
+	}
+	if v := h[fError]; v != "" {
+		e := &atfv1.TaskError{}
+		if err := proto.Unmarshal([]byte(v), e); err != nil {
+			return t, fmt.Errorf("store: task %s: decode error field: %w", id, err)
+		}
+		t.Error = e
+	}
+	return t, nil
+}
+
+// pairsToMap turns a script's flat HGETALL reply into a map.
+func pairsToMap(v any) (map[string]string, error) {
+	list, ok := v.([]any)
+	if !ok || len(list)%2 != 0 {
+		return nil, fmt.Errorf("store: unexpected script reply %T", v)
+	}
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i < len(list); i += 2 {
+		k, _ := list[i].(string)
+		val, _ := list[i+1].(string)
+		m[k] = val
+	}
+	return m, nil
+}
+
+func encodeError(e *atfv1.TaskError) (string, error) {
+	if e == nil {
+		return "", nil
+	}
+	b, err := proto.Marshal(e)
+	if err != nil {
+		return "", fmt.Errorf("store: encode task error: %w", err)
+	}
+	return string(b), nil
+}
+
+// exhausted is e (or an empty error) marked as the last attempt's.
+func exhausted(e *atfv1.TaskError) *atfv1.TaskError {
+	if e == nil {
+		return &atfv1.TaskError{AttemptsExhausted: true}
+	}
+	c := proto.Clone(e).(*atfv1.TaskError)
+	c.AttemptsExhausted = true
+	return c
+}
+
+// Lambda hash fields.
+const (
+	lName            = "name"
+	lVersion         = "v"
+	lSHA256          = "sha"
+	lSize            = "size"
+	lABI             = "abi"
+	lTimeout         = "tmo" // ms
+	lMemoryMB        = "mem"
+	lMaxAttempts     = "max"
+	lMaxConcurrency  = "conc"
+	lAllowedHosts    = "hosts" // JSON array
+	lRetryBackoff    = "rb"    // ms
+	lRetryBackoffMax = "rbm"   // ms
+	lImports         = "imp"   // JSON array
+	lCreatedAt       = "ca"    // ms
+	lUpdatedAt       = "ua"    // ms
+)
+
+func encodeLambda(l Lambda) ([]any, error) {
+	hosts, err := json.Marshal(nonNil(l.AllowedHosts))
+	if err != nil {
+		return nil, err
+	}
+	imports, err := json.Marshal(nonNil(l.Imports))
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		lName, l.Name,
+		lSHA256, l.SHA256,
+		lSize, strconv.FormatInt(l.SizeBytes, 10),
+		lABI, strconv.Itoa(int(l.ABI)),
+		lTimeout, durMS(l.Timeout),
+		lMemoryMB, strconv.Itoa(l.MemoryMB),
+		lMaxAttempts, strconv.Itoa(l.MaxAttempts),
+		lMaxConcurrency, strconv.Itoa(l.MaxConcurrency),
+		lAllowedHosts, string(hosts),
+		lRetryBackoff, durMS(l.RetryBackoff),
+		lRetryBackoffMax, durMS(l.RetryBackoffMax),
+		lImports, string(imports),
+	}, nil
+}
+
+func decodeLambda(ns string, h map[string]string) (Lambda, error) {
+	l := Lambda{
+		Namespace:       ns,
+		Name:            h[lName],
+		Version:         atoi64(h[lVersion]),
+		SHA256:          h[lSHA256],
+		SizeBytes:       atoi64(h[lSize]),
+		ABI:             atfv1.Abi(atoi64(h[lABI])),
+		Timeout:         time.Duration(atoi64(h[lTimeout])) * time.Millisecond,
+		MemoryMB:        int(atoi64(h[lMemoryMB])),
+		MaxAttempts:     int(atoi64(h[lMaxAttempts])),
+		MaxConcurrency:  int(atoi64(h[lMaxConcurrency])),
+		RetryBackoff:    time.Duration(atoi64(h[lRetryBackoff])) * time.Millisecond,
+		RetryBackoffMax: time.Duration(atoi64(h[lRetryBackoffMax])) * time.Millisecond,
+		CreatedAt:       msTime(h[lCreatedAt]),
+		UpdatedAt:       msTime(h[lUpdatedAt]),
+	}
+	if v := h[lAllowedHosts]; v != "" && v != "[]" {
+		if err := json.Unmarshal([]byte(v), &l.AllowedHosts); err != nil {
+			return l, fmt.Errorf("store: lambda %q: decode allowed hosts: %w", l.Name, err)
+		}
+	}
+	if v := h[lImports]; v != "" && v != "[]" {
+		if err := json.Unmarshal([]byte(v), &l.Imports); err != nil {
+			return l, fmt.Errorf("store: lambda %q: decode imports: %w", l.Name, err)
+		}
+	}
+	return l, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// msTime reads unix milliseconds; "" or "0" is the zero time.
+func msTime(s string) time.Time {
+	n := atoi64(s)
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// HeartbeatTimeoutMessage is the error message of a task whose executor
+// stopped heartbeating.
+const HeartbeatTimeoutMessage = "executor stopped heartbeating"
+
+// ProcessDue applies the state table to up to limit of a partition's due
+// triggers (score <= now), in one script:
+//
+//	NEW                          -> ENQUEUED
+//	ENQUEUED (enqueue timeout)   -> pushed again, stays ENQUEUED
+//	CLAIMED (claim timeout)      -> ENQUEUED, attempt - 1 (it never ran)
+//	PROCESSING (heartbeat t/o)   -> ENQUEUED with a HEARTBEAT_TIMEOUT error,
+//	                                FATAL_FAILURE (attempts exhausted) at max
+//	                                attempts, CANCELLED if cancel was requested
+//	RETRIABLE_FAILURE            -> ENQUEUED
+//
+// Every task left ENQUEUED gets the trigger now + t.Enqueue and is pushed
+// to its queue after the script (queue keys live outside the partition's
+// slot). Only t.Enqueue is read: the claim and heartbeat deadlines were
+// set by Claim and Heartbeat when they stored the triggers.
+//
+// moved counts the tasks handled; next is the earliest trigger left in the
+// partition (zero when none). next <= now means more are due already.
+func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit int) (int, time.Time, error) {
+	if partition < 0 || partition >= s.opts.Partitions {
+		return 0, time.Time{}, errorf(ErrInvalid, "partition %d out of range 0-%d", partition, s.opts.Partitions-1)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	enqueue := t.Enqueue
+	if enqueue <= 0 {
+		enqueue = s.opts.EnqueueTimeout
+	}
+	hbErr := &atfv1.TaskError{
+		Kind:    atfv1.ErrorKind_ERROR_KIND_HEARTBEAT_TIMEOUT,
+		Message: HeartbeatTimeoutMessage,
+	}
+	blob, err := encodeError(hbErr)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	lastBlob, err := encodeError(exhausted(hbErr))
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	now := s.now()
+	res, err := processDueScript.Run(ctx, s.rdb, []string{triggerKey(partition)},
+		ms(now), limit, partPrefix(partition), ms(now.Add(enqueue)), blob, lastBlob,
+		s.opts.Retention.Milliseconds()).Slice()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: process due triggers of partition %d: %w", partition, err)
+	}
+	moved, _ := res[0].(int64)
+	var next time.Time
+	if first, _ := res[1].(string); first != "" {
+		// Scores come back as strings; they are whole milliseconds.
+		f, err := strconv.ParseFloat(first, 64)
+		if err == nil {
+			next = time.UnixMilli(int64(f)).UTC()
+		}
+	}
+	if len(res) > 2 {
+		pipe := s.rdb.Pipeline()
+		for i := 2; i+1 < len(res); i += 2 {
+			q, _ := res[i].(string)
+			id, _ := res[i+1].(string)
+			pipe.LPush(ctx, q, id)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			// The tasks are ENQUEUED with a trigger: the next pass pushes
+			// them again.
+			return int(moved), next, fmt.Errorf("store: push due tasks of partition %d: %w", partition, err)
+		}
+	}
+	return int(moved), next, nil
+}
+
+// Wakeups reports partitions that got a trigger earlier than any they had
+// (Schedule of a later task, a retry backoff, a new claim deadline): a
+// consumer sleeping until that partition's earliest trigger should run
+// ProcessDue now and sleep again. The channel is buffered; the goroutine
+// behind it stops and closes the channel when ctx ends. Wakeups returns
+// once the subscription is in place.
+func (s *Store) Wakeups(ctx context.Context) <-chan int {
+	out := make(chan int, 64)
+	sub := s.rdb.Subscribe(ctx, wakeChannel)
+	// Wait for the subscription to be confirmed, so that a trigger set
+	// after Wakeups returns is never missed. An error here is retried by
+	// the subscription itself.
+	_, _ = sub.Receive(ctx)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		msgs := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				part, _, _ := strings.Cut(m.Payload, " ")
+				p, err := strconv.Atoi(part)
+				if err != nil || p < 0 || p >= s.opts.Partitions {
+					continue
+				}
+				select {
+				case out <- p:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,414 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// Every change of a task is one of the scripts below, run over the keys of
+// the task's partition (all named with the {p<P>} hash tag). Scripts build
+// other keys of the same partition from the prefix they are given (the
+// task hash of a deduplicated key, the key -> id mapping of a finished
+// task): these share the slot, so Redis Cluster accepts them.
+//
+// Scripts never call TIME: the caller passes "now" and every deadline in
+// unix milliseconds, so tests drive the clock. They stick to Lua 5.1 and
+// redis.call, and run unchanged on redis-server and miniredis.
+//
+// Task hash fields (see taskFields in codec.go):
+//
+//	ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb pg err
+//	out otr dur tp tok cr
+
+// luaPrelude holds the constants and helpers every task script shares. It
+// is part of each script's text.
+const luaPrelude = `
+local NEW, ENQUEUED, CLAIMED, PROCESSING = "1", "2", "3", "4"
+local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
+
+-- set (or move) a task's next trigger; when it becomes the partition's
+-- earliest, tell sleeping consumers on the wake channel ("<P> <ms>").
+local function set_trigger(zkey, id, at, wake, part)
+  local first = redis.call("ZRANGE", zkey, 0, 0, "WITHSCORES")
+  redis.call("ZADD", zkey, at, id)
+  if wake ~= "" and (first[2] == nil or tonumber(at) < tonumber(first[2])) then
+    redis.call("PUBLISH", wake, part .. " " .. at)
+  end
+end
+
+-- a task reached a terminal state: no trigger, kept for the retention.
+local function finish(tkey, zkey, id, now, retention, prefix, ns, lam, key)
+  redis.call("HSET", tkey, "fa", now)
+  redis.call("ZREM", zkey, id)
+  redis.call("PEXPIRE", tkey, retention)
+  if key and key ~= "" then
+    local kk = prefix .. "key:" .. ns .. ":" .. lam .. ":" .. key
+    if redis.call("GET", kk) == id then
+      redis.call("PEXPIRE", kk, retention)
+    end
+  end
+end
+
+local function varint(n)
+  local s = ""
+  while n >= 128 do
+    s = s .. string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  return s .. string.char(n)
+end
+
+-- an encoded atf.v1.TaskError with its attempt field (6) set: appending a
+-- field to a proto message overrides an earlier value of it.
+local function with_attempt(blob, attempt)
+  if blob == "" then return "" end
+  return blob .. "\48" .. varint(attempt)
+end
+`
+
+// scheduleScript stores a new task, or finds the live task that already
+// holds its key.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// KEYS[3] partition index zset of the task's lambda
+// KEYS[4] key -> id mapping (only when the task has a key)
+// ARGV[1] task id
+// ARGV[2] partition key prefix ("atf:{p<P>}:")
+// ARGV[3] next trigger (ms)
+// ARGV[4] created (ms)
+// ARGV[5] wake channel, "" when the task is enqueued now
+// ARGV[6] partition number
+// ARGV[7...] task hash field, value, field, value...
+//
+// Returns {0} when stored, {1, existing id, {existing task hash}} when the
+// key already maps to a task that still exists.
+var scheduleScript = redis.NewScript(luaPrelude + `
+if KEYS[4] then
+  local existing = redis.call("GET", KEYS[4])
+  if existing then
+    local fields = redis.call("HGETALL", ARGV[2] .. "task:" .. existing)
+    if #fields > 0 then
+      return {1, existing, fields}
+    end
+  end
+end
+redis.call("HSET", KEYS[1], unpack(ARGV, 7))
+set_trigger(KEYS[2], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
+redis.call("ZADD", KEYS[3], ARGV[4], ARGV[1])
+if KEYS[4] then
+  redis.call("SET", KEYS[4], ARGV[1])
+end
+return {0}
+`)
+
+// claimScript moves an ENQUEUED task to CLAIMED with a fresh fencing token.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// ARGV[1] task id
+// ARGV[2] lambda version the claimer runs
+// ARGV[3] now (ms)
+// ARGV[4] claim deadline: now + claim timeout (ms)
+// ARGV[5] wake channel
+// ARGV[6] partition number
+//
+// Returns the task hash (field, value, ...) once claimed; 0 when the task is
+// gone or not ENQUEUED (cancelled, claimed already, a duplicate queue entry).
+var claimScript = redis.NewScript(luaPrelude + `
+if redis.call("HGET", KEYS[1], "st") ~= ENQUEUED then
+  return 0
+end
+redis.call("HINCRBY", KEYS[1], "att", 1)
+redis.call("HINCRBY", KEYS[1], "tok", 1)
+redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3])
+set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
+return redis.call("HGETALL", KEYS[1])
+`)
+
+// heartbeatScript extends a claim and answers what the executor must do.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// ARGV[1] task id
+// ARGV[2] fencing token the executor holds
+// ARGV[3] progress (0-100), -1 to leave it
+// ARGV[4] now (ms)
+// ARGV[5] heartbeat deadline: now + heartbeat timeout (ms)
+// ARGV[6] wake channel
+// ARGV[7] partition number
+//
+// Returns an atf.v1.Directive: 1 CONTINUE, 2 CANCEL, 3 CLAIM_LOST.
+var heartbeatScript = redis.NewScript(luaPrelude + `
+local v = redis.call("HMGET", KEYS[1], "st", "tok", "cr", "sa")
+local st = v[1]
+if not st then
+  return 3
+end
+if st == CANCELLED then
+  return 2
+end
+if v[2] ~= ARGV[2] or (st ~= CLAIMED and st ~= PROCESSING) then
+  return 3
+end
+set_trigger(KEYS[2], ARGV[1], ARGV[5], ARGV[6], ARGV[7])
+redis.call("HSET", KEYS[1], "hb", ARGV[4], "ua", ARGV[4])
+if st == CLAIMED then
+  redis.call("HSET", KEYS[1], "st", PROCESSING)
+  if not v[4] then
+    redis.call("HSET", KEYS[1], "sa", ARGV[4])
+  end
+end
+if tonumber(ARGV[3]) >= 0 then
+  redis.call("HSET", KEYS[1], "pg", ARGV[3])
+end
+if v[3] == "1" then
+  return 2
+end
+return 1
+`)
+
+// setResultScript records an execution's outcome under the current claim.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// ARGV[1]  task id
+// ARGV[2]  fencing token
+// ARGV[3]  outcome (atf.v1.Outcome: 1 SUCCESS, 2 RETRY, 3 FATAL, 4 CANCELLED)
+// ARGV[4]  output
+// ARGV[5]  output truncated ("1"/"0")
+// ARGV[6]  error (atf.v1.TaskError, proto binary; "" for none)
+// ARGV[7]  the same error with attempts_exhausted set
+// ARGV[8]  duration (microseconds)
+// ARGV[9]  now (ms)
+// ARGV[10] retry at (ms)
+// ARGV[11] retention (ms)
+// ARGV[12] partition key prefix
+// ARGV[13] wake channel
+// ARGV[14] partition number
+//
+// Returns {new state} when recorded; {0, current state or "0"} when the
+// token is not the current claim or the task is not running (nothing
+// changes then).
+var setResultScript = redis.NewScript(luaPrelude + `
+local v = redis.call("HMGET", KEYS[1], "st", "tok", "att", "max", "sa", "ns", "lam", "key")
+local st = v[1]
+if not st or v[2] ~= ARGV[2] or (st ~= CLAIMED and st ~= PROCESSING) then
+  return {0, st or "0"}
+end
+local att = tonumber(v[3]) or 0
+local max = tonumber(v[4]) or 1
+local blob = ARGV[6]
+local out = ARGV[3]
+local nst
+if out == "1" then
+  nst = SUCCESS
+elseif out == "3" then
+  nst = FATAL
+elseif out == "4" then
+  nst = CANCELLED
+elseif att >= max then
+  nst = FATAL
+  blob = ARGV[7]
+else
+  nst = RETRIABLE
+end
+redis.call("HSET", KEYS[1], "st", nst, "out", ARGV[4], "otr", ARGV[5],
+  "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9])
+if not v[5] then
+  redis.call("HSET", KEYS[1], "sa", ARGV[9])
+end
+if nst == RETRIABLE then
+  redis.call("HSET", KEYS[1], "ra", ARGV[10])
+  set_trigger(KEYS[2], ARGV[1], ARGV[10], ARGV[13], ARGV[14])
+else
+  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], v[6], v[7], v[8])
+end
+return {tonumber(nst)}
+`)
+
+// processDueScript applies the state table to a partition's due triggers.
+//
+// KEYS[1] partition trigger zset
+// ARGV[1] now (ms)
+// ARGV[2] at most this many triggers
+// ARGV[3] partition key prefix
+// ARGV[4] enqueue deadline: now + enqueue timeout (ms)
+// ARGV[5] heartbeat-timeout error (atf.v1.TaskError, proto binary)
+// ARGV[6] the same error with attempts_exhausted set
+// ARGV[7] retention (ms)
+//
+// Returns {moved, earliest remaining trigger (ms) or "", queue, id, queue,
+// id, ...}: the queue pushes the caller must make.
+var processDueScript = redis.NewScript(luaPrelude + `
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+local now = ARGV[1]
+local res = {0, ""}
+local moved = 0
+for _, id in ipairs(ids) do
+  local tkey = ARGV[3] .. "task:" .. id
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key")
+  local st = v[1]
+  local att = tonumber(v[2]) or 0
+  local push = false
+  if st == NEW or st == RETRIABLE then
+    redis.call("HSET", tkey, "st", ENQUEUED, "ea", now, "ua", now)
+    push = true
+  elseif st == ENQUEUED then
+    push = true
+  elseif st == CLAIMED then
+    -- the claimer never started it: the attempt does not count
+    redis.call("HSET", tkey, "st", ENQUEUED, "att", math.max(att - 1, 0), "ea", now, "ua", now)
+    push = true
+  elseif st == PROCESSING then
+    if v[4] == "1" then
+      redis.call("HSET", tkey, "st", CANCELLED, "ua", now)
+      finish(tkey, KEYS[1], id, now, ARGV[7], ARGV[3], v[6], v[7], v[8])
+    elseif att >= (tonumber(v[3]) or 1) then
+      redis.call("HSET", tkey, "st", FATAL, "err", with_attempt(ARGV[6], att), "ua", now)
+      finish(tkey, KEYS[1], id, now, ARGV[7], ARGV[3], v[6], v[7], v[8])
+    else
+      redis.call("HSET", tkey, "st", ENQUEUED, "err", with_attempt(ARGV[5], att), "ea", now, "ua", now)
+      push = true
+    end
+  else
+    -- gone (expired) or terminal: a stale trigger
+    redis.call("ZREM", KEYS[1], id)
+    moved = moved - 1
+  end
+  moved = moved + 1
+  if push then
+    redis.call("ZADD", KEYS[1], ARGV[4], id)
+    res[#res + 1] = v[5]
+    res[#res + 1] = id
+  end
+end
+res[1] = moved
+local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
+if first[2] then
+  res[2] = first[2]
+end
+return res
+`)
+
+// cancelScript cancels a task: at once when it is not running, by request
+// (answered on the next heartbeat) when it is.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// ARGV[1] task id
+// ARGV[2] now (ms)
+// ARGV[3] retention (ms)
+// ARGV[4] partition key prefix
+//
+// Returns {0} when there is no such task, else {code, {task hash}} with code
+// 1 cancelled, 2 cancel requested, 3 already finished (nothing changed).
+var cancelScript = redis.NewScript(luaPrelude + `
+local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key")
+local st = v[1]
+if not st then
+  return {0}
+end
+local code = 3
+if st == NEW or st == ENQUEUED or st == RETRIABLE then
+  redis.call("HSET", KEYS[1], "st", CANCELLED, "ua", ARGV[2])
+  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], v[2], v[3], v[4])
+  code = 1
+elseif st == CLAIMED or st == PROCESSING then
+  redis.call("HSET", KEYS[1], "cr", "1", "ua", ARGV[2])
+  code = 2
+end
+return {code, redis.call("HGETALL", KEYS[1])}
+`)
+
+// retryScript runs a dead letter (FATAL_FAILURE) or a cancelled task again.
+//
+// KEYS[1] task hash
+// KEYS[2] partition trigger zset
+// ARGV[1] task id
+// ARGV[2] now (ms)
+// ARGV[3] enqueue deadline: now + enqueue timeout (ms)
+// ARGV[4] partition key prefix
+// ARGV[5] wake channel
+// ARGV[6] partition number
+//
+// Returns {0} when there is no such task, else {code, {task hash}} with code
+// 1 enqueued (the caller pushes it), 3 not retriable (nothing changed).
+var retryScript = redis.NewScript(luaPrelude + `
+local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key")
+local st = v[1]
+if not st then
+  return {0}
+end
+if st ~= FATAL and st ~= CANCELLED then
+  return {3, redis.call("HGETALL", KEYS[1])}
+end
+redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2])
+redis.call("HDEL", KEYS[1], "fa", "ra")
+redis.call("PERSIST", KEYS[1])
+if v[4] and v[4] ~= "" then
+  local kk = ARGV[4] .. "key:" .. v[2] .. ":" .. v[3] .. ":" .. v[4]
+  if redis.call("GET", kk) == ARGV[1] then
+    redis.call("PERSIST", kk)
+  end
+end
+set_trigger(KEYS[2], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
+return {1, redis.call("HGETALL", KEYS[1])}
+`)
+
+// popScript pops without blocking, from queues in the given order.
+//
+// KEYS[1...] queue keys, highest priority first (all in the {q} slot)
+// ARGV[1]    at most this many ids
+//
+// Returns {queue, id, queue, id, ...}.
+var popScript = redis.NewScript(`
+local n = tonumber(ARGV[1])
+local out = {}
+for _, k in ipairs(KEYS) do
+  while n > 0 do
+    local id = redis.call("RPOP", k)
+    if not id then break end
+    out[#out + 1] = k
+    out[#out + 1] = id
+    n = n - 1
+  end
+  if n <= 0 then break end
+end
+return out
+`)
+
+// deployLambdaScript stores a new version of a lambda.
+//
+// KEYS[1] lambda hash
+// KEYS[2] namespace's set of lambda names
+// KEYS[3] namespace's hash of name -> last version (it survives
+// DeleteLambda, so one version number never names two deploys)
+// ARGV[1] lambda name
+// ARGV[2] now (ms)
+// ARGV[3...] lambda hash field, value, ...
+//
+// Returns {version, created (ms)}.
+var deployLambdaScript = redis.NewScript(`
+local prev = redis.call("HMGET", KEYS[1], "v", "ca")
+local last = tonumber(redis.call("HGET", KEYS[3], ARGV[1])) or 0
+local version = math.max(tonumber(prev[1]) or 0, last) + 1
+local created = prev[2] or ARGV[2]
+redis.call("DEL", KEYS[1])
+redis.call("HSET", KEYS[1], "v", version, "ca", created, "ua", ARGV[2], unpack(ARGV, 3))
+redis.call("SADD", KEYS[2], ARGV[1])
+redis.call("HSET", KEYS[3], ARGV[1], version)
+return {version, created}
+`)
+
+// deleteLambdaScript removes a lambda (not its module, not its tasks).
+//
+// KEYS[1] lambda hash
+// KEYS[2] namespace's set of lambda names
+// ARGV[1] lambda name
+//
+// Returns 1 when deleted, 0 when there was no such lambda.
+var deleteLambdaScript = redis.NewScript(`
+if redis.call("DEL", KEYS[1]) == 0 then
+  return 0
+end
+redis.call("SREM", KEYS[2], ARGV[1])
+return 1
+`)

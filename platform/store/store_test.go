@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/platform/redistest"
+)
+
+// testClock is the injected clock: tests move it by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type testBundle struct {
+	rdb   redis.UniversalClient
+	store *Store
+	clock *testClock
+	ctx   context.Context
+}
+
+const (
+	ns           = "default"
+	enqueueTmo   = 30 * time.Second
+	claimTmo     = 10 * time.Second
+	heartbeatTmo = 20 * time.Second
+)
+
+var timeouts = Timeouts{Enqueue: enqueueTmo, Claim: claimTmo, Heartbeat: heartbeatTmo}
+
+// setup gives a test its own real redis-server and a store over it with a
+// test clock.
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	t.Parallel()
+	return newBundle(t, redistest.Start(t))
+}
+
+// setupMiniredis is setup over miniredis, which `atf dev` may run on.
+func setupMiniredis(t *testing.T) *testBundle {
+	t.Helper()
+	t.Parallel()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return newBundle(t, rdb)
+}
+
+func newBundle(t *testing.T, rdb redis.UniversalClient) *testBundle {
+	clock := &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	return &testBundle{
+		rdb:   rdb,
+		clock: clock,
+		ctx:   context.Background(),
+		store: New(rdb, Options{Partitions: 4, Retention: time.Hour, Now: clock.Now, EnqueueTimeout: enqueueTmo}),
+	}
+}
+
+func (b *testBundle) schedule(t *testing.T, nt NewTask) Task {
+	t.Helper()
+	if nt.Namespace == "" {
+		nt.Namespace = ns
+	}
+	if nt.Lambda == "" {
+		nt.Lambda = "echo"
+	}
+	task, dedup, err := b.store.Schedule(b.ctx, nt)
+	if err != nil {
+		t.Fatalf("Schedule: %v", err)
+	}
+	if dedup {
+		t.Fatalf("Schedule: unexpected dedup of %s", task.ID)
+	}
+	return task
+}
+
+func (b *testBundle) get(t *testing.T, id string) Task {
+	t.Helper()
+	task, err := b.store.GetTask(b.ctx, ns, id)
+	if err != nil {
+		t.Fatalf("GetTask(%s): %v", id, err)
+	}
+	return task
+}
+
+// claim pops nothing: it claims id directly, as the controller does after
+// popping it, and fails the test unless the claim succeeds.
+func (b *testBundle) claim(t *testing.T, id string) Task {
+	t.Helper()
+	got, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: id, LambdaVersion: 1}}, claimTmo)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("Claim(%s): got %d tasks, want 1", id, len(got))
+	}
+	return got[0]
+}
+
+// running schedules a task and takes it to PROCESSING.
+func (b *testBundle) running(t *testing.T, nt NewTask) Task {
+	t.Helper()
+	task := b.schedule(t, nt)
+	task = b.claim(t, task.ID)
+	b.beat(t, task, atfv1.Directive_DIRECTIVE_CONTINUE)
+	return b.get(t, task.ID)
+}
+
+func (b *testBundle) beat(t *testing.T, task Task, want atfv1.Directive) {
+	t.Helper()
+	d, err := b.store.Heartbeat(b.ctx, []Beat{{TaskID: task.ID, Token: task.Token, Progress: -1}}, heartbeatTmo)
+	if err != nil {
+		t.Fatalf("Heartbeat: %v", err)
+	}
+	if d[0] != want {
+		t.Fatalf("Heartbeat(%s): directive %s, want %s", task.ID, d[0], want)
+	}
+}
+
+func (b *testBundle) trigger(t *testing.T, id string) (time.Time, bool) {
+	t.Helper()
+	p, _ := b.store.PartitionOf(id)
+	score, err := b.rdb.ZScore(b.ctx, triggerKey(p), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.UnixMilli(int64(score)).UTC(), true
+}
+
+func (b *testBundle) wantTrigger(t *testing.T, id string, want time.Time) {
+	t.Helper()
+	got, ok := b.trigger(t, id)
+	if !ok {
+		t.Fatalf("task %s has no trigger, want %s", id, want)
+	}
+	if !got.Equal(want) {
+		t.Fatalf("task %s trigger %s, want %s", id, got, want)
+	}
+}
+
+func (b *testBundle) wantNoTrigger(t *testing.T, id string) {
+	t.Helper()
+	if got, ok := b.trigger(t, id); ok {
+		t.Fatalf("task %s has trigger %s, want none", id, got)
+	}
+}
+
+func (b *testBundle) queue(t *testing.T, priority int) []string {
+	t.Helper()
+	ids, err := b.rdb.LRange(b.ctx, b.store.QueueKey(ns, "echo", priority), 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// processAll runs ProcessDue over every partition.
+func (b *testBundle) processAll(t *testing.T) int {
+	t.Helper()
+	total := 0
+	for p := range b.store.Partitions() {
+		n, _, err := b.store.ProcessDue(b.ctx, p, timeouts, 100)
+		if err != nil {
+			t.Fatalf("ProcessDue(%d): %v", p, err)
+		}
+		total += n
+	}
+	return total
+}
+
+func wantState(t *testing.T, task Task, want atfv1.TaskState) {
+	t.Helper()
+	if task.State != want {
+		t.Fatalf("task %s is %s, want %s", task.ID, task.State, want)
+	}
+}

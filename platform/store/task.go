@@ -1,0 +1,196 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// Schedule stores a new task. A task due now (ExecuteAt zero or not after
+// now) is stored ENQUEUED and pushed to its queue at once; a later one is
+// stored NEW and the consumer enqueues it when due. A task with a Key that
+// maps to a task still kept (live, or finished within the retention) is
+// not stored: that task is returned with deduplicated = true.
+func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
+	if nt.Priority < 0 || nt.Priority > 9 {
+		return Task{}, false, errorf(ErrInvalid, "priority %d is out of range 0-9", nt.Priority)
+	}
+	if nt.Lambda == "" {
+		return Task{}, false, errorf(ErrInvalid, "task has no lambda")
+	}
+	if nt.MaxAttempts <= 0 {
+		nt.MaxAttempts = DefaultMaxAttempts
+	}
+	now := s.now()
+	nowMS := ms(now)
+	if nt.ExecuteAt.IsZero() {
+		nt.ExecuteAt = now
+	}
+	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
+	id := s.newID(p, now)
+	queue := s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
+
+	h := map[string]string{
+		fNamespace:   nt.Namespace,
+		fLambda:      nt.Lambda,
+		fAttempt:     "0",
+		fMaxAttempts: strconv.Itoa(nt.MaxAttempts),
+		fPriority:    strconv.Itoa(nt.Priority),
+		fQueue:       queue,
+		fExecuteAt:   ms(nt.ExecuteAt),
+		fCreatedAt:   nowMS,
+		fUpdatedAt:   nowMS,
+		fToken:       "0",
+	}
+	for f, v := range map[string]string{fKey: nt.Key, fCollection: nt.Collection, fTraceParent: nt.TraceParent, fPayload: string(nt.Payload)} {
+		if v != "" {
+			h[f] = v
+		}
+	}
+	dueNow := !nt.ExecuteAt.After(now)
+	trigger, wake := ms(nt.ExecuteAt), wakeChannel
+	if dueNow {
+		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_ENQUEUED))
+		h[fEnqueuedAt] = nowMS
+		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""
+	} else {
+		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_NEW))
+	}
+
+	keys := []string{taskKey(p, id), triggerKey(p), indexKey(p, nt.Namespace, nt.Lambda)}
+	if nt.Key != "" {
+		keys = append(keys, dedupKey(p, nt.Namespace, nt.Lambda, nt.Key))
+	}
+	args := []any{id, partPrefix(p), trigger, nowMS, wake, p}
+	for f, v := range h {
+		args = append(args, f, v)
+	}
+	res, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
+	}
+	if code, _ := res[0].(int64); code == 1 {
+		existing, _ := res[1].(string)
+		fields, err := pairsToMap(res[2])
+		if err != nil {
+			return Task{}, false, err
+		}
+		t, err := decodeTask(existing, fields)
+		return t, true, err
+	}
+	if dueNow {
+		// Apart from the script: a lost push is redone by the enqueue
+		// timeout, so the task is scheduled even if this fails.
+		if err := s.rdb.LPush(ctx, queue, id).Err(); err != nil {
+			return Task{}, false, fmt.Errorf("store: push task %s to its queue: %w", id, err)
+		}
+	}
+	t, err := decodeTask(id, h)
+	return t, false, err
+}
+
+// GetTask returns a task.
+func (s *Store) GetTask(ctx context.Context, ns, id string) (Task, error) {
+	p, err := s.PartitionOf(id)
+	if err != nil {
+		return Task{}, err
+	}
+	h, err := s.rdb.HGetAll(ctx, taskKey(p, id)).Result()
+	if err != nil {
+		return Task{}, fmt.Errorf("store: get task %s: %w", id, err)
+	}
+	if len(h) == 0 || h[fNamespace] != ns {
+		return Task{}, errorf(ErrNotFound, "task %q not found", id)
+	}
+	return decodeTask(id, h)
+}
+
+// Cancel cancels a task. A task that is not running (NEW, ENQUEUED,
+// RETRIABLE_FAILURE) is CANCELLED at once; a running one (CLAIMED,
+// PROCESSING) keeps its state with CancelRequested set: its executor's
+// next heartbeat is answered DIRECTIVE_CANCEL and the executor reports
+// OUTCOME_CANCELLED (or the heartbeat timeout ends it as CANCELLED). A
+// finished task is ErrWrongState.
+func (s *Store) Cancel(ctx context.Context, ns, id string) (Task, error) {
+	p, err := s.checkOwner(ctx, ns, id)
+	if err != nil {
+		return Task{}, err
+	}
+	now := s.now()
+	res, err := cancelScript.Run(ctx, s.rdb, []string{taskKey(p, id), triggerKey(p)},
+		id, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p)).Slice()
+	if err != nil {
+		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, err)
+	}
+	t, code, err := taskReply(id, res)
+	if err != nil {
+		return Task{}, err
+	}
+	if code == 3 {
+		return t, errorf(ErrWrongState, "task %s already finished (%s)", id, t.State)
+	}
+	return t, nil
+}
+
+// Retry runs a FATAL_FAILURE (dead letter) or CANCELLED task again: it is
+// ENQUEUED with attempt 0, its cancel flag cleared and its retention expiry
+// lifted, and pushed to its queue. Its error stays until the next result.
+// Other states are ErrWrongState.
+func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
+	p, err := s.checkOwner(ctx, ns, id)
+	if err != nil {
+		return Task{}, err
+	}
+	now := s.now()
+	res, err := retryScript.Run(ctx, s.rdb, []string{taskKey(p, id), triggerKey(p)},
+		id, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), wakeChannel, p).Slice()
+	if err != nil {
+		return Task{}, fmt.Errorf("store: retry task %s: %w", id, err)
+	}
+	t, code, err := taskReply(id, res)
+	if err != nil {
+		return Task{}, err
+	}
+	if code == 3 {
+		return t, errorf(ErrWrongState, "task %s is %s: only a FATAL_FAILURE or CANCELLED task can be retried", id, t.State)
+	}
+	if err := s.rdb.LPush(ctx, s.QueueKey(t.Namespace, t.Lambda, t.Priority), id).Err(); err != nil {
+		return t, fmt.Errorf("store: push task %s to its queue: %w", id, err)
+	}
+	return t, nil
+}
+
+// checkOwner finds a task's partition and checks that it belongs to ns.
+func (s *Store) checkOwner(ctx context.Context, ns, id string) (int, error) {
+	p, err := s.PartitionOf(id)
+	if err != nil {
+		return 0, err
+	}
+	owner, err := s.rdb.HGet(ctx, taskKey(p, id), fNamespace).Result()
+	if errors.Is(err, redis.Nil) || (err == nil && owner != ns) {
+		return 0, errorf(ErrNotFound, "task %q not found", id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: task %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// taskReply reads a {code, {task hash}} script reply; code 0 is not found.
+func taskReply(id string, res []any) (Task, int64, error) {
+	code, _ := res[0].(int64)
+	if code == 0 || len(res) < 2 {
+		return Task{}, 0, errorf(ErrNotFound, "task %q not found", id)
+	}
+	fields, err := pairsToMap(res[1])
+	if err != nil {
+		return Task{}, 0, err
+	}
+	t, err := decodeTask(id, fields)
+	return t, code, err
+}

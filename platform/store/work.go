@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// Popped is one task id taken from a queue.
+type Popped struct {
+	Queue  string
+	TaskID string
+}
+
+// ClaimRequest asks to claim one popped task for a lambda version.
+type ClaimRequest struct {
+	TaskID        string
+	LambdaVersion int64
+}
+
+// Pop takes up to max task ids from queues, which callers pass highest
+// priority first. It blocks up to wait for the first id (BRPOP: the first
+// non-empty queue in the given order wins), then takes up to max-1 more
+// without blocking, still in queue order. It returns an empty slice when
+// nothing came within wait; wait <= 0 does not block at all.
+//
+// Waits under a second are sent as fractional seconds; longer ones are
+// rounded to whole seconds (go-redis gives blocking commands a read
+// timeout only in whole seconds).
+func (s *Store) Pop(ctx context.Context, queues []string, max int, wait time.Duration) ([]Popped, error) {
+	if len(queues) == 0 || max <= 0 {
+		return []Popped{}, nil
+	}
+	out := make([]Popped, 0, max)
+	if wait > 0 {
+		var res []string
+		var err error
+		if wait < time.Second {
+			args := make([]any, 0, len(queues)+2)
+			args = append(args, "brpop")
+			for _, q := range queues {
+				args = append(args, q)
+			}
+			args = append(args, strconv.FormatFloat(wait.Seconds(), 'f', 3, 64))
+			res, err = s.rdb.Do(ctx, args...).StringSlice()
+		} else {
+			res, err = s.rdb.BRPop(ctx, wait.Round(time.Second), queues...).Result()
+		}
+		if errors.Is(err, redis.Nil) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("store: pop: %w", err)
+		}
+		if len(res) == 2 {
+			out = append(out, Popped{Queue: res[0], TaskID: res[1]})
+		}
+		max--
+		if max == 0 {
+			return out, nil
+		}
+	}
+	res, err := popScript.Run(ctx, s.rdb, queues, max).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, fmt.Errorf("store: pop: %w", err)
+	}
+	for i := 0; i+1 < len(res); i += 2 {
+		out = append(out, Popped{Queue: res[i], TaskID: res[i+1]})
+	}
+	return out, nil
+}
+
+// Claim moves popped tasks from ENQUEUED to CLAIMED: attempt and fencing
+// token go up by one, the lambda version is recorded and the next trigger
+// is now + claimTimeout. Tasks that are not ENQUEUED (cancelled, claimed
+// already, a duplicate queue entry, gone, malformed ids) are skipped
+// silently. The returned tasks carry their payload. One round trip.
+func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
+	now := s.now()
+	deadline := ms(now.Add(claimTimeout))
+	calls := make([]scriptCall, 0, len(claims))
+	ids := make([]string, 0, len(claims))
+	for _, c := range claims {
+		p, err := s.PartitionOf(c.TaskID)
+		if err != nil {
+			continue
+		}
+		calls = append(calls, scriptCall{
+			keys: []string{taskKey(p, c.TaskID), triggerKey(p)},
+			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wakeChannel, p},
+		})
+		ids = append(ids, c.TaskID)
+	}
+	if len(calls) == 0 {
+		return []Task{}, nil
+	}
+	cmds, err := s.runPipelined(ctx, claimScript, calls)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim: %w", err)
+	}
+	out := make([]Task, 0, len(cmds))
+	for i, c := range cmds {
+		if _, skipped := c.Val().(int64); skipped {
+			continue
+		}
+		fields, err := pairsToMap(c.Val())
+		if err != nil {
+			return nil, err
+		}
+		t, err := decodeTask(ids[i], fields)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Heartbeat extends running tasks' claims and answers one directive per
+// beat, in order: CLAIM_LOST when the token is not the current claim or
+// the task is not CLAIMED/PROCESSING (CANCEL when it ended CANCELLED);
+// CANCEL when cancel was requested; else CONTINUE, after moving CLAIMED to
+// PROCESSING (StartedAt set on the first beat), storing progress (when
+// >= 0) and setting the next trigger to now + heartbeatTimeout. One round
+// trip.
+func (s *Store) Heartbeat(ctx context.Context, beats []Beat, heartbeatTimeout time.Duration) ([]atfv1.Directive, error) {
+	now := s.now()
+	deadline := ms(now.Add(heartbeatTimeout))
+	out := make([]atfv1.Directive, len(beats))
+	calls := make([]scriptCall, 0, len(beats))
+	slot := make([]int, 0, len(beats))
+	for i, b := range beats {
+		p, err := s.PartitionOf(b.TaskID)
+		if err != nil {
+			out[i] = atfv1.Directive_DIRECTIVE_CLAIM_LOST
+			continue
+		}
+		calls = append(calls, scriptCall{
+			keys: []string{taskKey(p, b.TaskID), triggerKey(p)},
+			args: []any{b.TaskID, b.Token, b.Progress, ms(now), deadline, wakeChannel, p},
+		})
+		slot = append(slot, i)
+	}
+	if len(calls) == 0 {
+		return out, nil
+	}
+	cmds, err := s.runPipelined(ctx, heartbeatScript, calls)
+	if err != nil {
+		return nil, fmt.Errorf("store: heartbeat: %w", err)
+	}
+	for j, c := range cmds {
+		n, _ := c.Val().(int64)
+		out[slot[j]] = atfv1.Directive(n)
+	}
+	return out, nil
+}
+
+// SetResult records an execution's outcome and returns the task's new
+// state. It is accepted only from the current claim: when the token is not
+// the task's or the task is not CLAIMED/PROCESSING, nothing changes and
+// the error is ErrClaimLost.
+//
+// SUCCESS, FATAL and CANCELLED end the task in that state. RETRY makes it
+// RETRIABLE_FAILURE, due again at r.RetryAt, or FATAL_FAILURE (a dead
+// letter, Error.AttemptsExhausted set) when it has used its max attempts.
+// A finished task leaves the trigger set and expires after the retention,
+// with its key's mapping.
+func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error) {
+	switch r.Outcome {
+	case atfv1.Outcome_OUTCOME_SUCCESS, atfv1.Outcome_OUTCOME_RETRY,
+		atfv1.Outcome_OUTCOME_FATAL, atfv1.Outcome_OUTCOME_CANCELLED:
+	default:
+		return 0, errorf(ErrInvalid, "task %s: unknown outcome %s", r.TaskID, r.Outcome)
+	}
+	p, err := s.PartitionOf(r.TaskID)
+	if err != nil {
+		return 0, err
+	}
+	errBlob, err := encodeError(r.Error)
+	if err != nil {
+		return 0, err
+	}
+	lastBlob, err := encodeError(exhausted(r.Error))
+	if err != nil {
+		return 0, err
+	}
+	now := s.now()
+	retryAt := r.RetryAt
+	if retryAt.IsZero() {
+		retryAt = now
+	}
+	truncated := "0"
+	if r.OutputTruncated {
+		truncated = "1"
+	}
+	res, err := setResultScript.Run(ctx, s.rdb, []string{taskKey(p, r.TaskID), triggerKey(p)},
+		r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
+		r.Duration.Microseconds(), ms(now), ms(retryAt), s.opts.Retention.Milliseconds(),
+		partPrefix(p), wakeChannel, p).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
+	}
+	st, _ := res[0].(int64)
+	if st == 0 {
+		cur := "gone"
+		if len(res) > 1 {
+			if s, _ := res[1].(string); s != "0" {
+				cur = atfv1.TaskState(atoi64(s)).String()
+			}
+		}
+		return 0, errorf(ErrClaimLost, "task %s: claim lost: token %d is not the current claim (task is %s)", r.TaskID, r.Token, cur)
+	}
+	return atfv1.TaskState(st), nil
+}
