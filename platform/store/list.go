@@ -23,7 +23,7 @@ const (
 // page ("" at the end). An empty f.Lambda lists the tasks of every lambda
 // the namespace has deployed now.
 //
-// The order is (created ms, id) descending; the page token is that pair for
+// The order is (created ms, ULID) descending; the page token is that pair for
 // the last task returned, so pages stay stable while tasks are added.
 // Index entries of tasks that expired are dropped as they are met.
 func (s *Store) ListTasks(ctx context.Context, f ListFilter) ([]Task, string, error) {
@@ -169,10 +169,16 @@ type cursor struct {
 	id string
 }
 
-// after reports whether c comes before o in the listing (is newer).
+// after reports whether c comes before o in the listing (is newer). Ties
+// in the millisecond go by the ULID part of the id, which rises with
+// creation within a process, then by partition. Within one index zset
+// (one partition prefix) this is Redis's own order for equal scores.
 func (c cursor) after(o cursor) bool {
 	if c.ms != o.ms {
 		return c.ms > o.ms
+	}
+	if len(c.id) > 2 && len(o.id) > 2 && c.id[2:] != o.id[2:] {
+		return c.id[2:] > o.id[2:]
 	}
 	return c.id > o.id
 }

@@ -197,3 +197,7 @@ func wantState(t *testing.T, task Task, want atfv1.TaskState) {
 		t.Fatalf("task %s is %s, want %s", task.ID, task.State, want)
 	}
 }
+
+func redisZ(at time.Time, member string) redis.Z {
+	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
+}

@@ -1,0 +1,172 @@
+package store
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+// TestProcessDue walks each row of the state table with the test clock.
+func TestProcessDue(t *testing.T) {
+	b := setup(t)
+
+	t.Run("new becomes enqueued when due", func(t *testing.T) {
+		at := b.clock.Now().Add(time.Minute)
+		task := b.schedule(t, NewTask{ExecuteAt: at, Priority: 2})
+		p, _ := b.store.PartitionOf(task.ID)
+		n, next, err := b.store.ProcessDue(b.ctx, p, timeouts, 100)
+		if err != nil || n != 0 || !next.Equal(at) {
+			t.Fatalf("before due: moved %d next %s (want %s) %v", n, next, at, err)
+		}
+		b.clock.Advance(time.Minute)
+		n, next, err = b.store.ProcessDue(b.ctx, p, timeouts, 100)
+		if err != nil || n != 1 {
+			t.Fatalf("when due: moved %d %v", n, err)
+		}
+		now := b.clock.Now()
+		if !next.Equal(now.Add(enqueueTmo)) {
+			t.Fatalf("next %s, want the enqueue timeout %s", next, now.Add(enqueueTmo))
+		}
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+		if !got.EnqueuedAt.Equal(now) {
+			t.Fatalf("EnqueuedAt %s", got.EnqueuedAt)
+		}
+		if q := b.queue(t, 2); !slices.Equal(q, []string{task.ID}) {
+			t.Fatalf("queue %v", q)
+		}
+		b.wantTrigger(t, task.ID, now.Add(enqueueTmo))
+		b.claim(t, task.ID) // out of the way of the next rows
+	})
+
+	t.Run("enqueued past the enqueue timeout is pushed again", func(t *testing.T) {
+		task := b.schedule(t, NewTask{Priority: 5})
+		b.rdb.Del(b.ctx, b.store.QueueKey(ns, "echo", 5)) // the push was lost
+		b.clock.Advance(enqueueTmo)
+		b.processAll(t)
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+		if q := b.queue(t, 5); !slices.Equal(q, []string{task.ID}) {
+			t.Fatalf("queue %v", q)
+		}
+		b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueueTmo))
+		b.claim(t, task.ID)
+	})
+
+	t.Run("claimed past the claim timeout is enqueued, attempt not counted", func(t *testing.T) {
+		task := b.schedule(t, NewTask{Priority: 6})
+		b.claim(t, task.ID)
+		b.clock.Advance(claimTmo - time.Millisecond)
+		b.processAll(t)
+		wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_CLAIMED)
+		b.clock.Advance(time.Millisecond)
+		b.processAll(t)
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+		if got.Attempt != 0 || got.Token != 1 {
+			t.Fatalf("attempt %d token %d, want 0 and 1", got.Attempt, got.Token)
+		}
+		if q := b.queue(t, 6); !slices.Equal(q, []string{task.ID, task.ID}) {
+			t.Fatalf("queue %v", q)
+		}
+		b.claim(t, task.ID)
+	})
+
+	t.Run("processing past the heartbeat timeout is enqueued with an error", func(t *testing.T) {
+		task := b.running(t, NewTask{MaxAttempts: 2, Priority: 7})
+		b.clock.Advance(heartbeatTmo)
+		b.processAll(t)
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+		if got.Attempt != 1 || got.Error.GetKind() != atfv1.ErrorKind_ERROR_KIND_HEARTBEAT_TIMEOUT ||
+			got.Error.GetMessage() != "executor stopped heartbeating" || got.Error.GetAttempt() != 1 || got.Error.GetAttemptsExhausted() {
+			t.Fatalf("after heartbeat timeout: attempt %d error %v", got.Attempt, got.Error)
+		}
+		b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueueTmo))
+		// The old executor is told its claim is gone.
+		b.beat(t, task, atfv1.Directive_DIRECTIVE_CLAIM_LOST)
+
+		t.Run("at max attempts it is a dead letter", func(t *testing.T) {
+			second := b.claim(t, task.ID)
+			b.beat(t, second, atfv1.Directive_DIRECTIVE_CONTINUE)
+			b.clock.Advance(heartbeatTmo)
+			b.processAll(t)
+			got := b.get(t, task.ID)
+			wantState(t, got, atfv1.TaskState_TASK_STATE_FATAL_FAILURE)
+			if !got.Error.GetAttemptsExhausted() || got.Error.GetAttempt() != 2 || got.FinishedAt.IsZero() {
+				t.Fatalf("dead letter: %+v %v", got, got.Error)
+			}
+			b.wantNoTrigger(t, task.ID)
+		})
+	})
+
+	t.Run("processing with cancel requested ends cancelled", func(t *testing.T) {
+		task := b.running(t, NewTask{})
+		if _, err := b.store.Cancel(b.ctx, ns, task.ID); err != nil {
+			t.Fatal(err)
+		}
+		b.clock.Advance(heartbeatTmo)
+		b.processAll(t)
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_CANCELLED)
+		if got.FinishedAt.IsZero() {
+			t.Fatal("FinishedAt unset")
+		}
+		b.wantNoTrigger(t, task.ID)
+	})
+
+	t.Run("retriable failure is enqueued when due", func(t *testing.T) {
+		task := b.running(t, NewTask{Priority: 8})
+		if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY,
+			RetryAt: b.clock.Now().Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		b.clock.Advance(time.Second)
+		b.processAll(t)
+		wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
+		if q := b.queue(t, 8); !slices.Equal(q, []string{task.ID, task.ID}) {
+			t.Fatalf("queue %v", q)
+		}
+	})
+}
+
+func TestProcessDueLimitAndStale(t *testing.T) {
+	b := setup(t)
+	var ids []string
+	at := b.clock.Now().Add(time.Second)
+	p := -1
+	for i := 0; len(ids) < 5; i++ {
+		// keyed, so that all land in one partition
+		k := "k" + time.Duration(i).String()
+		if q := b.store.partitionFor(ns, "echo", k); p < 0 || q == p {
+			p = q
+			ids = append(ids, b.schedule(t, NewTask{Key: k, ExecuteAt: at}).ID)
+		}
+	}
+	// A trigger whose task expired is dropped without counting.
+	if err := b.rdb.ZAdd(b.ctx, triggerKey(p), redisZ(at, "00"+"01hzy3xq8k2m4n6p8r0t2v4w6y")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(time.Second)
+	n, next, err := b.store.ProcessDue(b.ctx, p, timeouts, 3)
+	// The limit caps the triggers read, the stale one among them.
+	if err != nil || n != 2 || !next.Equal(at) {
+		t.Fatalf("first pass: moved %d next %s %v; want 2 and more due at %s", n, next, err, at)
+	}
+	n, next, err = b.store.ProcessDue(b.ctx, p, timeouts, 3)
+	if err != nil || n != 3 || !next.Equal(b.clock.Now().Add(enqueueTmo)) {
+		t.Fatalf("second pass: moved %d next %s %v", n, next, err)
+	}
+	if q := b.queue(t, 0); len(q) != 5 {
+		t.Fatalf("queue %v", q)
+	}
+	if _, _, err := b.store.ProcessDue(b.ctx, 99, timeouts, 3); err == nil {
+		t.Fatal("ProcessDue of a partition out of range")
+	}
+	empty := (p + 1) % b.store.Partitions()
+	if n, next, err := b.store.ProcessDue(b.ctx, empty, timeouts, 3); err != nil || n != 0 || !next.IsZero() {
+		t.Fatalf("empty partition: %d %s %v", n, next, err)
+	}
+}

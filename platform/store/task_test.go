@@ -1,0 +1,502 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+)
+
+func TestScheduleNow(t *testing.T) {
+	b := setup(t)
+	task := b.schedule(t, NewTask{Payload: []byte("hi"), Priority: 3, Collection: "c", TraceParent: "00-abc-def-01", MaxAttempts: 4})
+	wantState(t, task, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	now := b.clock.Now()
+	if !task.EnqueuedAt.Equal(now) || !task.CreatedAt.Equal(now) || !task.ExecuteAt.Equal(now) {
+		t.Fatalf("times: %+v", task)
+	}
+	got := b.get(t, task.ID)
+	if string(got.Payload) != "hi" || got.Priority != 3 || got.Collection != "c" || got.TraceParent != "00-abc-def-01" ||
+		got.MaxAttempts != 4 || got.Attempt != 0 || got.Namespace != ns || got.Lambda != "echo" {
+		t.Fatalf("GetTask: %+v", got)
+	}
+	if q := b.queue(t, 3); !slices.Equal(q, []string{task.ID}) {
+		t.Fatalf("queue = %v", q)
+	}
+	b.wantTrigger(t, task.ID, now.Add(enqueueTmo))
+
+	// id: 2 hex digits of the partition, then a lowercase ULID.
+	p, err := b.store.PartitionOf(task.ID)
+	if err != nil || len(task.ID) != 28 || task.ID != strings.ToLower(task.ID) {
+		t.Fatalf("id %q: partition %d, %v", task.ID, p, err)
+	}
+}
+
+func TestScheduleLater(t *testing.T) {
+	b := setup(t)
+	wake := b.store.Wakeups(t.Context())
+	at := b.clock.Now().Add(time.Hour)
+	task := b.schedule(t, NewTask{ExecuteAt: at})
+	wantState(t, task, atfv1.TaskState_TASK_STATE_NEW)
+	if q := b.queue(t, 0); len(q) != 0 {
+		t.Fatalf("queue = %v, want empty", q)
+	}
+	b.wantTrigger(t, task.ID, at)
+	p, _ := b.store.PartitionOf(task.ID)
+	select {
+	case got := <-wake:
+		if got != p {
+			t.Fatalf("wakeup for partition %d, want %d", got, p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wakeup for a task scheduled later")
+	}
+	// A trigger later than the partition's earliest wakes no one; an
+	// earlier one does.
+	same := func(after time.Duration) NewTask {
+		for i := 0; ; i++ {
+			k := fmt.Sprintf("key-%d-%s", i, after)
+			if b.store.partitionFor(ns, "echo", k) == p {
+				return NewTask{Key: k, ExecuteAt: at.Add(after)}
+			}
+		}
+	}
+	b.schedule(t, same(time.Hour))
+	select {
+	case got := <-wake:
+		t.Fatalf("wakeup for partition %d after a later trigger", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.schedule(t, same(-time.Minute))
+	select {
+	case got := <-wake:
+		if got != p {
+			t.Fatalf("wakeup for partition %d, want %d", got, p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no wakeup for an earlier trigger")
+	}
+}
+
+func TestWakeupsClosesWithContext(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	wake := b.store.Wakeups(ctx)
+	cancel()
+	select {
+	case _, ok := <-wake:
+		if ok {
+			t.Fatal("value after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wakeups channel not closed after its context ended")
+	}
+}
+
+func TestDedupByKey(t *testing.T) {
+	b := setup(t)
+	first := b.schedule(t, NewTask{Key: "order-1", Payload: []byte("a")})
+	again, dedup, err := b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Key: "order-1", Payload: []byte("b")})
+	if err != nil || !dedup || again.ID != first.ID || string(again.Payload) != "a" {
+		t.Fatalf("second Schedule: %s dedup=%v %v", again.ID, dedup, err)
+	}
+	other := b.schedule(t, NewTask{Key: "order-2"})
+	if other.ID == first.ID {
+		t.Fatal("different keys share a task")
+	}
+	// Other lambdas and namespaces have their own keys.
+	b.schedule(t, NewTask{Lambda: "other", Key: "order-1"})
+	b.schedule(t, NewTask{Namespace: "team", Key: "order-1"})
+	if q := b.queue(t, 0); len(q) != 2 {
+		t.Fatalf("queue = %v, want the two echo tasks once each", q)
+	}
+
+	// A finished task still holds its key for the retention...
+	claimed := b.claim(t, first.ID)
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: first.ID, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
+		t.Fatal(err)
+	}
+	again, dedup, err = b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Key: "order-1"})
+	if err != nil || !dedup || again.ID != first.ID || again.State != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("Schedule after success: %+v dedup=%v %v", again, dedup, err)
+	}
+	// ...and once it is gone the key is free.
+	p, _ := b.store.PartitionOf(first.ID)
+	if err := b.rdb.Del(b.ctx, taskKey(p, first.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.schedule(t, NewTask{Key: "order-1"})
+	if fresh.ID == first.ID {
+		t.Fatal("expired task still deduplicates")
+	}
+	if fp, _ := b.store.PartitionOf(fresh.ID); fp != p {
+		t.Fatalf("same key in partition %d then %d", p, fp)
+	}
+}
+
+func TestScheduleInvalid(t *testing.T) {
+	b := setup(t)
+	if _, _, err := b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Priority: 10}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("priority 10: %v", err)
+	}
+}
+
+func TestGetTaskNotFound(t *testing.T) {
+	b := setup(t)
+	task := b.schedule(t, NewTask{})
+	for _, id := range []string{"", "nope", "zz01hzy3xq8k2m4n6p8r0t2v4w6y", "0001HZY3XQ8K2M4N6P8R0T2V4W6Y", "ff01hzy3xq8k2m4n6p8r0t2v4w6y"} {
+		_, err := b.store.GetTask(b.ctx, ns, id)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not an atf task id") {
+			t.Errorf("GetTask(%q): %v", id, err)
+		}
+	}
+	missing := task.ID[:2] + "01hzy3xq8k2m4n6p8r0t2v4w6y"
+	if _, err := b.store.GetTask(b.ctx, ns, missing); !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "not an atf") {
+		t.Errorf("GetTask(missing): %v", err)
+	}
+	if _, err := b.store.GetTask(b.ctx, "team", task.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetTask from another namespace: %v", err)
+	}
+}
+
+func TestClaimAndFencing(t *testing.T) {
+	b := setup(t)
+	task := b.schedule(t, NewTask{Payload: []byte("p")})
+	b.clock.Advance(time.Second)
+	claimed := b.claim(t, task.ID)
+	wantState(t, claimed, atfv1.TaskState_TASK_STATE_CLAIMED)
+	if claimed.Attempt != 1 || claimed.Token != 1 || claimed.LambdaVersion != 1 || string(claimed.Payload) != "p" {
+		t.Fatalf("claimed: %+v", claimed)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(claimTmo))
+
+	// A duplicate queue entry, a malformed id and a missing task are skipped.
+	got, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID}, {TaskID: "bad"}, {TaskID: task.ID[:2] + "01hzy3xq8k2m4n6p8r0t2v4w6y"}}, claimTmo)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("second Claim: %v, %v", got, err)
+	}
+
+	// The claim times out and someone else claims the task: the first
+	// claimer's token is stale and its result changes nothing.
+	b.clock.Advance(claimTmo)
+	b.processAll(t)
+	second := b.claim(t, task.ID)
+	if second.Token != 2 || second.Attempt != 1 {
+		t.Fatalf("second claim: token %d attempt %d", second.Token, second.Attempt)
+	}
+	before := b.get(t, task.ID)
+	_, err = b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte("stale")})
+	if !errors.Is(err, ErrClaimLost) {
+		t.Fatalf("stale SetResult: %v, want ErrClaimLost", err)
+	}
+	after := b.get(t, task.ID)
+	if after.State != before.State || after.Output != nil || !after.UpdatedAt.Equal(before.UpdatedAt) || !after.FinishedAt.IsZero() {
+		t.Fatalf("stale SetResult changed the task: %+v", after)
+	}
+	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CLAIM_LOST)
+
+	// The current claim's result counts.
+	st, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS,
+		Output: []byte("out"), OutputTruncated: true, Duration: 1500 * time.Microsecond})
+	if err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("SetResult: %s, %v", st, err)
+	}
+	done := b.get(t, task.ID)
+	if string(done.Output) != "out" || !done.OutputTruncated || done.Duration != 1500*time.Microsecond ||
+		!done.FinishedAt.Equal(b.clock.Now()) || !done.StartedAt.Equal(b.clock.Now()) {
+		t.Fatalf("after SetResult: %+v", done)
+	}
+	b.wantNoTrigger(t, task.ID)
+	// A second result, even with the right token, is refused: the task ended.
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second.Token, Outcome: atfv1.Outcome_OUTCOME_FATAL}); !errors.Is(err, ErrClaimLost) {
+		t.Fatalf("SetResult after the end: %v", err)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	b := setup(t)
+	task := b.schedule(t, NewTask{})
+	claimed := b.claim(t, task.ID)
+	b.clock.Advance(2 * time.Second)
+	d, err := b.store.Heartbeat(b.ctx, []Beat{
+		{TaskID: task.ID, Token: claimed.Token, Progress: 40},
+		{TaskID: task.ID, Token: claimed.Token + 1, Progress: 90}, // not the claim
+		{TaskID: "bad", Token: 1, Progress: -1},
+	}, heartbeatTmo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []atfv1.Directive{atfv1.Directive_DIRECTIVE_CONTINUE, atfv1.Directive_DIRECTIVE_CLAIM_LOST, atfv1.Directive_DIRECTIVE_CLAIM_LOST}
+	if !slices.Equal(d, want) {
+		t.Fatalf("directives %v, want %v", d, want)
+	}
+	got := b.get(t, task.ID)
+	wantState(t, got, atfv1.TaskState_TASK_STATE_PROCESSING)
+	if got.Progress != 40 || !got.StartedAt.Equal(b.clock.Now()) {
+		t.Fatalf("after first beat: progress %d started %s", got.Progress, got.StartedAt)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(heartbeatTmo))
+
+	// Progress -1 keeps the stored one; StartedAt stays the first beat's.
+	started := got.StartedAt
+	b.clock.Advance(time.Second)
+	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CONTINUE)
+	got = b.get(t, task.ID)
+	if got.Progress != 40 || !got.StartedAt.Equal(started) {
+		t.Fatalf("after second beat: progress %d started %s", got.Progress, got.StartedAt)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(heartbeatTmo))
+
+	// Cancel requested: the next beat says CANCEL, the executor reports it.
+	if _, err := b.store.Cancel(b.ctx, ns, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CANCEL)
+	st, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_CANCELLED})
+	if err != nil || st != atfv1.TaskState_TASK_STATE_CANCELLED {
+		t.Fatalf("SetResult(CANCELLED): %s %v", st, err)
+	}
+	// After the task ended CANCELLED, a late beat still says CANCEL.
+	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CANCEL)
+
+	// A task that finished otherwise answers CLAIM_LOST.
+	other := b.running(t, NewTask{})
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: other.ID, Token: other.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
+		t.Fatal(err)
+	}
+	b.beat(t, other, atfv1.Directive_DIRECTIVE_CLAIM_LOST)
+}
+
+func TestSetResultOutcomes(t *testing.T) {
+	b := setup(t)
+	fatal := b.running(t, NewTask{})
+	exit := int32(1)
+	st, err := b.store.SetResult(b.ctx, Result{TaskID: fatal.ID, Token: fatal.Token, Outcome: atfv1.Outcome_OUTCOME_FATAL,
+		Error: &atfv1.TaskError{Kind: atfv1.ErrorKind_ERROR_KIND_EXIT, Message: "exit code 1", ExitCode: &exit}})
+	if err != nil || st != atfv1.TaskState_TASK_STATE_FATAL_FAILURE {
+		t.Fatalf("FATAL: %s %v", st, err)
+	}
+	got := b.get(t, fatal.ID)
+	if got.Error == nil || got.Error.GetMessage() != "exit code 1" || got.Error.GetExitCode() != 1 ||
+		got.Error.GetAttempt() != 1 || got.Error.GetAttemptsExhausted() {
+		t.Fatalf("FATAL error: %v", got.Error)
+	}
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: fatal.ID, Token: fatal.Token, Outcome: 99}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown outcome: %v", err)
+	}
+	// A result straight after the claim (no heartbeat) counts and sets
+	// StartedAt.
+	quick := b.schedule(t, NewTask{})
+	claimed := b.claim(t, quick.ID)
+	if st, err := b.store.SetResult(b.ctx, Result{TaskID: quick.ID, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("SUCCESS from CLAIMED: %s %v", st, err)
+	}
+	if got := b.get(t, quick.ID); got.StartedAt.IsZero() {
+		t.Fatal("StartedAt unset")
+	}
+}
+
+func TestRetryBackoffToDeadLetter(t *testing.T) {
+	b := setup(t)
+	task := b.running(t, NewTask{MaxAttempts: 2})
+	retryAt := b.clock.Now().Add(5 * time.Second)
+	st, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY,
+		RetryAt: retryAt, Error: &atfv1.TaskError{Kind: atfv1.ErrorKind_ERROR_KIND_EXIT, Message: "exit code 75"}})
+	if err != nil || st != atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE {
+		t.Fatalf("RETRY: %s %v", st, err)
+	}
+	got := b.get(t, task.ID)
+	if !got.RetryAt.Equal(retryAt) || got.Error.GetAttempt() != 1 || !got.FinishedAt.IsZero() {
+		t.Fatalf("after RETRY: %+v", got)
+	}
+	b.wantTrigger(t, task.ID, retryAt)
+
+	// Not due yet: nothing moves.
+	if n := b.processAll(t); n != 0 {
+		t.Fatalf("ProcessDue before the backoff moved %d", n)
+	}
+	b.clock.Advance(5 * time.Second)
+	if n := b.processAll(t); n != 1 {
+		t.Fatalf("ProcessDue after the backoff moved %d", n)
+	}
+	wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
+	if q := b.queue(t, 0); !slices.Equal(q, []string{task.ID, task.ID}) {
+		t.Fatalf("queue %v, want the task twice (schedule and retry)", q)
+	}
+
+	second := b.claim(t, task.ID)
+	if second.Attempt != 2 {
+		t.Fatalf("attempt %d, want 2", second.Attempt)
+	}
+	st, err = b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY,
+		RetryAt: b.clock.Now().Add(time.Minute), Error: &atfv1.TaskError{Kind: atfv1.ErrorKind_ERROR_KIND_TIMEOUT, Message: "timeout", Limit: "timeout=1s"}})
+	if err != nil || st != atfv1.TaskState_TASK_STATE_FATAL_FAILURE {
+		t.Fatalf("last RETRY: %s %v", st, err)
+	}
+	dead := b.get(t, task.ID)
+	if !dead.Error.GetAttemptsExhausted() || dead.Error.GetAttempt() != 2 || dead.Error.GetLimit() != "timeout=1s" || dead.FinishedAt.IsZero() {
+		t.Fatalf("dead letter: %+v %v", dead, dead.Error)
+	}
+	b.wantNoTrigger(t, task.ID)
+}
+
+func TestRetention(t *testing.T) {
+	b := setup(t)
+	task := b.running(t, NewTask{Key: "k"})
+	p, _ := b.store.PartitionOf(task.ID)
+	for _, k := range []string{taskKey(p, task.ID), dedupKey(p, ns, "echo", "k")} {
+		if ttl := b.rdb.PTTL(b.ctx, k).Val(); ttl != -1 {
+			t.Fatalf("%s has TTL %s while running", k, ttl)
+		}
+	}
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{taskKey(p, task.ID), dedupKey(p, ns, "echo", "k")} {
+		if ttl := b.rdb.PTTL(b.ctx, k).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("%s TTL %s, want the 1h retention", k, ttl)
+		}
+	}
+	// Retry of a finished task lifts the expiry again.
+	if _, err := b.store.Retry(b.ctx, ns, task.ID); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("Retry of SUCCESS: %v", err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	b := setup(t)
+	ctx := b.ctx
+	wantCancelled := func(t *testing.T, id string) {
+		t.Helper()
+		task, err := b.store.Cancel(ctx, ns, id)
+		if err != nil {
+			t.Fatalf("Cancel: %v", err)
+		}
+		wantState(t, task, atfv1.TaskState_TASK_STATE_CANCELLED)
+		if !task.FinishedAt.Equal(b.clock.Now()) {
+			t.Fatalf("FinishedAt %s", task.FinishedAt)
+		}
+		b.wantNoTrigger(t, id)
+		p, _ := b.store.PartitionOf(id)
+		if ttl := b.rdb.PTTL(ctx, taskKey(p, id)).Val(); ttl <= 0 {
+			t.Fatalf("cancelled task has no retention TTL (%s)", ttl)
+		}
+	}
+	t.Run("new", func(t *testing.T) {
+		wantCancelled(t, b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(time.Hour)}).ID)
+	})
+	t.Run("enqueued", func(t *testing.T) {
+		task := b.schedule(t, NewTask{})
+		wantCancelled(t, task.ID)
+		// Its queue entry is left behind and skipped by Claim.
+		got, err := b.store.Claim(ctx, []ClaimRequest{{TaskID: task.ID}}, claimTmo)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("Claim of a cancelled task: %v %v", got, err)
+		}
+	})
+	t.Run("retriable", func(t *testing.T) {
+		task := b.running(t, NewTask{})
+		if _, err := b.store.SetResult(ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, RetryAt: b.clock.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		wantCancelled(t, task.ID)
+	})
+	for _, name := range []string{"claimed", "processing"} {
+		t.Run(name, func(t *testing.T) {
+			task := b.schedule(t, NewTask{})
+			task = b.claim(t, task.ID)
+			if name == "processing" {
+				b.beat(t, task, atfv1.Directive_DIRECTIVE_CONTINUE)
+			}
+			before := b.get(t, task.ID)
+			got, err := b.store.Cancel(ctx, ns, task.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != before.State || !got.CancelRequested || !got.FinishedAt.IsZero() {
+				t.Fatalf("Cancel of a running task: %+v", got)
+			}
+			b.beat(t, task, atfv1.Directive_DIRECTIVE_CANCEL)
+		})
+	}
+	for _, outcome := range []atfv1.Outcome{atfv1.Outcome_OUTCOME_SUCCESS, atfv1.Outcome_OUTCOME_FATAL, atfv1.Outcome_OUTCOME_CANCELLED} {
+		t.Run(outcome.String(), func(t *testing.T) {
+			task := b.running(t, NewTask{})
+			st, err := b.store.SetResult(ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: outcome})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.store.Cancel(ctx, ns, task.ID)
+			want := "task " + task.ID + " already finished (" + st.String() + ")"
+			if !errors.Is(err, ErrWrongState) || err.Error() != want {
+				t.Fatalf("Cancel of a finished task: %v, want %q", err, want)
+			}
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		if _, err := b.store.Cancel(ctx, ns, "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		task := b.schedule(t, NewTask{})
+		if _, err := b.store.Cancel(ctx, "team", task.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Cancel from another namespace: %v", err)
+		}
+	})
+}
+
+func TestRetryDeadLetter(t *testing.T) {
+	b := setup(t)
+	task := b.running(t, NewTask{MaxAttempts: 1, Key: "k"})
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY,
+		Error: &atfv1.TaskError{Message: "boom"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_FATAL_FAILURE)
+	b.rdb.Del(b.ctx, b.store.QueueKey(ns, "echo", 0))
+	b.clock.Advance(time.Minute)
+
+	got, err := b.store.Retry(b.ctx, ns, task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	if got.Attempt != 0 || got.CancelRequested || !got.FinishedAt.IsZero() || got.Error.GetMessage() != "boom" || !got.EnqueuedAt.Equal(b.clock.Now()) {
+		t.Fatalf("after Retry: %+v", got)
+	}
+	p, _ := b.store.PartitionOf(task.ID)
+	for _, k := range []string{taskKey(p, task.ID), dedupKey(p, ns, "echo", "k")} {
+		if ttl := b.rdb.PTTL(b.ctx, k).Val(); ttl != -1 {
+			t.Fatalf("%s TTL %s after Retry, want none", k, ttl)
+		}
+	}
+	if q := b.queue(t, 0); !slices.Equal(q, []string{task.ID}) {
+		t.Fatalf("queue %v", q)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueueTmo))
+	if _, err := b.store.Retry(b.ctx, ns, task.ID); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("Retry of an ENQUEUED task: %v", err)
+	}
+	// It runs again, with a full set of attempts.
+	again := b.claim(t, task.ID)
+	if again.Attempt != 1 {
+		t.Fatalf("attempt %d", again.Attempt)
+	}
+
+	// A cancelled task can be retried too, and its cancel flag is cleared.
+	c := b.running(t, NewTask{})
+	if _, err := b.store.Cancel(b.ctx, ns, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: c.ID, Token: c.Token, Outcome: atfv1.Outcome_OUTCOME_CANCELLED}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.store.Retry(b.ctx, ns, c.ID)
+	if err != nil || got.CancelRequested || got.State != atfv1.TaskState_TASK_STATE_ENQUEUED {
+		t.Fatalf("Retry of a cancelled task: %+v %v", got, err)
+	}
+}

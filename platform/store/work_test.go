@@ -1,0 +1,63 @@
+package store
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestPopPriorityOrder(t *testing.T) {
+	b := setup(t)
+	testPop(t, b)
+}
+
+func testPop(t *testing.T, b *testBundle) {
+	low := b.schedule(t, NewTask{Priority: 0})
+	high1 := b.schedule(t, NewTask{Priority: 9})
+	mid := b.schedule(t, NewTask{Priority: 5})
+	high2 := b.schedule(t, NewTask{Priority: 9})
+	queues := []string{b.store.QueueKey(ns, "echo", 9), b.store.QueueKey(ns, "echo", 5), b.store.QueueKey(ns, "echo", 0)}
+
+	got, err := b.store.Pop(b.ctx, queues, 3, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Popped{{queues[0], high1.ID}, {queues[0], high2.ID}, {queues[1], mid.ID}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Pop = %v, want %v", got, want)
+	}
+	got, err = b.store.Pop(b.ctx, queues, 10, 0)
+	if err != nil || !slices.Equal(got, []Popped{{queues[2], low.ID}}) {
+		t.Fatalf("non-blocking Pop = %v %v", got, err)
+	}
+
+	// Empty: returns an empty slice once the wait is over.
+	start := time.Now()
+	got, err = b.store.Pop(b.ctx, queues, 10, 100*time.Millisecond)
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("Pop of empty queues = %v %v", got, err)
+	}
+	if waited := time.Since(start); waited < 80*time.Millisecond {
+		t.Fatalf("Pop returned after %s, want it to wait", waited)
+	}
+
+	// Blocked, then woken by a push.
+	done := make(chan []Popped, 1)
+	go func() {
+		got, err := b.store.Pop(b.ctx, queues, 1, 2*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	time.Sleep(50 * time.Millisecond)
+	pushed := b.schedule(t, NewTask{Priority: 5})
+	select {
+	case got := <-done:
+		if !slices.Equal(got, []Popped{{queues[1], pushed.ID}}) {
+			t.Fatalf("blocked Pop = %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Pop did not return")
+	}
+}
