@@ -1,7 +1,8 @@
 package store
 
 // This file is the store's contract: the types and methods the platform's
-// roles use. Implementations live in lambda.go, task.go and scripts.go.
+// roles use. Implementations live in lambda.go, task.go, work.go (pop,
+// claim, heartbeat, result), due.go (consumer), list.go and scripts.go.
 
 import (
 	"errors"

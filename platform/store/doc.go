@@ -9,13 +9,23 @@
 //	atf:{mod}:<sha256>                     module bytes, content-addressed
 //	atf:{lam}:<ns>:lambda:<name>           lambda hash
 //	atf:{lam}:<ns>:lambdas                 set of lambda names
+//	atf:{lam}:<ns>:versions                hash: lambda name -> last version
+//	                                       (kept across deletes: a version
+//	                                       number never names two deploys)
 //	atf:{p<P>}:task:<id>                   task hash (P = partition of id)
 //	atf:{p<P>}:trigger                     zset: task id -> next trigger (ms)
 //	atf:{p<P>}:idx:<ns>:<lambda>           zset: task id -> created (ms)
 //	atf:{p<P>}:key:<ns>:<lambda>:<key>     task key -> task id (dedup)
 //	atf:{q}:<ns>:<lambda>:<priority>       queue: list of ready task ids
 //	atf:wake                               pub/sub: "<P> <ms>" when a task
-//	                                       gets a trigger earlier than now+1s
+//	                                       gets a trigger earlier than any
+//	                                       its partition had
+//
+// P is the partition number in decimal. Task hash fields have short names
+// (codec.go): ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb
+// pg err out otr dur tp tok cr. Times are unix milliseconds, durations
+// milliseconds except "dur" (microseconds), "err" is an atf.v1.TaskError
+// in proto binary, "st" the atf.v1.TaskState number.
 //
 // A task id names its partition in its first two hex digits, so any holder
 // of an id finds its keys without a lookup. Tasks with a key live in the
@@ -28,4 +38,36 @@
 // (see scripts.go). A queue entry is written after the script, apart from
 // it: losing one is never fatal, since the task's enqueue timeout in the
 // trigger set brings it back (ATF's design).
+//
+// The trigger set holds every live task with the time the store consumer
+// must look at it again (ProcessDue):
+//
+//	NEW                execute_at           -> ENQUEUED, pushed
+//	ENQUEUED           enqueued + enqueue   -> pushed again (lost push)
+//	CLAIMED            claimed + claim      -> ENQUEUED, attempt - 1
+//	PROCESSING         heartbeat + timeout  -> ENQUEUED with a
+//	                                           HEARTBEAT_TIMEOUT error;
+//	                                           FATAL_FAILURE at max
+//	                                           attempts; CANCELLED when
+//	                                           cancel was requested
+//	RETRIABLE_FAILURE  retry_at             -> ENQUEUED, pushed
+//
+// Terminal tasks (SUCCESS, FATAL_FAILURE, CANCELLED) leave the set; their
+// hash and key mapping expire after the retention. Retry brings a
+// FATAL_FAILURE or CANCELLED task back as ENQUEUED with attempt 0.
+//
+// # Fencing
+//
+// Claim raises the task's token; Heartbeat and SetResult act only for the
+// current token while the task is CLAIMED or PROCESSING, so an executor
+// that lost its claim (timeout, re-enqueue, another claimer) can neither
+// extend it nor record a result: it is told DIRECTIVE_CLAIM_LOST or gets
+// ErrClaimLost, and nothing changes.
+//
+// # Wakeups
+//
+// A script that gives a task a trigger earlier than its partition's
+// earliest publishes "<P> <ms>" on atf:wake, so a consumer sleeping until
+// that earliest trigger wakes up in time (Wakeups). Tasks due now are
+// enqueued by Schedule itself.
 package store

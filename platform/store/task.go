@@ -84,11 +84,10 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		return t, true, err
 	}
 	if dueNow {
-		// Apart from the script: a lost push is redone by the enqueue
-		// timeout, so the task is scheduled even if this fails.
-		if err := s.rdb.LPush(ctx, queue, id).Err(); err != nil {
-			return Task{}, false, fmt.Errorf("store: push task %s to its queue: %w", id, err)
-		}
+		// Apart from the script. The task is stored: a lost push is redone
+		// by the enqueue timeout, so a failure here is not the caller's
+		// (who might schedule the task twice if told it failed).
+		_ = s.rdb.LPush(ctx, queue, id).Err()
 	}
 	t, err := decodeTask(id, h)
 	return t, false, err
@@ -159,9 +158,8 @@ func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
 	if code == 3 {
 		return t, errorf(ErrWrongState, "task %s is %s: only a FATAL_FAILURE or CANCELLED task can be retried", id, t.State)
 	}
-	if err := s.rdb.LPush(ctx, s.QueueKey(t.Namespace, t.Lambda, t.Priority), id).Err(); err != nil {
-		return t, fmt.Errorf("store: push task %s to its queue: %w", id, err)
-	}
+	// As in Schedule: a lost push is redone by the enqueue timeout.
+	_ = s.rdb.LPush(ctx, s.QueueKey(t.Namespace, t.Lambda, t.Priority), id).Err()
 	return t, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
 
 func TestPopPriorityOrder(t *testing.T) {
@@ -60,4 +62,57 @@ func testPop(t *testing.T, b *testBundle) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("blocked Pop did not return")
 	}
+}
+
+// TestClaimRace: many controllers claim the same tasks at once; each task
+// is claimed exactly once.
+func TestClaimRace(t *testing.T) {
+	b := setup(t)
+	var reqs []ClaimRequest
+	for range 20 {
+		reqs = append(reqs, ClaimRequest{TaskID: b.schedule(t, NewTask{}).ID, LambdaVersion: 1})
+	}
+	const claimers = 8
+	results := make(chan []Task, claimers)
+	for range claimers {
+		go func() {
+			got, err := b.store.Claim(b.ctx, reqs, claimTmo)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- got
+		}()
+	}
+	seen := map[string]int{}
+	for range claimers {
+		for _, task := range <-results {
+			seen[task.ID]++
+			if task.Token != 1 || task.Attempt != 1 {
+				t.Errorf("task %s claimed with token %d attempt %d", task.ID, task.Token, task.Attempt)
+			}
+		}
+	}
+	if len(seen) != len(reqs) {
+		t.Fatalf("%d tasks claimed, want %d", len(seen), len(reqs))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("task %s claimed %d times", id, n)
+		}
+	}
+}
+
+// TestClaimLoadsScripts: a server that lost its script cache (restart,
+// failover) gets the scripts again on the pipelined paths.
+func TestClaimLoadsScripts(t *testing.T) {
+	b := setup(t)
+	task := b.schedule(t, NewTask{})
+	if err := b.rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	claimed := b.claim(t, task.ID)
+	if err := b.rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CONTINUE)
 }
