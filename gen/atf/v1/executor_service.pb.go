@@ -646,8 +646,10 @@ type SetResultRequest struct {
 	OutputTruncated bool                   `protobuf:"varint,5,opt,name=output_truncated,json=outputTruncated,proto3" json:"output_truncated,omitempty"`
 	Error           *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	Duration        *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The task's namespace, as the Work said.
+	Namespace     string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetResultRequest) Reset() {
@@ -727,6 +729,13 @@ func (x *SetResultRequest) GetDuration() *durationpb.Duration {
 		return x.Duration
 	}
 	return nil
+}
+
+func (x *SetResultRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
 }
 
 type SetResultResponse struct {
@@ -817,7 +826,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x121\n" +
 	"\n" +
 	"directives\x18\x01 \x03(\x0e2\x11.atf.v1.DirectiveR\n" +
-	"directives\"\x9e\x02\n" +
+	"directives\"\xbc\x02\n" +
 	"\x10SetResultRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x03R\ffencingToken\x12)\n" +
@@ -825,7 +834,8 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x06output\x18\x04 \x01(\fR\x06output\x12)\n" +
 	"\x10output_truncated\x18\x05 \x01(\bR\x0foutputTruncated\x12'\n" +
 	"\x05error\x18\x06 \x01(\v2\x11.atf.v1.TaskErrorR\x05error\x125\n" +
-	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\"<\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
+	"\tnamespace\x18\b \x01(\tR\tnamespace\"<\n" +
 	"\x11SetResultResponse\x12'\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state*n\n" +
 	"\tDirective\x12\x19\n" +

@@ -1,0 +1,50 @@
+# atf — see README.md. Every target works on a fresh Debian machine with Go
+# 1.26 (.ci/run installs redis-server and wabt for the tests).
+
+GO       ?= go
+BUF      := $(GO) tool -modfile=tools/go.mod buf
+EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
+WASM     := $(foreach e,$(EXAMPLES),examples/$(e)/$(e).wasm)
+DATA     ?= .data
+LISTEN   ?= 127.0.0.1:8080
+
+.PHONY: all build run test test-short bench generate checkgenerate lint examples clean
+
+all: build examples
+
+build: ## build bin/atf
+	$(GO) build -o bin/atf ./platform/cmd/atf
+
+examples: $(WASM) ## build the example lambdas (GOOS=wasip1, the Go toolchain alone)
+
+examples/%.wasm: FORCE
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./$(dir $@)
+
+FORCE:
+
+run: build examples ## the whole platform on $(LISTEN), embedded store, examples deployed
+	./bin/atf dev --listen $(LISTEN) --data $(DATA)
+
+test: ## vet and every test, with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+bench: ## benchmarks; figures go to BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+generate: ## regenerate gen/ from proto/ with local plugins
+	$(BUF) generate
+
+checkgenerate: generate ## fail when generated code is stale
+	@test -z "$$(git status --porcelain -- gen)" || (git status --porcelain -- gen; echo "generated code is stale: run make generate and commit"; exit 1)
+
+lint: ## buf lint, go vet, gofmt
+	$(BUF) lint
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed"; exit 1)
+
+clean:
+	rm -rf bin $(WASM)

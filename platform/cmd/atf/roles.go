@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	oklogrun "github.com/oklog/run"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/atfhq/atf/platform/consumer"
+	"github.com/atfhq/atf/platform/controller"
+	"github.com/atfhq/atf/platform/frontend"
+	"github.com/atfhq/atf/platform/hsc"
+	"github.com/atfhq/atf/platform/server"
+	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/runtime/sandbox"
+)
+
+// Role names for --roles.
+const (
+	roleFrontend   = "frontend"
+	roleConsumer   = "consumer"
+	roleController = "controller"
+	roleHSC        = "hsc"
+)
+
+var allRoles = []string{roleFrontend, roleConsumer, roleController, roleHSC}
+
+func parseRoles(s string) (map[string]bool, error) {
+	roles := map[string]bool{}
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		known := false
+		for _, k := range allRoles {
+			known = known || k == r
+		}
+		if !known {
+			return nil, fmt.Errorf("--roles: unknown role %q: use any of %s", r, strings.Join(allRoles, ","))
+		}
+		roles[r] = true
+	}
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("--roles is empty: use any of %s", strings.Join(allRoles, ","))
+	}
+	return roles, nil
+}
+
+// platform is the roles of one process, built but not yet started.
+type platform struct {
+	store      *store.Store
+	frontend   *frontend.Frontend
+	controller *controller.Controller
+	hsc        *hsc.HSC
+	consumer   *consumer.Consumer
+	handler    http.Handler
+}
+
+type platformConfig struct {
+	rdb      redis.UniversalClient
+	roles    map[string]bool
+	timeouts timeoutFlags
+	engine   *sandbox.Engine // validates uploads (frontend)
+	logger   *slog.Logger
+}
+
+func newPlatform(cfg platformConfig) *platform {
+	st := store.New(cfg.rdb, store.Options{EnqueueTimeout: cfg.timeouts.enqueueTimeout})
+	p := &platform{store: st}
+	if cfg.roles[roleFrontend] {
+		p.frontend = frontend.New(frontend.Config{Store: st, Inspector: cfg.engine})
+	}
+	if cfg.roles[roleController] {
+		p.controller = controller.New(controller.Config{Store: st, Logger: cfg.logger, ClaimTimeout: cfg.timeouts.claimTimeout})
+	}
+	if cfg.roles[roleHSC] {
+		p.hsc = hsc.New(hsc.Config{Store: st, Logger: cfg.logger, HeartbeatTimeout: cfg.timeouts.heartbeatTimeout})
+	}
+	if cfg.roles[roleConsumer] {
+		p.consumer = consumer.New(consumer.Config{Store: st, Logger: cfg.logger, Timeouts: cfg.timeouts.store()})
+	}
+	srvCfg := server.Config{
+		Frontend: p.frontend,
+		Logger:   cfg.logger,
+		Ready: func(ctx context.Context) error {
+			if err := cfg.rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return nil
+		},
+	}
+	if p.controller != nil {
+		srvCfg.Controller = p.controller
+	}
+	if p.hsc != nil {
+		srvCfg.HSC = p.hsc
+	}
+	p.handler = server.Handler(srvCfg)
+	return p
+}
+
+// actors adds the platform's long-running parts to g.
+func (p *platform) actors(ctx context.Context, g *actorGroup, ln net.Listener, logger *slog.Logger) {
+	g.add(ctx, func(ctx context.Context) error { return server.Serve(ctx, ln, p.handler, logger) })
+	if p.consumer != nil {
+		g.add(ctx, p.consumer.Run)
+	}
+}
+
+// actorGroup is a run.Group whose actors take a context.
+type actorGroup struct{ oklogrun.Group }
+
+func (g *actorGroup) add(ctx context.Context, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(ctx)
+	g.Add(func() error { return fn(ctx) }, func(error) { cancel() })
+}
+
+// untilDone adds an actor that ends the group when ctx ends (a signal).
+func (g *actorGroup) untilDone(ctx context.Context) {
+	stop := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		return nil
+	}, func(error) { close(stop) })
+}
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func openRedis(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("--redis %q: %w (use e.g. redis://127.0.0.1:6379/0)", url, err)
+	}
+	return redis.NewClient(opts), nil
+}

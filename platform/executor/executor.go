@@ -1,0 +1,390 @@
+// Package executor runs tasks. An executor asks the controller for work
+// (NextWork), runs each task's module in a sandbox slot, heartbeats every
+// running task to the HSC and reports each outcome with SetResult.
+//
+// It aborts a sandbox the moment a heartbeat answers "cancel" or "claim
+// lost", and after three consecutive failed heartbeats it aborts everything
+// and stops: by then its leases may have passed to another executor, and
+// ATF promises that no task runs twice at once (so the heartbeat timeout
+// must exceed three intervals).
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/runtime/sandbox"
+)
+
+// Controller is the controller as the executor calls it;
+// atfv1connect.ControllerServiceClient is one.
+type Controller interface {
+	NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (*atfv1.NextWorkResponse, error)
+	GetModule(ctx context.Context, req *atfv1.GetModuleRequest) (*atfv1.GetModuleResponse, error)
+}
+
+// Status is the HSC as the executor calls it;
+// atfv1connect.HeartbeatServiceClient is one.
+type Status interface {
+	Heartbeat(ctx context.Context, req *atfv1.HeartbeatRequest) (*atfv1.HeartbeatResponse, error)
+	SetResult(ctx context.Context, req *atfv1.SetResultRequest) (*atfv1.SetResultResponse, error)
+}
+
+// Runner runs one job in a sandbox; *sandbox.Engine is one.
+type Runner interface {
+	Run(ctx context.Context, job sandbox.Job) sandbox.Result
+}
+
+// Defaults of Config.
+const (
+	DefaultHeartbeatInterval = 3 * time.Second
+	DefaultPollWait          = 20 * time.Second
+	DefaultShutdownGrace     = 10 * time.Second
+	// MaxFailedHeartbeats is ATF's rule: after this many heartbeats in a row
+	// fail, the executor aborts everything it runs and stops.
+	MaxFailedHeartbeats = 3
+)
+
+// Config configures an Executor.
+type Config struct {
+	Controller Controller
+	Status     Status
+	Runner     Runner
+	Logger     *slog.Logger
+	// ID names the executor in logs and requests. Default host-pid.
+	ID string
+	// Slots is how many tasks run at once. Default 8.
+	Slots int
+	// HeartbeatInterval. Default 3s.
+	HeartbeatInterval time.Duration
+	// PollWait is how long one NextWork long-poll may wait. Default 20s.
+	PollWait time.Duration
+	// ShutdownGrace is how long running tasks may finish after Run's
+	// context ends before they are aborted (and left to the heartbeat
+	// timeout to re-run elsewhere). Default 10s.
+	ShutdownGrace time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.Slots <= 0 {
+		c.Slots = 8
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.PollWait <= 0 {
+		c.PollWait = DefaultPollWait
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	return c
+}
+
+// Reasons a running task's context is cancelled.
+var (
+	errCancelled = errors.New("task cancelled")
+	errClaimLost = errors.New("claim lost")
+	errShutdown  = errors.New("executor shutting down")
+	// ErrHeartbeatsFailed is returned by Run when MaxFailedHeartbeats
+	// heartbeats in a row failed.
+	ErrHeartbeatsFailed = errors.New("heartbeats failed")
+)
+
+// Executor runs tasks.
+type Executor struct {
+	cfg Config
+
+	mu      sync.Mutex
+	running map[string]*running
+	kick    chan struct{} // asks for a heartbeat now (a task started)
+}
+
+type running struct {
+	work   *atfv1.Work
+	cancel context.CancelCauseFunc
+}
+
+// New returns an Executor.
+func New(cfg Config) *Executor {
+	return &Executor{
+		cfg:     cfg.withDefaults(),
+		running: map[string]*running{},
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// Run fetches and runs tasks until ctx ends (then lets running tasks finish
+// for ShutdownGrace) or heartbeats fail MaxFailedHeartbeats times in a row.
+func (e *Executor) Run(ctx context.Context) error {
+	slots := make(chan struct{}, e.cfg.Slots)
+	var tasks sync.WaitGroup
+	hbCtx, stopHeartbeats := context.WithCancel(context.Background())
+	defer stopHeartbeats()
+	hbDone := make(chan error, 1)
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	go func() {
+		err := e.heartbeatLoop(hbCtx)
+		if err != nil {
+			stopFetching()
+		}
+		hbDone <- err
+	}()
+
+	e.fetchLoop(fetchCtx, slots, &tasks)
+
+	// Soft stop: running tasks get ShutdownGrace to finish, then are aborted.
+	finished := make(chan struct{})
+	go func() { tasks.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(e.cfg.ShutdownGrace):
+		e.abortAll(errShutdown)
+		<-finished
+	case err := <-hbDone:
+		e.abortAll(err)
+		<-finished
+		return err
+	}
+	stopHeartbeats()
+	if err := <-hbDone; err != nil {
+		return err
+	}
+	return nil
+}
+
+func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, tasks *sync.WaitGroup) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		// Wait for one free slot, then ask for as many as are free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		free := 1
+		for free < cap(slots) {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		res, err := e.cfg.Controller.NextWork(ctx, &atfv1.NextWorkRequest{
+			ExecutorId: e.cfg.ID,
+			MaxTasks:   int32(free),
+			Wait:       durationpb.New(e.cfg.PollWait),
+		})
+		if err != nil {
+			for range free {
+				<-slots
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			e.cfg.Logger.Warn("next work failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for i, w := range res.GetWork() {
+			if i >= free { // never more than asked; guard against a bad controller
+				break
+			}
+			tasks.Add(1)
+			go func() {
+				defer tasks.Done()
+				defer func() { <-slots }()
+				e.execute(w)
+			}()
+		}
+		for range free - min(free, len(res.GetWork())) {
+			<-slots
+		}
+	}
+}
+
+// execute runs one task and reports its outcome.
+func (e *Executor) execute(w *atfv1.Work) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	e.mu.Lock()
+	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.running, w.GetTaskId())
+		e.mu.Unlock()
+	}()
+	select { // the first heartbeat moves the task to PROCESSING
+	case e.kick <- struct{}{}:
+	default:
+	}
+
+	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
+	res := e.cfg.Runner.Run(ctx, sandbox.Job{
+		SHA256: w.GetModuleSha256(),
+		Load: func(ctx context.Context) ([]byte, error) {
+			m, err := e.cfg.Controller.GetModule(ctx, &atfv1.GetModuleRequest{Sha256: w.GetModuleSha256()})
+			if err != nil {
+				return nil, fmt.Errorf("fetch module %s: %w", w.GetModuleSha256(), err)
+			}
+			return m.GetWasm(), nil
+		},
+		Payload: w.GetPayload(),
+		Env: map[string]string{
+			"ATF_TASK_ID": w.GetTaskId(),
+			"ATF_LAMBDA":  w.GetLambda(),
+			"ATF_ATTEMPT": strconv.Itoa(int(w.GetAttempt())),
+			"TRACEPARENT": w.GetTraceparent(),
+		},
+		Timeout:  w.GetTimeout().AsDuration(),
+		MemoryMB: int(w.GetMemoryMb()),
+	})
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
+		// Another claim owns the task, or we cannot tell: report nothing and
+		// let the store's timeouts decide.
+		log.Warn("task aborted", "reason", cause)
+		return
+	case errors.Is(cause, errCancelled):
+		res.Outcome = atfv1.Outcome_OUTCOME_CANCELLED
+	}
+	if res.Error != nil {
+		res.Error.Attempt = w.GetAttempt()
+	}
+	e.report(log, w, res)
+}
+
+// report sends SetResult, retrying transient failures for a while: a lost
+// result costs a whole re-execution after the heartbeat timeout.
+func (e *Executor) report(log *slog.Logger, w *atfv1.Work, res sandbox.Result) {
+	req := &atfv1.SetResultRequest{
+		TaskId:          w.GetTaskId(),
+		Namespace:       w.GetNamespace(),
+		FencingToken:    w.GetFencingToken(),
+		Outcome:         res.Outcome,
+		Output:          res.Output,
+		OutputTruncated: res.OutputTruncated,
+		Error:           res.Error,
+		Duration:        durationpb.New(res.Duration),
+	}
+	delay := 50 * time.Millisecond
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := e.cfg.Status.SetResult(ctx, req)
+		cancel()
+		if err == nil {
+			log.Debug("task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
+			return
+		}
+		if code := connect.CodeOf(err); code == connect.CodeFailedPrecondition || code == connect.CodeNotFound || code == connect.CodeInvalidArgument || try == 8 {
+			log.Warn("result refused", "err", err)
+			return
+		}
+		time.Sleep(delay)
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// heartbeatLoop beats every HeartbeatInterval (and at once when a task
+// starts) until ctx ends; it returns ErrHeartbeatsFailed after
+// MaxFailedHeartbeats failures in a row.
+func (e *Executor) heartbeatLoop(ctx context.Context) error {
+	ticker := time.NewTicker(e.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-e.kick:
+		}
+		if err := e.beat(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures++
+			e.cfg.Logger.Warn("heartbeat failed", "err", err, "failures_in_a_row", failures)
+			if failures >= MaxFailedHeartbeats {
+				return fmt.Errorf("%w: %d in a row, last: %w", ErrHeartbeatsFailed, failures, err)
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+func (e *Executor) beat(ctx context.Context) error {
+	e.mu.Lock()
+	rs := make([]*running, 0, len(e.running))
+	beats := make([]*atfv1.Beat, 0, len(e.running))
+	for _, r := range e.running {
+		rs = append(rs, r)
+		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: -1})
+	}
+	e.mu.Unlock()
+	if len(beats) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
+	defer cancel()
+	res, err := e.cfg.Status.Heartbeat(ctx, &atfv1.HeartbeatRequest{ExecutorId: e.cfg.ID, Beats: beats})
+	if err != nil {
+		return err
+	}
+	for i, d := range res.GetDirectives() {
+		if i >= len(rs) {
+			break
+		}
+		switch d {
+		case atfv1.Directive_DIRECTIVE_CANCEL:
+			rs[i].cancel(errCancelled)
+		case atfv1.Directive_DIRECTIVE_CLAIM_LOST:
+			rs[i].cancel(errClaimLost)
+		}
+	}
+	return nil
+}
+
+func (e *Executor) abortAll(cause error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.running {
+		r.cancel(cause)
+	}
+}
+
+// Running reports how many tasks run now.
+func (e *Executor) Running() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running)
+}

@@ -1,0 +1,188 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/runtime/sandbox"
+)
+
+// fakeController hands out the queued work once, then long-polls empty.
+type fakeController struct {
+	mu   sync.Mutex
+	work []*atfv1.Work
+}
+
+func (c *fakeController) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (*atfv1.NextWorkResponse, error) {
+	c.mu.Lock()
+	n := min(int(req.GetMaxTasks()), len(c.work))
+	w := c.work[:n]
+	c.work = c.work[n:]
+	c.mu.Unlock()
+	if n == 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return &atfv1.NextWorkResponse{Work: w}, nil
+}
+
+func (c *fakeController) GetModule(context.Context, *atfv1.GetModuleRequest) (*atfv1.GetModuleResponse, error) {
+	return &atfv1.GetModuleResponse{}, nil
+}
+
+// fakeStatus answers heartbeats with directive (or fails them) and records
+// results.
+type fakeStatus struct {
+	mu        sync.Mutex
+	directive atfv1.Directive
+	fail      bool
+	beats     int
+	results   []*atfv1.SetResultRequest
+}
+
+func (s *fakeStatus) Heartbeat(_ context.Context, req *atfv1.HeartbeatRequest) (*atfv1.HeartbeatResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beats++
+	if s.fail {
+		return nil, errors.New("hsc unreachable")
+	}
+	ds := make([]atfv1.Directive, len(req.GetBeats()))
+	for i := range ds {
+		ds[i] = s.directive
+	}
+	return &atfv1.HeartbeatResponse{Directives: ds}, nil
+}
+
+func (s *fakeStatus) SetResult(_ context.Context, req *atfv1.SetResultRequest) (*atfv1.SetResultResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.results = append(s.results, req)
+	return &atfv1.SetResultResponse{}, nil
+}
+
+func (s *fakeStatus) snapshot() (int, []*atfv1.SetResultRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.beats, append([]*atfv1.SetResultRequest(nil), s.results...)
+}
+
+// blockingRunner runs until its context ends (like an infinite loop in a
+// sandbox whose abort works), or succeeds at once when quick.
+type blockingRunner struct{ quick bool }
+
+func (r blockingRunner) Run(ctx context.Context, job sandbox.Job) sandbox.Result {
+	if r.quick {
+		return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: job.Payload}
+	}
+	<-ctx.Done()
+	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_CANCELLED}
+}
+
+func work(id string) *atfv1.Work {
+	return &atfv1.Work{TaskId: id, FencingToken: 7, Payload: []byte(id), Attempt: 1}
+}
+
+type testBundle struct {
+	ctl    *fakeController
+	status *fakeStatus
+	ex     *Executor
+}
+
+func setup(t *testing.T, runner Runner, ws ...*atfv1.Work) *testBundle {
+	t.Helper()
+	b := &testBundle{ctl: &fakeController{work: ws}, status: &fakeStatus{directive: atfv1.Directive_DIRECTIVE_CONTINUE}}
+	b.ex = New(Config{Controller: b.ctl, Status: b.status, Runner: runner, Slots: 4, HeartbeatInterval: 10 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond})
+	return b
+}
+
+func runFor(t *testing.T, ex *Executor, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return ex.Run(ctx)
+}
+
+func TestRunReportsResults(t *testing.T) {
+	t.Parallel()
+	b := setup(t, blockingRunner{quick: true}, work("a"), work("b"), work("c"), work("d"), work("e"))
+	if err := runFor(t, b.ex, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, results := b.status.snapshot()
+	if len(results) != 5 {
+		t.Fatalf("%d results, want 5", len(results))
+	}
+	for _, r := range results {
+		if r.GetOutcome() != atfv1.Outcome_OUTCOME_SUCCESS || r.GetFencingToken() != 7 || string(r.GetOutput()) != r.GetTaskId() {
+			t.Errorf("result %v", r)
+		}
+	}
+}
+
+func TestCancelDirectiveAbortsAndReportsCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, blockingRunner{}, work("a"))
+	b.status.directive = atfv1.Directive_DIRECTIVE_CANCEL
+	if err := runFor(t, b.ex, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, results := b.status.snapshot()
+	if len(results) != 1 || results[0].GetOutcome() != atfv1.Outcome_OUTCOME_CANCELLED {
+		t.Fatalf("results %v, want one CANCELLED", results)
+	}
+}
+
+func TestClaimLostAbortsAndReportsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, blockingRunner{}, work("a"))
+	b.status.directive = atfv1.Directive_DIRECTIVE_CLAIM_LOST
+	if err := runFor(t, b.ex, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if b.ex.Running() != 0 {
+		t.Fatal("the task still runs after its claim was lost")
+	}
+	if _, results := b.status.snapshot(); len(results) != 0 {
+		t.Fatalf("a lost claim must not report: %v", results)
+	}
+}
+
+func TestThreeFailedHeartbeatsAbortEverythingAndStop(t *testing.T) {
+	t.Parallel()
+	b := setup(t, blockingRunner{}, work("a"), work("b"))
+	b.status.fail = true
+	start := time.Now()
+	err := runFor(t, b.ex, 10*time.Second)
+	if !errors.Is(err, ErrHeartbeatsFailed) {
+		t.Fatalf("Run returned %v, want ErrHeartbeatsFailed", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("took %s to give up", time.Since(start))
+	}
+	beats, results := b.status.snapshot()
+	if beats != MaxFailedHeartbeats {
+		t.Errorf("%d heartbeats, want exactly %d", beats, MaxFailedHeartbeats)
+	}
+	if len(results) != 0 || b.ex.Running() != 0 {
+		t.Fatalf("after giving up: %d results, %d running; want none", len(results), b.ex.Running())
+	}
+}
+
+func TestShutdownAbortsAfterGraceWithoutReporting(t *testing.T) {
+	t.Parallel()
+	b := setup(t, blockingRunner{}, work("a"))
+	if err := runFor(t, b.ex, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, results := b.status.snapshot(); len(results) != 0 {
+		t.Fatalf("an aborted task must be left to the heartbeat timeout: %v", results)
+	}
+}

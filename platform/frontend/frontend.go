@@ -1,0 +1,75 @@
+package frontend
+
+import (
+	"context"
+	"time"
+
+	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/runtime/sandbox"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxModuleBytes  = 64 << 20
+	DefaultMaxPayloadBytes = 1 << 20
+	DefaultNamespace       = "default"
+)
+
+// Store is what the frontend needs of the task store.
+type Store interface {
+	PutModule(ctx context.Context, sha256 string, wasm []byte) error
+	DeployLambda(ctx context.Context, l store.Lambda) (store.Lambda, error)
+	GetLambda(ctx context.Context, ns, name string) (store.Lambda, error)
+	ListLambdas(ctx context.Context, ns string) ([]store.Lambda, error)
+	DeleteLambda(ctx context.Context, ns, name string) error
+	Schedule(ctx context.Context, t store.NewTask) (store.Task, bool, error)
+	GetTask(ctx context.Context, ns, id string) (store.Task, error)
+	ListTasks(ctx context.Context, f store.ListFilter) ([]store.Task, string, error)
+	Cancel(ctx context.Context, ns, id string) (store.Task, error)
+	Retry(ctx context.Context, ns, id string) (store.Task, error)
+}
+
+// Inspector validates uploaded modules; *sandbox.Engine is one.
+type Inspector interface {
+	Inspect(ctx context.Context, wasm []byte) (sandbox.Info, error)
+}
+
+// Config configures a Frontend.
+type Config struct {
+	Store     Store
+	Inspector Inspector
+	// MaxModuleBytes caps an uploaded module. Default 64 MiB.
+	MaxModuleBytes int
+	// MaxPayloadBytes caps a task's payload. Default 1 MiB.
+	MaxPayloadBytes int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxModuleBytes <= 0 {
+		c.MaxModuleBytes = DefaultMaxModuleBytes
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Frontend implements atfv1connect.LambdaServiceHandler and
+// atfv1connect.TaskServiceHandler, and serves the REST routes.
+type Frontend struct {
+	cfg Config
+}
+
+// New returns a Frontend.
+func New(cfg Config) *Frontend {
+	return &Frontend{cfg: cfg.withDefaults()}
+}
+
+// namespace is the namespace a call acts in. Until API tokens map callers
+// to their own, every caller is in DefaultNamespace.
+func namespace(context.Context) string { return DefaultNamespace }
