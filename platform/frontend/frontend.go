@@ -12,6 +12,7 @@ import (
 const (
 	DefaultMaxModuleBytes  = 64 << 20
 	DefaultMaxPayloadBytes = 1 << 20
+	DefaultMaxBatchBytes   = 16 << 20
 	DefaultNamespace       = "default"
 )
 
@@ -23,6 +24,7 @@ type Store interface {
 	ListLambdas(ctx context.Context, ns string) ([]store.Lambda, error)
 	DeleteLambda(ctx context.Context, ns, name string) error
 	Schedule(ctx context.Context, t store.NewTask) (store.Task, bool, error)
+	ScheduleBatch(ctx context.Context, ts []store.NewTask) ([]store.BatchResult, error)
 	GetTask(ctx context.Context, ns, id string) (store.Task, error)
 	ListTasks(ctx context.Context, f store.ListFilter) ([]store.Task, string, error)
 	Cancel(ctx context.Context, ns, id string) (store.Task, error)
@@ -42,6 +44,9 @@ type Config struct {
 	MaxModuleBytes int
 	// MaxPayloadBytes caps a task's payload. Default 1 MiB.
 	MaxPayloadBytes int
+	// MaxBatchBytes caps the payloads of one ScheduleBatch together.
+	// Default 16 MiB.
+	MaxBatchBytes int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -52,6 +57,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -32,6 +32,8 @@ func (f *Frontend) RegisterREST(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/tasks/{id}/output", f.restOutput)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", f.restCancel)
 	mux.HandleFunc("POST /v1/tasks/{id}/retry", f.restRetry)
+	mux.HandleFunc("POST /v1/lambdas/{name}/tasks:batch", f.restScheduleBatch)
+	mux.HandleFunc("GET /v1/lambdas/{name}/dead-letters", f.restDeadLetters)
 }
 
 var errorWriter = connect.NewErrorWriter()

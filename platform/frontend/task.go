@@ -22,19 +22,30 @@ func (f *Frontend) Schedule(ctx context.Context, req *atfv1.ScheduleRequest) (*a
 }
 
 func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h http.Header) (store.Task, bool, error) {
-	if err := validateName("lambda name", req.GetLambda()); err != nil {
+	nt, err := f.newTask(ctx, req, f.cfg.Store.GetLambda)
+	if err != nil {
 		return store.Task{}, false, err
+	}
+	nt.TraceParent = tracectx.FromRequest(ctx, h)
+	return f.cfg.Store.Schedule(ctx, nt)
+}
+
+// newTask validates a schedule request and makes the task to store; the
+// lambda is read with getLambda.
+func (f *Frontend) newTask(ctx context.Context, req *atfv1.ScheduleRequest, getLambda func(ctx context.Context, ns, name string) (store.Lambda, error)) (store.NewTask, error) {
+	if err := validateName("lambda name", req.GetLambda()); err != nil {
+		return store.NewTask{}, err
 	}
 	if len(req.GetPayload()) > f.cfg.MaxPayloadBytes {
-		return store.Task{}, false, &tooLargeError{what: fmt.Sprintf("payload (%d bytes)", len(req.GetPayload())), limit: f.cfg.MaxPayloadBytes}
+		return store.NewTask{}, &tooLargeError{what: fmt.Sprintf("payload (%d bytes)", len(req.GetPayload())), limit: f.cfg.MaxPayloadBytes}
 	}
 	if err := validateTask(int(req.GetPriority()), req.GetKey(), req.GetCollection()); err != nil {
-		return store.Task{}, false, err
+		return store.NewTask{}, err
 	}
 	ns := namespace(ctx)
-	l, err := f.cfg.Store.GetLambda(ctx, ns, req.GetLambda())
+	l, err := getLambda(ctx, ns, req.GetLambda())
 	if err != nil {
-		return store.Task{}, false, fmt.Errorf("%w: deploy it first (PUT /v1/lambdas/%s)", err, req.GetLambda())
+		return store.NewTask{}, fmt.Errorf("%w: deploy it first (PUT /v1/lambdas/%s)", err, req.GetLambda())
 	}
 	nt := store.NewTask{
 		Namespace:   ns,
@@ -44,15 +55,14 @@ func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h h
 		Key:         req.GetKey(),
 		Collection:  req.GetCollection(),
 		MaxAttempts: l.MaxAttempts,
-		TraceParent: tracectx.FromRequest(ctx, h),
 	}
 	if req.GetExecuteAt() != nil {
 		if err := req.GetExecuteAt().CheckValid(); err != nil {
-			return store.Task{}, false, invalidf("executeAt is not a valid time: %v", err)
+			return store.NewTask{}, invalidf("executeAt is not a valid time: %v", err)
 		}
 		nt.ExecuteAt = req.GetExecuteAt().AsTime()
 	}
-	return f.cfg.Store.Schedule(ctx, nt)
+	return nt, nil
 }
 
 // GetTask returns a task.
@@ -84,13 +94,17 @@ func (f *Frontend) ListTasks(ctx context.Context, req *atfv1.ListTasksRequest) (
 			return nil, toConnect(err)
 		}
 	}
+	if req.GetDeadLetters() && req.GetState() != atfv1.TaskState_TASK_STATE_UNSPECIFIED && req.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE {
+		return nil, toConnect(invalidf("deadLetters lists FATAL_FAILURE tasks: state %s cannot be one", req.GetState()))
+	}
 	ts, next, err := f.cfg.Store.ListTasks(ctx, store.ListFilter{
-		Namespace:  namespace(ctx),
-		Lambda:     req.GetLambda(),
-		State:      req.GetState(),
-		Collection: req.GetCollection(),
-		PageSize:   int(req.GetPageSize()),
-		PageToken:  req.GetPageToken(),
+		DeadLetters: req.GetDeadLetters(),
+		Namespace:   namespace(ctx),
+		Lambda:      req.GetLambda(),
+		State:       req.GetState(),
+		Collection:  req.GetCollection(),
+		PageSize:    int(req.GetPageSize()),
+		PageToken:   req.GetPageToken(),
 	})
 	if err != nil {
 		return nil, toConnect(err)

@@ -160,6 +160,9 @@ type ListFilter struct {
 	Lambda     string
 	State      atfv1.TaskState // UNSPECIFIED: any
 	Collection string          // empty: any
-	PageSize   int             // default 100, at most 1000
-	PageToken  string
+	// DeadLetters keeps only FATAL_FAILURE tasks whose attempts are spent
+	// (Error.AttemptsExhausted): ATF's dead-letter queue.
+	DeadLetters bool
+	PageSize    int // default 100, at most 1000
+	PageToken   string
 }

@@ -51,7 +51,7 @@ func (s *Store) ListTasks(ctx context.Context, f ListFilter) ([]Task, string, er
 		}
 	}
 	batch := int64(min(size+1, 200))
-	if f.State != atfv1.TaskState_TASK_STATE_UNSPECIFIED || f.Collection != "" {
+	if f.State != atfv1.TaskState_TASK_STATE_UNSPECIFIED || f.Collection != "" || f.DeadLetters {
 		batch = 200 // filters drop entries: read further ahead
 	}
 
@@ -113,6 +113,9 @@ func (s *Store) ListTasks(ctx context.Context, f ListFilter) ([]Task, string, er
 				continue
 			}
 			if f.Collection != "" && t.Collection != f.Collection {
+				continue
+			}
+			if f.DeadLetters && !isDeadLetter(t) {
 				continue
 			}
 			out = append(out, t)
@@ -249,4 +252,10 @@ func (s *Store) refill(ctx context.Context, srcs []*listSource, cur *cursor, bat
 		}
 	}
 	return nil
+}
+
+// isDeadLetter reports whether t is a dead letter: FATAL_FAILURE because
+// its last failure spent its attempts.
+func isDeadLetter(t Task) bool {
+	return t.State == atfv1.TaskState_TASK_STATE_FATAL_FAILURE && t.Error.GetAttemptsExhausted()
 }

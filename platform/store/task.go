@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
 
 // Schedule stores a new task. A task due now (ExecuteAt zero or not after
@@ -17,60 +14,11 @@ import (
 // maps to a task still kept (live, or finished within the retention) is
 // not stored: that task is returned with deduplicated = true.
 func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
-	if nt.Priority < 0 || nt.Priority > 9 {
-		return Task{}, false, errorf(ErrInvalid, "priority %d is out of range 0-9", nt.Priority)
+	if err := checkNewTask(nt); err != nil {
+		return Task{}, false, err
 	}
-	if nt.Lambda == "" {
-		return Task{}, false, errorf(ErrInvalid, "task has no lambda")
-	}
-	if nt.MaxAttempts <= 0 {
-		nt.MaxAttempts = DefaultMaxAttempts
-	}
-	now := s.now()
-	nowMS := ms(now)
-	if nt.ExecuteAt.IsZero() {
-		nt.ExecuteAt = now
-	}
-	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
-	id := s.newID(p, now)
-	queue := s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
-
-	h := map[string]string{
-		fNamespace:   nt.Namespace,
-		fLambda:      nt.Lambda,
-		fAttempt:     "0",
-		fMaxAttempts: strconv.Itoa(nt.MaxAttempts),
-		fPriority:    strconv.Itoa(nt.Priority),
-		fQueue:       queue,
-		fExecuteAt:   ms(nt.ExecuteAt),
-		fCreatedAt:   nowMS,
-		fUpdatedAt:   nowMS,
-		fToken:       "0",
-	}
-	for f, v := range map[string]string{fKey: nt.Key, fCollection: nt.Collection, fTraceParent: nt.TraceParent, fPayload: string(nt.Payload)} {
-		if v != "" {
-			h[f] = v
-		}
-	}
-	dueNow := !nt.ExecuteAt.After(now)
-	trigger, wake := ms(nt.ExecuteAt), wakeChannel
-	if dueNow {
-		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_ENQUEUED))
-		h[fEnqueuedAt] = nowMS
-		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""
-	} else {
-		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_NEW))
-	}
-
-	keys := []string{taskKey(p, id), triggerKey(p), indexKey(p, nt.Namespace, nt.Lambda)}
-	if nt.Key != "" {
-		keys = append(keys, dedupKey(p, nt.Namespace, nt.Lambda, nt.Key))
-	}
-	args := []any{id, partPrefix(p), trigger, nowMS, wake, p}
-	for f, v := range h {
-		args = append(args, f, v)
-	}
-	res, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Slice()
+	pt := s.prepare(nt, s.now())
+	res, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Slice()
 	if err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 	}
@@ -83,13 +31,13 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		t, err := decodeTask(existing, fields)
 		return t, true, err
 	}
-	if dueNow {
+	if pt.dueNow {
 		// Apart from the script. The task is stored: a lost push is redone
 		// by the enqueue timeout, so a failure here is not the caller's
 		// (who might schedule the task twice if told it failed).
-		_ = s.rdb.LPush(ctx, queue, id).Err()
+		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err()
 	}
-	t, err := decodeTask(id, h)
+	t, err := decodeTask(pt.id, pt.h)
 	return t, false, err
 }
 

@@ -100,9 +100,15 @@ type Lambda struct {
 	RetryBackoff    *durationpb.Duration `protobuf:"bytes,12,opt,name=retry_backoff,json=retryBackoff,proto3" json:"retry_backoff,omitempty"`
 	RetryBackoffMax *durationpb.Duration `protobuf:"bytes,13,opt,name=retry_backoff_max,json=retryBackoffMax,proto3" json:"retry_backoff_max,omitempty"`
 	// Imports the module declares, as "module.name".
-	Imports       []string               `protobuf:"bytes,14,rep,name=imports,proto3" json:"imports,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Imports   []string               `protobuf:"bytes,14,rep,name=imports,proto3" json:"imports,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The whole lambda is paused: its tasks wait until ResumeLambda.
+	Paused bool `protobuf:"varint,17,opt,name=paused,proto3" json:"paused,omitempty"`
+	// Collections of the lambda that are paused, sorted.
+	PausedCollections []string `protobuf:"bytes,18,rep,name=paused_collections,json=pausedCollections,proto3" json:"paused_collections,omitempty"`
+	// The periodic schedule, when one is set (SetSchedule).
+	Schedule      *Schedule `protobuf:"bytes,19,opt,name=schedule,proto3" json:"schedule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -249,11 +255,114 @@ func (x *Lambda) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Lambda) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Lambda) GetPausedCollections() []string {
+	if x != nil {
+		return x.PausedCollections
+	}
+	return nil
+}
+
+func (x *Lambda) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+// Schedule creates one task of a lambda per tick of a cron expression.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Standard 5-field cron (minute hour day-of-month month day-of-week) or a
+	// descriptor (@hourly, @daily, @every 10m), in UTC unless prefixed with
+	// CRON_TZ=<zone>.
+	Cron string `protobuf:"bytes,1,opt,name=cron,proto3" json:"cron,omitempty"`
+	// The payload, priority and collection of every task it creates.
+	Payload    []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Priority   int32  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`
+	Collection string `protobuf:"bytes,4,opt,name=collection,proto3" json:"collection,omitempty"`
+	// The next tick after now.
+	NextTick      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_tick,json=nextTick,proto3" json:"next_tick,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_atf_v1_lambda_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *Schedule) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Schedule) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *Schedule) GetNextTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextTick
+	}
+	return nil
+}
+
 var File_atf_v1_lambda_proto protoreflect.FileDescriptor
 
 const file_atf_v1_lambda_proto_rawDesc = "" +
 	"\n" +
-	"\x13atf/v1/lambda.proto\x12\x06atf.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x05\n" +
+	"\x13atf/v1/lambda.proto\x12\x06atf.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x05\n" +
 	"\x06Lambda\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -274,7 +383,18 @@ const file_atf_v1_lambda_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt*<\n" +
+	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
+	"\x06paused\x18\x11 \x01(\bR\x06paused\x12-\n" +
+	"\x12paused_collections\x18\x12 \x03(\tR\x11pausedCollections\x12,\n" +
+	"\bschedule\x18\x13 \x01(\v2\x10.atf.v1.ScheduleR\bschedule\"\xad\x01\n" +
+	"\bSchedule\x12\x12\n" +
+	"\x04cron\x18\x01 \x01(\tR\x04cron\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1a\n" +
+	"\bpriority\x18\x03 \x01(\x05R\bpriority\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x04 \x01(\tR\n" +
+	"collection\x127\n" +
+	"\tnext_tick\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bnextTick*<\n" +
 	"\x03Abi\x12\x13\n" +
 	"\x0fABI_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vABI_COMMAND\x10\x01\x12\x0f\n" +
@@ -295,25 +415,28 @@ func file_atf_v1_lambda_proto_rawDescGZIP() []byte {
 }
 
 var file_atf_v1_lambda_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_atf_v1_lambda_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_atf_v1_lambda_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_atf_v1_lambda_proto_goTypes = []any{
 	(Abi)(0),                      // 0: atf.v1.Abi
 	(*Lambda)(nil),                // 1: atf.v1.Lambda
-	(*durationpb.Duration)(nil),   // 2: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*Schedule)(nil),              // 2: atf.v1.Schedule
+	(*durationpb.Duration)(nil),   // 3: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_atf_v1_lambda_proto_depIdxs = []int32{
 	0, // 0: atf.v1.Lambda.abi:type_name -> atf.v1.Abi
-	2, // 1: atf.v1.Lambda.timeout:type_name -> google.protobuf.Duration
-	2, // 2: atf.v1.Lambda.retry_backoff:type_name -> google.protobuf.Duration
-	2, // 3: atf.v1.Lambda.retry_backoff_max:type_name -> google.protobuf.Duration
-	3, // 4: atf.v1.Lambda.created_at:type_name -> google.protobuf.Timestamp
-	3, // 5: atf.v1.Lambda.updated_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 1: atf.v1.Lambda.timeout:type_name -> google.protobuf.Duration
+	3, // 2: atf.v1.Lambda.retry_backoff:type_name -> google.protobuf.Duration
+	3, // 3: atf.v1.Lambda.retry_backoff_max:type_name -> google.protobuf.Duration
+	4, // 4: atf.v1.Lambda.created_at:type_name -> google.protobuf.Timestamp
+	4, // 5: atf.v1.Lambda.updated_at:type_name -> google.protobuf.Timestamp
+	2, // 6: atf.v1.Lambda.schedule:type_name -> atf.v1.Schedule
+	4, // 7: atf.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_atf_v1_lambda_proto_init() }
@@ -327,7 +450,7 @@ func file_atf_v1_lambda_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_atf_v1_lambda_proto_rawDesc), len(file_atf_v1_lambda_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

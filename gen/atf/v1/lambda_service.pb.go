@@ -424,6 +424,429 @@ func (*DeleteLambdaResponse) Descriptor() ([]byte, []int) {
 	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{7}
 }
 
+type PauseLambdaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Pause only this collection; empty pauses the whole lambda.
+	Collection    string `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseLambdaRequest) Reset() {
+	*x = PauseLambdaRequest{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseLambdaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseLambdaRequest) ProtoMessage() {}
+
+func (x *PauseLambdaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseLambdaRequest.ProtoReflect.Descriptor instead.
+func (*PauseLambdaRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PauseLambdaRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PauseLambdaRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type PauseLambdaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lambda        *Lambda                `protobuf:"bytes,1,opt,name=lambda,proto3" json:"lambda,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseLambdaResponse) Reset() {
+	*x = PauseLambdaResponse{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseLambdaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseLambdaResponse) ProtoMessage() {}
+
+func (x *PauseLambdaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseLambdaResponse.ProtoReflect.Descriptor instead.
+func (*PauseLambdaResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PauseLambdaResponse) GetLambda() *Lambda {
+	if x != nil {
+		return x.Lambda
+	}
+	return nil
+}
+
+type ResumeLambdaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Resume only this collection; empty resumes the lambda as a whole.
+	Collection    string `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeLambdaRequest) Reset() {
+	*x = ResumeLambdaRequest{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeLambdaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeLambdaRequest) ProtoMessage() {}
+
+func (x *ResumeLambdaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeLambdaRequest.ProtoReflect.Descriptor instead.
+func (*ResumeLambdaRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResumeLambdaRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResumeLambdaRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type ResumeLambdaResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Lambda *Lambda                `protobuf:"bytes,1,opt,name=lambda,proto3" json:"lambda,omitempty"`
+	// Parked tasks sent back to their queues.
+	Resumed       int64 `protobuf:"varint,2,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeLambdaResponse) Reset() {
+	*x = ResumeLambdaResponse{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeLambdaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeLambdaResponse) ProtoMessage() {}
+
+func (x *ResumeLambdaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeLambdaResponse.ProtoReflect.Descriptor instead.
+func (*ResumeLambdaResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ResumeLambdaResponse) GetLambda() *Lambda {
+	if x != nil {
+		return x.Lambda
+	}
+	return nil
+}
+
+func (x *ResumeLambdaResponse) GetResumed() int64 {
+	if x != nil {
+		return x.Resumed
+	}
+	return 0
+}
+
+type DropLambdaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Drop only this collection's tasks; empty drops all the lambda's.
+	Collection    string `protobuf:"bytes,2,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropLambdaRequest) Reset() {
+	*x = DropLambdaRequest{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropLambdaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropLambdaRequest) ProtoMessage() {}
+
+func (x *DropLambdaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropLambdaRequest.ProtoReflect.Descriptor instead.
+func (*DropLambdaRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DropLambdaRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DropLambdaRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type DropLambdaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks cancelled.
+	Cancelled     int64 `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropLambdaResponse) Reset() {
+	*x = DropLambdaResponse{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropLambdaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropLambdaResponse) ProtoMessage() {}
+
+func (x *DropLambdaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropLambdaResponse.ProtoReflect.Descriptor instead.
+func (*DropLambdaResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DropLambdaResponse) GetCancelled() int64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+type SetScheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Empty removes the schedule.
+	Cron    string `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"`
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// 0-9.
+	Priority      int32  `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Collection    string `protobuf:"bytes,5,opt,name=collection,proto3" json:"collection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScheduleRequest) Reset() {
+	*x = SetScheduleRequest{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScheduleRequest) ProtoMessage() {}
+
+func (x *SetScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScheduleRequest.ProtoReflect.Descriptor instead.
+func (*SetScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetScheduleRequest) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *SetScheduleRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *SetScheduleRequest) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *SetScheduleRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+type SetScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lambda        *Lambda                `protobuf:"bytes,1,opt,name=lambda,proto3" json:"lambda,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScheduleResponse) Reset() {
+	*x = SetScheduleResponse{}
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScheduleResponse) ProtoMessage() {}
+
+func (x *SetScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_lambda_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScheduleResponse.ProtoReflect.Descriptor instead.
+func (*SetScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_lambda_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetScheduleResponse) GetLambda() *Lambda {
+	if x != nil {
+		return x.Lambda
+	}
+	return nil
+}
+
 var File_atf_v1_lambda_service_proto protoreflect.FileDescriptor
 
 const file_atf_v1_lambda_service_proto_rawDesc = "" +
@@ -450,12 +873,49 @@ const file_atf_v1_lambda_service_proto_rawDesc = "" +
 	"\alambdas\x18\x01 \x03(\v2\x0e.atf.v1.LambdaR\alambdas\")\n" +
 	"\x13DeleteLambdaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14DeleteLambdaResponse2\xbd\x02\n" +
+	"\x14DeleteLambdaResponse\"H\n" +
+	"\x12PauseLambdaRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\"=\n" +
+	"\x13PauseLambdaResponse\x12&\n" +
+	"\x06lambda\x18\x01 \x01(\v2\x0e.atf.v1.LambdaR\x06lambda\"I\n" +
+	"\x13ResumeLambdaRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\"X\n" +
+	"\x14ResumeLambdaResponse\x12&\n" +
+	"\x06lambda\x18\x01 \x01(\v2\x0e.atf.v1.LambdaR\x06lambda\x12\x18\n" +
+	"\aresumed\x18\x02 \x01(\x03R\aresumed\"G\n" +
+	"\x11DropLambdaRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x02 \x01(\tR\n" +
+	"collection\"2\n" +
+	"\x12DropLambdaResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\x03R\tcancelled\"\x92\x01\n" +
+	"\x12SetScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x05 \x01(\tR\n" +
+	"collection\"=\n" +
+	"\x13SetScheduleResponse\x12&\n" +
+	"\x06lambda\x18\x01 \x01(\v2\x0e.atf.v1.LambdaR\x06lambda2\xe5\x04\n" +
 	"\rLambdaService\x12K\n" +
 	"\fDeployLambda\x12\x1b.atf.v1.DeployLambdaRequest\x1a\x1c.atf.v1.DeployLambdaResponse\"\x00\x12E\n" +
 	"\tGetLambda\x12\x18.atf.v1.GetLambdaRequest\x1a\x19.atf.v1.GetLambdaResponse\"\x03\x90\x02\x01\x12K\n" +
 	"\vListLambdas\x12\x1a.atf.v1.ListLambdasRequest\x1a\x1b.atf.v1.ListLambdasResponse\"\x03\x90\x02\x01\x12K\n" +
-	"\fDeleteLambda\x12\x1b.atf.v1.DeleteLambdaRequest\x1a\x1c.atf.v1.DeleteLambdaResponse\"\x00B\x80\x01\n" +
+	"\fDeleteLambda\x12\x1b.atf.v1.DeleteLambdaRequest\x1a\x1c.atf.v1.DeleteLambdaResponse\"\x00\x12H\n" +
+	"\vPauseLambda\x12\x1a.atf.v1.PauseLambdaRequest\x1a\x1b.atf.v1.PauseLambdaResponse\"\x00\x12K\n" +
+	"\fResumeLambda\x12\x1b.atf.v1.ResumeLambdaRequest\x1a\x1c.atf.v1.ResumeLambdaResponse\"\x00\x12E\n" +
+	"\n" +
+	"DropLambda\x12\x19.atf.v1.DropLambdaRequest\x1a\x1a.atf.v1.DropLambdaResponse\"\x00\x12H\n" +
+	"\vSetSchedule\x12\x1a.atf.v1.SetScheduleRequest\x1a\x1b.atf.v1.SetScheduleResponse\"\x00B\x80\x01\n" +
 	"\n" +
 	"com.atf.v1B\x12LambdaServiceProtoP\x01Z%github.com/atfhq/atf/gen/atf/v1;atfv1\xa2\x02\x03AXX\xaa\x02\x06Atf.V1\xca\x02\x06Atf\\V1\xe2\x02\x12Atf\\V1\\GPBMetadata\xea\x02\aAtf::V1b\x06proto3"
 
@@ -471,7 +931,7 @@ func file_atf_v1_lambda_service_proto_rawDescGZIP() []byte {
 	return file_atf_v1_lambda_service_proto_rawDescData
 }
 
-var file_atf_v1_lambda_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_atf_v1_lambda_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_atf_v1_lambda_service_proto_goTypes = []any{
 	(*DeployLambdaRequest)(nil),  // 0: atf.v1.DeployLambdaRequest
 	(*DeployLambdaResponse)(nil), // 1: atf.v1.DeployLambdaResponse
@@ -481,29 +941,48 @@ var file_atf_v1_lambda_service_proto_goTypes = []any{
 	(*ListLambdasResponse)(nil),  // 5: atf.v1.ListLambdasResponse
 	(*DeleteLambdaRequest)(nil),  // 6: atf.v1.DeleteLambdaRequest
 	(*DeleteLambdaResponse)(nil), // 7: atf.v1.DeleteLambdaResponse
-	(*durationpb.Duration)(nil),  // 8: google.protobuf.Duration
-	(*Lambda)(nil),               // 9: atf.v1.Lambda
+	(*PauseLambdaRequest)(nil),   // 8: atf.v1.PauseLambdaRequest
+	(*PauseLambdaResponse)(nil),  // 9: atf.v1.PauseLambdaResponse
+	(*ResumeLambdaRequest)(nil),  // 10: atf.v1.ResumeLambdaRequest
+	(*ResumeLambdaResponse)(nil), // 11: atf.v1.ResumeLambdaResponse
+	(*DropLambdaRequest)(nil),    // 12: atf.v1.DropLambdaRequest
+	(*DropLambdaResponse)(nil),   // 13: atf.v1.DropLambdaResponse
+	(*SetScheduleRequest)(nil),   // 14: atf.v1.SetScheduleRequest
+	(*SetScheduleResponse)(nil),  // 15: atf.v1.SetScheduleResponse
+	(*durationpb.Duration)(nil),  // 16: google.protobuf.Duration
+	(*Lambda)(nil),               // 17: atf.v1.Lambda
 }
 var file_atf_v1_lambda_service_proto_depIdxs = []int32{
-	8,  // 0: atf.v1.DeployLambdaRequest.timeout:type_name -> google.protobuf.Duration
-	8,  // 1: atf.v1.DeployLambdaRequest.retry_backoff:type_name -> google.protobuf.Duration
-	8,  // 2: atf.v1.DeployLambdaRequest.retry_backoff_max:type_name -> google.protobuf.Duration
-	9,  // 3: atf.v1.DeployLambdaResponse.lambda:type_name -> atf.v1.Lambda
-	9,  // 4: atf.v1.GetLambdaResponse.lambda:type_name -> atf.v1.Lambda
-	9,  // 5: atf.v1.ListLambdasResponse.lambdas:type_name -> atf.v1.Lambda
-	0,  // 6: atf.v1.LambdaService.DeployLambda:input_type -> atf.v1.DeployLambdaRequest
-	2,  // 7: atf.v1.LambdaService.GetLambda:input_type -> atf.v1.GetLambdaRequest
-	4,  // 8: atf.v1.LambdaService.ListLambdas:input_type -> atf.v1.ListLambdasRequest
-	6,  // 9: atf.v1.LambdaService.DeleteLambda:input_type -> atf.v1.DeleteLambdaRequest
-	1,  // 10: atf.v1.LambdaService.DeployLambda:output_type -> atf.v1.DeployLambdaResponse
-	3,  // 11: atf.v1.LambdaService.GetLambda:output_type -> atf.v1.GetLambdaResponse
-	5,  // 12: atf.v1.LambdaService.ListLambdas:output_type -> atf.v1.ListLambdasResponse
-	7,  // 13: atf.v1.LambdaService.DeleteLambda:output_type -> atf.v1.DeleteLambdaResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	16, // 0: atf.v1.DeployLambdaRequest.timeout:type_name -> google.protobuf.Duration
+	16, // 1: atf.v1.DeployLambdaRequest.retry_backoff:type_name -> google.protobuf.Duration
+	16, // 2: atf.v1.DeployLambdaRequest.retry_backoff_max:type_name -> google.protobuf.Duration
+	17, // 3: atf.v1.DeployLambdaResponse.lambda:type_name -> atf.v1.Lambda
+	17, // 4: atf.v1.GetLambdaResponse.lambda:type_name -> atf.v1.Lambda
+	17, // 5: atf.v1.ListLambdasResponse.lambdas:type_name -> atf.v1.Lambda
+	17, // 6: atf.v1.PauseLambdaResponse.lambda:type_name -> atf.v1.Lambda
+	17, // 7: atf.v1.ResumeLambdaResponse.lambda:type_name -> atf.v1.Lambda
+	17, // 8: atf.v1.SetScheduleResponse.lambda:type_name -> atf.v1.Lambda
+	0,  // 9: atf.v1.LambdaService.DeployLambda:input_type -> atf.v1.DeployLambdaRequest
+	2,  // 10: atf.v1.LambdaService.GetLambda:input_type -> atf.v1.GetLambdaRequest
+	4,  // 11: atf.v1.LambdaService.ListLambdas:input_type -> atf.v1.ListLambdasRequest
+	6,  // 12: atf.v1.LambdaService.DeleteLambda:input_type -> atf.v1.DeleteLambdaRequest
+	8,  // 13: atf.v1.LambdaService.PauseLambda:input_type -> atf.v1.PauseLambdaRequest
+	10, // 14: atf.v1.LambdaService.ResumeLambda:input_type -> atf.v1.ResumeLambdaRequest
+	12, // 15: atf.v1.LambdaService.DropLambda:input_type -> atf.v1.DropLambdaRequest
+	14, // 16: atf.v1.LambdaService.SetSchedule:input_type -> atf.v1.SetScheduleRequest
+	1,  // 17: atf.v1.LambdaService.DeployLambda:output_type -> atf.v1.DeployLambdaResponse
+	3,  // 18: atf.v1.LambdaService.GetLambda:output_type -> atf.v1.GetLambdaResponse
+	5,  // 19: atf.v1.LambdaService.ListLambdas:output_type -> atf.v1.ListLambdasResponse
+	7,  // 20: atf.v1.LambdaService.DeleteLambda:output_type -> atf.v1.DeleteLambdaResponse
+	9,  // 21: atf.v1.LambdaService.PauseLambda:output_type -> atf.v1.PauseLambdaResponse
+	11, // 22: atf.v1.LambdaService.ResumeLambda:output_type -> atf.v1.ResumeLambdaResponse
+	13, // 23: atf.v1.LambdaService.DropLambda:output_type -> atf.v1.DropLambdaResponse
+	15, // 24: atf.v1.LambdaService.SetSchedule:output_type -> atf.v1.SetScheduleResponse
+	17, // [17:25] is the sub-list for method output_type
+	9,  // [9:17] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_atf_v1_lambda_service_proto_init() }
@@ -518,7 +997,7 @@ func file_atf_v1_lambda_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_atf_v1_lambda_service_proto_rawDesc), len(file_atf_v1_lambda_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

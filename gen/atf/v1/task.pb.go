@@ -309,7 +309,10 @@ type Task struct {
 	// When the next retry is due (RETRIABLE_FAILURE only).
 	RetryAt *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
 	// How long the latest execution ran.
-	Duration      *durationpb.Duration `protobuf:"bytes,24,opt,name=duration,proto3" json:"duration,omitempty"`
+	Duration *durationpb.Duration `protobuf:"bytes,24,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The task waits, NEW and out of its queue, because its lambda or its
+	// collection is paused; ResumeLambda enqueues it again.
+	Parked        bool `protobuf:"varint,25,opt,name=parked,proto3" json:"parked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -512,6 +515,13 @@ func (x *Task) GetDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *Task) GetParked() bool {
+	if x != nil {
+		return x.Parked
+	}
+	return false
+}
+
 var File_atf_v1_task_proto protoreflect.FileDescriptor
 
 const file_atf_v1_task_proto_rawDesc = "" +
@@ -527,7 +537,7 @@ const file_atf_v1_task_proto_rawDesc = "" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12-\n" +
 	"\x12attempts_exhausted\x18\a \x01(\bR\x11attemptsExhaustedB\f\n" +
 	"\n" +
-	"_exit_code\"\xc1\a\n" +
+	"_exit_code\"\xd9\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -561,7 +571,8 @@ const file_atf_v1_task_proto_rawDesc = "" +
 	"\fpayload_size\x18\x15 \x01(\x03R\vpayloadSize\x12\x19\n" +
 	"\btrace_id\x18\x16 \x01(\tR\atraceId\x125\n" +
 	"\bretry_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x125\n" +
-	"\bduration\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\bduration*\xf9\x01\n" +
+	"\bduration\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x16\n" +
+	"\x06parked\x18\x19 \x01(\bR\x06parked*\xf9\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x01\x12\x17\n" +

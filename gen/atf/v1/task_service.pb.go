@@ -260,7 +260,11 @@ type ListTasksRequest struct {
 	// At most 1000; default 100.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only dead letters: FATAL_FAILURE tasks whose last failure spent their
+	// attempts (error.attemptsExhausted). state must be unset or
+	// FATAL_FAILURE.
+	DeadLetters   bool `protobuf:"varint,6,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +332,13 @@ func (x *ListTasksRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListTasksRequest) GetDeadLetters() bool {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return false
 }
 
 type ListTasksResponse struct {
@@ -559,6 +570,184 @@ func (x *RetryTaskResponse) GetTask() *Task {
 	return nil
 }
 
+type ScheduleBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-1000 tasks; each names its lambda (they may differ).
+	Tasks         []*ScheduleRequest `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleBatchRequest) Reset() {
+	*x = ScheduleBatchRequest{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleBatchRequest) ProtoMessage() {}
+
+func (x *ScheduleBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleBatchRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleBatchRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ScheduleBatchRequest) GetTasks() []*ScheduleRequest {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type ScheduleBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per task, in request order.
+	Results       []*ScheduleResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleBatchResponse) Reset() {
+	*x = ScheduleBatchResponse{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleBatchResponse) ProtoMessage() {}
+
+func (x *ScheduleBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleBatchResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleBatchResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ScheduleBatchResponse) GetResults() []*ScheduleResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type WatchTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTaskRequest) Reset() {
+	*x = WatchTaskRequest{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTaskRequest) ProtoMessage() {}
+
+func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTaskRequest.ProtoReflect.Descriptor instead.
+func (*WatchTaskRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchTaskRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type WatchTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTaskResponse) Reset() {
+	*x = WatchTaskResponse{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTaskResponse) ProtoMessage() {}
+
+func (x *WatchTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTaskResponse.ProtoReflect.Descriptor instead.
+func (*WatchTaskResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_atf_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_atf_v1_task_service_proto_rawDesc = "" +
@@ -580,7 +769,7 @@ const file_atf_v1_task_service_proto_rawDesc = "" +
 	"\x0eGetTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"3\n" +
 	"\x0fGetTaskResponse\x12 \n" +
-	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task\"\xaf\x01\n" +
+	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task\"\xd2\x01\n" +
 	"\x10ListTasksRequest\x12\x16\n" +
 	"\x06lambda\x18\x01 \x01(\tR\x06lambda\x12'\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state\x12\x1e\n" +
@@ -589,7 +778,8 @@ const file_atf_v1_task_service_proto_rawDesc = "" +
 	"collection\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"_\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12!\n" +
+	"\fdead_letters\x18\x06 \x01(\bR\vdeadLetters\"_\n" +
 	"\x11ListTasksResponse\x12\"\n" +
 	"\x05tasks\x18\x01 \x03(\v2\f.atf.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n" +
@@ -600,14 +790,24 @@ const file_atf_v1_task_service_proto_rawDesc = "" +
 	"\x10RetryTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
 	"\x11RetryTaskResponse\x12 \n" +
-	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task2\xe1\x02\n" +
+	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task\"E\n" +
+	"\x14ScheduleBatchRequest\x12-\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x17.atf.v1.ScheduleRequestR\x05tasks\"K\n" +
+	"\x15ScheduleBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.atf.v1.ScheduleResponseR\aresults\"\"\n" +
+	"\x10WatchTaskRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
+	"\x11WatchTaskResponse\x12 \n" +
+	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task2\xfa\x03\n" +
 	"\vTaskService\x12?\n" +
 	"\bSchedule\x12\x17.atf.v1.ScheduleRequest\x1a\x18.atf.v1.ScheduleResponse\"\x00\x12?\n" +
 	"\aGetTask\x12\x16.atf.v1.GetTaskRequest\x1a\x17.atf.v1.GetTaskResponse\"\x03\x90\x02\x01\x12E\n" +
 	"\tListTasks\x12\x18.atf.v1.ListTasksRequest\x1a\x19.atf.v1.ListTasksResponse\"\x03\x90\x02\x01\x12E\n" +
 	"\n" +
 	"CancelTask\x12\x19.atf.v1.CancelTaskRequest\x1a\x1a.atf.v1.CancelTaskResponse\"\x00\x12B\n" +
-	"\tRetryTask\x12\x18.atf.v1.RetryTaskRequest\x1a\x19.atf.v1.RetryTaskResponse\"\x00B~\n" +
+	"\tRetryTask\x12\x18.atf.v1.RetryTaskRequest\x1a\x19.atf.v1.RetryTaskResponse\"\x00\x12N\n" +
+	"\rScheduleBatch\x12\x1c.atf.v1.ScheduleBatchRequest\x1a\x1d.atf.v1.ScheduleBatchResponse\"\x00\x12G\n" +
+	"\tWatchTask\x12\x18.atf.v1.WatchTaskRequest\x1a\x19.atf.v1.WatchTaskResponse\"\x03\x90\x02\x010\x01B~\n" +
 	"\n" +
 	"com.atf.v1B\x10TaskServiceProtoP\x01Z%github.com/atfhq/atf/gen/atf/v1;atfv1\xa2\x02\x03AXX\xaa\x02\x06Atf.V1\xca\x02\x06Atf\\V1\xe2\x02\x12Atf\\V1\\GPBMetadata\xea\x02\aAtf::V1b\x06proto3"
 
@@ -623,7 +823,7 @@ func file_atf_v1_task_service_proto_rawDescGZIP() []byte {
 	return file_atf_v1_task_service_proto_rawDescData
 }
 
-var file_atf_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_atf_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_atf_v1_task_service_proto_goTypes = []any{
 	(*ScheduleRequest)(nil),       // 0: atf.v1.ScheduleRequest
 	(*ScheduleResponse)(nil),      // 1: atf.v1.ScheduleResponse
@@ -635,33 +835,44 @@ var file_atf_v1_task_service_proto_goTypes = []any{
 	(*CancelTaskResponse)(nil),    // 7: atf.v1.CancelTaskResponse
 	(*RetryTaskRequest)(nil),      // 8: atf.v1.RetryTaskRequest
 	(*RetryTaskResponse)(nil),     // 9: atf.v1.RetryTaskResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*Task)(nil),                  // 11: atf.v1.Task
-	(TaskState)(0),                // 12: atf.v1.TaskState
+	(*ScheduleBatchRequest)(nil),  // 10: atf.v1.ScheduleBatchRequest
+	(*ScheduleBatchResponse)(nil), // 11: atf.v1.ScheduleBatchResponse
+	(*WatchTaskRequest)(nil),      // 12: atf.v1.WatchTaskRequest
+	(*WatchTaskResponse)(nil),     // 13: atf.v1.WatchTaskResponse
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*Task)(nil),                  // 15: atf.v1.Task
+	(TaskState)(0),                // 16: atf.v1.TaskState
 }
 var file_atf_v1_task_service_proto_depIdxs = []int32{
-	10, // 0: atf.v1.ScheduleRequest.execute_at:type_name -> google.protobuf.Timestamp
-	11, // 1: atf.v1.ScheduleResponse.task:type_name -> atf.v1.Task
-	11, // 2: atf.v1.GetTaskResponse.task:type_name -> atf.v1.Task
-	12, // 3: atf.v1.ListTasksRequest.state:type_name -> atf.v1.TaskState
-	11, // 4: atf.v1.ListTasksResponse.tasks:type_name -> atf.v1.Task
-	11, // 5: atf.v1.CancelTaskResponse.task:type_name -> atf.v1.Task
-	11, // 6: atf.v1.RetryTaskResponse.task:type_name -> atf.v1.Task
-	0,  // 7: atf.v1.TaskService.Schedule:input_type -> atf.v1.ScheduleRequest
-	2,  // 8: atf.v1.TaskService.GetTask:input_type -> atf.v1.GetTaskRequest
-	4,  // 9: atf.v1.TaskService.ListTasks:input_type -> atf.v1.ListTasksRequest
-	6,  // 10: atf.v1.TaskService.CancelTask:input_type -> atf.v1.CancelTaskRequest
-	8,  // 11: atf.v1.TaskService.RetryTask:input_type -> atf.v1.RetryTaskRequest
-	1,  // 12: atf.v1.TaskService.Schedule:output_type -> atf.v1.ScheduleResponse
-	3,  // 13: atf.v1.TaskService.GetTask:output_type -> atf.v1.GetTaskResponse
-	5,  // 14: atf.v1.TaskService.ListTasks:output_type -> atf.v1.ListTasksResponse
-	7,  // 15: atf.v1.TaskService.CancelTask:output_type -> atf.v1.CancelTaskResponse
-	9,  // 16: atf.v1.TaskService.RetryTask:output_type -> atf.v1.RetryTaskResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 0: atf.v1.ScheduleRequest.execute_at:type_name -> google.protobuf.Timestamp
+	15, // 1: atf.v1.ScheduleResponse.task:type_name -> atf.v1.Task
+	15, // 2: atf.v1.GetTaskResponse.task:type_name -> atf.v1.Task
+	16, // 3: atf.v1.ListTasksRequest.state:type_name -> atf.v1.TaskState
+	15, // 4: atf.v1.ListTasksResponse.tasks:type_name -> atf.v1.Task
+	15, // 5: atf.v1.CancelTaskResponse.task:type_name -> atf.v1.Task
+	15, // 6: atf.v1.RetryTaskResponse.task:type_name -> atf.v1.Task
+	0,  // 7: atf.v1.ScheduleBatchRequest.tasks:type_name -> atf.v1.ScheduleRequest
+	1,  // 8: atf.v1.ScheduleBatchResponse.results:type_name -> atf.v1.ScheduleResponse
+	15, // 9: atf.v1.WatchTaskResponse.task:type_name -> atf.v1.Task
+	0,  // 10: atf.v1.TaskService.Schedule:input_type -> atf.v1.ScheduleRequest
+	2,  // 11: atf.v1.TaskService.GetTask:input_type -> atf.v1.GetTaskRequest
+	4,  // 12: atf.v1.TaskService.ListTasks:input_type -> atf.v1.ListTasksRequest
+	6,  // 13: atf.v1.TaskService.CancelTask:input_type -> atf.v1.CancelTaskRequest
+	8,  // 14: atf.v1.TaskService.RetryTask:input_type -> atf.v1.RetryTaskRequest
+	10, // 15: atf.v1.TaskService.ScheduleBatch:input_type -> atf.v1.ScheduleBatchRequest
+	12, // 16: atf.v1.TaskService.WatchTask:input_type -> atf.v1.WatchTaskRequest
+	1,  // 17: atf.v1.TaskService.Schedule:output_type -> atf.v1.ScheduleResponse
+	3,  // 18: atf.v1.TaskService.GetTask:output_type -> atf.v1.GetTaskResponse
+	5,  // 19: atf.v1.TaskService.ListTasks:output_type -> atf.v1.ListTasksResponse
+	7,  // 20: atf.v1.TaskService.CancelTask:output_type -> atf.v1.CancelTaskResponse
+	9,  // 21: atf.v1.TaskService.RetryTask:output_type -> atf.v1.RetryTaskResponse
+	11, // 22: atf.v1.TaskService.ScheduleBatch:output_type -> atf.v1.ScheduleBatchResponse
+	13, // 23: atf.v1.TaskService.WatchTask:output_type -> atf.v1.WatchTaskResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_atf_v1_task_service_proto_init() }
@@ -676,7 +887,7 @@ func file_atf_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_atf_v1_task_service_proto_rawDesc), len(file_atf_v1_task_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

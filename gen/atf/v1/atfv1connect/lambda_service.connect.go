@@ -44,6 +44,18 @@ const (
 	// LambdaServiceDeleteLambdaProcedure is the fully-qualified name of the LambdaService's
 	// DeleteLambda RPC.
 	LambdaServiceDeleteLambdaProcedure = "/atf.v1.LambdaService/DeleteLambda"
+	// LambdaServicePauseLambdaProcedure is the fully-qualified name of the LambdaService's PauseLambda
+	// RPC.
+	LambdaServicePauseLambdaProcedure = "/atf.v1.LambdaService/PauseLambda"
+	// LambdaServiceResumeLambdaProcedure is the fully-qualified name of the LambdaService's
+	// ResumeLambda RPC.
+	LambdaServiceResumeLambdaProcedure = "/atf.v1.LambdaService/ResumeLambda"
+	// LambdaServiceDropLambdaProcedure is the fully-qualified name of the LambdaService's DropLambda
+	// RPC.
+	LambdaServiceDropLambdaProcedure = "/atf.v1.LambdaService/DropLambda"
+	// LambdaServiceSetScheduleProcedure is the fully-qualified name of the LambdaService's SetSchedule
+	// RPC.
+	LambdaServiceSetScheduleProcedure = "/atf.v1.LambdaService/SetSchedule"
 )
 
 // LambdaServiceClient is a client for the atf.v1.LambdaService service.
@@ -55,6 +67,21 @@ type LambdaServiceClient interface {
 	GetLambda(context.Context, *v1.GetLambdaRequest) (*v1.GetLambdaResponse, error)
 	ListLambdas(context.Context, *v1.ListLambdasRequest) (*v1.ListLambdasResponse, error)
 	DeleteLambda(context.Context, *v1.DeleteLambdaRequest) (*v1.DeleteLambdaResponse, error)
+	// PauseLambda pauses a lambda, or one collection of it: its waiting
+	// tasks are not claimed and spend no attempt until ResumeLambda; running
+	// tasks finish. Pausing twice is a no-op.
+	PauseLambda(context.Context, *v1.PauseLambdaRequest) (*v1.PauseLambdaResponse, error)
+	// ResumeLambda lifts a pause and sends the tasks it held back to their
+	// queues. Resuming the lambda leaves paused collections paused.
+	ResumeLambda(context.Context, *v1.ResumeLambdaRequest) (*v1.ResumeLambdaResponse, error)
+	// DropLambda cancels every waiting task (NEW, ENQUEUED, parked,
+	// RETRIABLE_FAILURE) of a lambda, or of one collection of it. Running
+	// tasks finish; tasks scheduled afterwards run.
+	DropLambda(context.Context, *v1.DropLambdaRequest) (*v1.DropLambdaResponse, error)
+	// SetSchedule sets or, with an empty cron, removes a lambda's periodic
+	// schedule. One task is created per tick, whatever the number of store
+	// consumers running: each tick's task has the key "cron:<tick unix ms>".
+	SetSchedule(context.Context, *v1.SetScheduleRequest) (*v1.SetScheduleResponse, error)
 }
 
 // NewLambdaServiceClient constructs a client for the atf.v1.LambdaService service. By default, it
@@ -94,6 +121,30 @@ func NewLambdaServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(lambdaServiceMethods.ByName("DeleteLambda")),
 			connect.WithClientOptions(opts...),
 		),
+		pauseLambda: connect.NewClient[v1.PauseLambdaRequest, v1.PauseLambdaResponse](
+			httpClient,
+			baseURL+LambdaServicePauseLambdaProcedure,
+			connect.WithSchema(lambdaServiceMethods.ByName("PauseLambda")),
+			connect.WithClientOptions(opts...),
+		),
+		resumeLambda: connect.NewClient[v1.ResumeLambdaRequest, v1.ResumeLambdaResponse](
+			httpClient,
+			baseURL+LambdaServiceResumeLambdaProcedure,
+			connect.WithSchema(lambdaServiceMethods.ByName("ResumeLambda")),
+			connect.WithClientOptions(opts...),
+		),
+		dropLambda: connect.NewClient[v1.DropLambdaRequest, v1.DropLambdaResponse](
+			httpClient,
+			baseURL+LambdaServiceDropLambdaProcedure,
+			connect.WithSchema(lambdaServiceMethods.ByName("DropLambda")),
+			connect.WithClientOptions(opts...),
+		),
+		setSchedule: connect.NewClient[v1.SetScheduleRequest, v1.SetScheduleResponse](
+			httpClient,
+			baseURL+LambdaServiceSetScheduleProcedure,
+			connect.WithSchema(lambdaServiceMethods.ByName("SetSchedule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -103,6 +154,10 @@ type lambdaServiceClient struct {
 	getLambda    *connect.Client[v1.GetLambdaRequest, v1.GetLambdaResponse]
 	listLambdas  *connect.Client[v1.ListLambdasRequest, v1.ListLambdasResponse]
 	deleteLambda *connect.Client[v1.DeleteLambdaRequest, v1.DeleteLambdaResponse]
+	pauseLambda  *connect.Client[v1.PauseLambdaRequest, v1.PauseLambdaResponse]
+	resumeLambda *connect.Client[v1.ResumeLambdaRequest, v1.ResumeLambdaResponse]
+	dropLambda   *connect.Client[v1.DropLambdaRequest, v1.DropLambdaResponse]
+	setSchedule  *connect.Client[v1.SetScheduleRequest, v1.SetScheduleResponse]
 }
 
 // DeployLambda calls atf.v1.LambdaService.DeployLambda.
@@ -141,6 +196,42 @@ func (c *lambdaServiceClient) DeleteLambda(ctx context.Context, req *v1.DeleteLa
 	return nil, err
 }
 
+// PauseLambda calls atf.v1.LambdaService.PauseLambda.
+func (c *lambdaServiceClient) PauseLambda(ctx context.Context, req *v1.PauseLambdaRequest) (*v1.PauseLambdaResponse, error) {
+	response, err := c.pauseLambda.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ResumeLambda calls atf.v1.LambdaService.ResumeLambda.
+func (c *lambdaServiceClient) ResumeLambda(ctx context.Context, req *v1.ResumeLambdaRequest) (*v1.ResumeLambdaResponse, error) {
+	response, err := c.resumeLambda.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DropLambda calls atf.v1.LambdaService.DropLambda.
+func (c *lambdaServiceClient) DropLambda(ctx context.Context, req *v1.DropLambdaRequest) (*v1.DropLambdaResponse, error) {
+	response, err := c.dropLambda.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// SetSchedule calls atf.v1.LambdaService.SetSchedule.
+func (c *lambdaServiceClient) SetSchedule(ctx context.Context, req *v1.SetScheduleRequest) (*v1.SetScheduleResponse, error) {
+	response, err := c.setSchedule.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // LambdaServiceHandler is an implementation of the atf.v1.LambdaService service.
 type LambdaServiceHandler interface {
 	// DeployLambda compiles the module, refuses it with InvalidArgument when it
@@ -150,6 +241,21 @@ type LambdaServiceHandler interface {
 	GetLambda(context.Context, *v1.GetLambdaRequest) (*v1.GetLambdaResponse, error)
 	ListLambdas(context.Context, *v1.ListLambdasRequest) (*v1.ListLambdasResponse, error)
 	DeleteLambda(context.Context, *v1.DeleteLambdaRequest) (*v1.DeleteLambdaResponse, error)
+	// PauseLambda pauses a lambda, or one collection of it: its waiting
+	// tasks are not claimed and spend no attempt until ResumeLambda; running
+	// tasks finish. Pausing twice is a no-op.
+	PauseLambda(context.Context, *v1.PauseLambdaRequest) (*v1.PauseLambdaResponse, error)
+	// ResumeLambda lifts a pause and sends the tasks it held back to their
+	// queues. Resuming the lambda leaves paused collections paused.
+	ResumeLambda(context.Context, *v1.ResumeLambdaRequest) (*v1.ResumeLambdaResponse, error)
+	// DropLambda cancels every waiting task (NEW, ENQUEUED, parked,
+	// RETRIABLE_FAILURE) of a lambda, or of one collection of it. Running
+	// tasks finish; tasks scheduled afterwards run.
+	DropLambda(context.Context, *v1.DropLambdaRequest) (*v1.DropLambdaResponse, error)
+	// SetSchedule sets or, with an empty cron, removes a lambda's periodic
+	// schedule. One task is created per tick, whatever the number of store
+	// consumers running: each tick's task has the key "cron:<tick unix ms>".
+	SetSchedule(context.Context, *v1.SetScheduleRequest) (*v1.SetScheduleResponse, error)
 }
 
 // NewLambdaServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -185,6 +291,30 @@ func NewLambdaServiceHandler(svc LambdaServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(lambdaServiceMethods.ByName("DeleteLambda")),
 		connect.WithHandlerOptions(opts...),
 	)
+	lambdaServicePauseLambdaHandler := connect.NewUnaryHandlerSimple(
+		LambdaServicePauseLambdaProcedure,
+		svc.PauseLambda,
+		connect.WithSchema(lambdaServiceMethods.ByName("PauseLambda")),
+		connect.WithHandlerOptions(opts...),
+	)
+	lambdaServiceResumeLambdaHandler := connect.NewUnaryHandlerSimple(
+		LambdaServiceResumeLambdaProcedure,
+		svc.ResumeLambda,
+		connect.WithSchema(lambdaServiceMethods.ByName("ResumeLambda")),
+		connect.WithHandlerOptions(opts...),
+	)
+	lambdaServiceDropLambdaHandler := connect.NewUnaryHandlerSimple(
+		LambdaServiceDropLambdaProcedure,
+		svc.DropLambda,
+		connect.WithSchema(lambdaServiceMethods.ByName("DropLambda")),
+		connect.WithHandlerOptions(opts...),
+	)
+	lambdaServiceSetScheduleHandler := connect.NewUnaryHandlerSimple(
+		LambdaServiceSetScheduleProcedure,
+		svc.SetSchedule,
+		connect.WithSchema(lambdaServiceMethods.ByName("SetSchedule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/atf.v1.LambdaService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case LambdaServiceDeployLambdaProcedure:
@@ -195,6 +325,14 @@ func NewLambdaServiceHandler(svc LambdaServiceHandler, opts ...connect.HandlerOp
 			lambdaServiceListLambdasHandler.ServeHTTP(w, r)
 		case LambdaServiceDeleteLambdaProcedure:
 			lambdaServiceDeleteLambdaHandler.ServeHTTP(w, r)
+		case LambdaServicePauseLambdaProcedure:
+			lambdaServicePauseLambdaHandler.ServeHTTP(w, r)
+		case LambdaServiceResumeLambdaProcedure:
+			lambdaServiceResumeLambdaHandler.ServeHTTP(w, r)
+		case LambdaServiceDropLambdaProcedure:
+			lambdaServiceDropLambdaHandler.ServeHTTP(w, r)
+		case LambdaServiceSetScheduleProcedure:
+			lambdaServiceSetScheduleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -218,4 +356,20 @@ func (UnimplementedLambdaServiceHandler) ListLambdas(context.Context, *v1.ListLa
 
 func (UnimplementedLambdaServiceHandler) DeleteLambda(context.Context, *v1.DeleteLambdaRequest) (*v1.DeleteLambdaResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.LambdaService.DeleteLambda is not implemented"))
+}
+
+func (UnimplementedLambdaServiceHandler) PauseLambda(context.Context, *v1.PauseLambdaRequest) (*v1.PauseLambdaResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.LambdaService.PauseLambda is not implemented"))
+}
+
+func (UnimplementedLambdaServiceHandler) ResumeLambda(context.Context, *v1.ResumeLambdaRequest) (*v1.ResumeLambdaResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.LambdaService.ResumeLambda is not implemented"))
+}
+
+func (UnimplementedLambdaServiceHandler) DropLambda(context.Context, *v1.DropLambdaRequest) (*v1.DropLambdaResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.LambdaService.DropLambda is not implemented"))
+}
+
+func (UnimplementedLambdaServiceHandler) SetSchedule(context.Context, *v1.SetScheduleRequest) (*v1.SetScheduleResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.LambdaService.SetSchedule is not implemented"))
 }

@@ -43,6 +43,11 @@ const (
 	TaskServiceCancelTaskProcedure = "/atf.v1.TaskService/CancelTask"
 	// TaskServiceRetryTaskProcedure is the fully-qualified name of the TaskService's RetryTask RPC.
 	TaskServiceRetryTaskProcedure = "/atf.v1.TaskService/RetryTask"
+	// TaskServiceScheduleBatchProcedure is the fully-qualified name of the TaskService's ScheduleBatch
+	// RPC.
+	TaskServiceScheduleBatchProcedure = "/atf.v1.TaskService/ScheduleBatch"
+	// TaskServiceWatchTaskProcedure is the fully-qualified name of the TaskService's WatchTask RPC.
+	TaskServiceWatchTaskProcedure = "/atf.v1.TaskService/WatchTask"
 )
 
 // TaskServiceClient is a client for the atf.v1.TaskService service.
@@ -56,6 +61,18 @@ type TaskServiceClient interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
+	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
+	// checked first (lambda deployed, payload size, priority, key,
+	// collection); one bad task refuses the whole batch with an error naming
+	// its index ("tasks[3]: ..."). Results come in request order; a task whose
+	// key matched a live task (or one earlier in the batch) is deduplicated.
+	ScheduleBatch(context.Context, *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error)
+	// WatchTask sends the task at once and again whenever its state, attempt
+	// or progress changes, and ends after sending it in a terminal state
+	// (SUCCESS, FATAL_FAILURE, CANCELLED). The store is polled with backoff
+	// (10ms doubling to 250ms, reset on a change): a state held for less than
+	// one poll can be skipped, the terminal state never is.
+	WatchTask(context.Context, *v1.WatchTaskRequest) (*connect.ServerStreamForClient[v1.WatchTaskResponse], error)
 }
 
 // NewTaskServiceClient constructs a client for the atf.v1.TaskService service. By default, it uses
@@ -101,16 +118,31 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("RetryTask")),
 			connect.WithClientOptions(opts...),
 		),
+		scheduleBatch: connect.NewClient[v1.ScheduleBatchRequest, v1.ScheduleBatchResponse](
+			httpClient,
+			baseURL+TaskServiceScheduleBatchProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("ScheduleBatch")),
+			connect.WithClientOptions(opts...),
+		),
+		watchTask: connect.NewClient[v1.WatchTaskRequest, v1.WatchTaskResponse](
+			httpClient,
+			baseURL+TaskServiceWatchTaskProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("WatchTask")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // taskServiceClient implements TaskServiceClient.
 type taskServiceClient struct {
-	schedule   *connect.Client[v1.ScheduleRequest, v1.ScheduleResponse]
-	getTask    *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
-	listTasks  *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
-	cancelTask *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
-	retryTask  *connect.Client[v1.RetryTaskRequest, v1.RetryTaskResponse]
+	schedule      *connect.Client[v1.ScheduleRequest, v1.ScheduleResponse]
+	getTask       *connect.Client[v1.GetTaskRequest, v1.GetTaskResponse]
+	listTasks     *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
+	cancelTask    *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
+	retryTask     *connect.Client[v1.RetryTaskRequest, v1.RetryTaskResponse]
+	scheduleBatch *connect.Client[v1.ScheduleBatchRequest, v1.ScheduleBatchResponse]
+	watchTask     *connect.Client[v1.WatchTaskRequest, v1.WatchTaskResponse]
 }
 
 // Schedule calls atf.v1.TaskService.Schedule.
@@ -158,6 +190,20 @@ func (c *taskServiceClient) RetryTask(ctx context.Context, req *v1.RetryTaskRequ
 	return nil, err
 }
 
+// ScheduleBatch calls atf.v1.TaskService.ScheduleBatch.
+func (c *taskServiceClient) ScheduleBatch(ctx context.Context, req *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error) {
+	response, err := c.scheduleBatch.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// WatchTask calls atf.v1.TaskService.WatchTask.
+func (c *taskServiceClient) WatchTask(ctx context.Context, req *v1.WatchTaskRequest) (*connect.ServerStreamForClient[v1.WatchTaskResponse], error) {
+	return c.watchTask.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // TaskServiceHandler is an implementation of the atf.v1.TaskService service.
 type TaskServiceHandler interface {
 	// Schedule stores a task for a lambda. A task due now is enqueued at once.
@@ -169,6 +215,18 @@ type TaskServiceHandler interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
+	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
+	// checked first (lambda deployed, payload size, priority, key,
+	// collection); one bad task refuses the whole batch with an error naming
+	// its index ("tasks[3]: ..."). Results come in request order; a task whose
+	// key matched a live task (or one earlier in the batch) is deduplicated.
+	ScheduleBatch(context.Context, *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error)
+	// WatchTask sends the task at once and again whenever its state, attempt
+	// or progress changes, and ends after sending it in a terminal state
+	// (SUCCESS, FATAL_FAILURE, CANCELLED). The store is polled with backoff
+	// (10ms doubling to 250ms, reset on a change): a state held for less than
+	// one poll can be skipped, the terminal state never is.
+	WatchTask(context.Context, *v1.WatchTaskRequest, *connect.ServerStream[v1.WatchTaskResponse]) error
 }
 
 // NewTaskServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -210,6 +268,19 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("RetryTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceScheduleBatchHandler := connect.NewUnaryHandlerSimple(
+		TaskServiceScheduleBatchProcedure,
+		svc.ScheduleBatch,
+		connect.WithSchema(taskServiceMethods.ByName("ScheduleBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	taskServiceWatchTaskHandler := connect.NewServerStreamHandlerSimple(
+		TaskServiceWatchTaskProcedure,
+		svc.WatchTask,
+		connect.WithSchema(taskServiceMethods.ByName("WatchTask")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/atf.v1.TaskService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case TaskServiceScheduleProcedure:
@@ -222,6 +293,10 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceCancelTaskHandler.ServeHTTP(w, r)
 		case TaskServiceRetryTaskProcedure:
 			taskServiceRetryTaskHandler.ServeHTTP(w, r)
+		case TaskServiceScheduleBatchProcedure:
+			taskServiceScheduleBatchHandler.ServeHTTP(w, r)
+		case TaskServiceWatchTaskProcedure:
+			taskServiceWatchTaskHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -249,4 +324,12 @@ func (UnimplementedTaskServiceHandler) CancelTask(context.Context, *v1.CancelTas
 
 func (UnimplementedTaskServiceHandler) RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.TaskService.RetryTask is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) ScheduleBatch(context.Context, *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.TaskService.ScheduleBatch is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) WatchTask(context.Context, *v1.WatchTaskRequest, *connect.ServerStream[v1.WatchTaskResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.TaskService.WatchTask is not implemented"))
 }
