@@ -57,6 +57,7 @@ func TaskToProto(t store.Task) *atfv1.Task {
 		OutputTruncated: t.OutputTruncated,
 		PayloadSize:     int64(len(t.Payload)),
 		TraceId:         traceID(t.TraceParent),
+		Parked:          t.Parked,
 	}
 	if t.State == atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE {
 		p.RetryAt = ts(t.RetryAt)

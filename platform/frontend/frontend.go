@@ -25,6 +25,13 @@ type Store interface {
 	DeleteLambda(ctx context.Context, ns, name string) error
 	Schedule(ctx context.Context, t store.NewTask) (store.Task, bool, error)
 	ScheduleBatch(ctx context.Context, ts []store.NewTask) ([]store.BatchResult, error)
+	Pause(ctx context.Context, ns, name, collection string) error
+	Resume(ctx context.Context, ns, name, collection string) (int, error)
+	Drop(ctx context.Context, ns, name, collection string) (int, error)
+	SetSchedule(ctx context.Context, sc store.Schedule) error
+	DeleteSchedule(ctx context.Context, ns, lambda string) error
+	LambdaStates(ctx context.Context, ns string, names []string) ([]store.LambdaState, error)
+	TaskVersion(ctx context.Context, ns, id string) (string, error)
 	GetTask(ctx context.Context, ns, id string) (store.Task, error)
 	ListTasks(ctx context.Context, f store.ListFilter) ([]store.Task, string, error)
 	Cancel(ctx context.Context, ns, id string) (store.Task, error)

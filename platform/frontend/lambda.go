@@ -18,7 +18,11 @@ func (f *Frontend) DeployLambda(ctx context.Context, req *atfv1.DeployLambdaRequ
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return &atfv1.DeployLambdaResponse{Lambda: lambdaToProto(l)}, nil
+	pl, err := f.lambdaProtos(ctx, l)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return &atfv1.DeployLambdaResponse{Lambda: pl[0]}, nil
 }
 
 func (f *Frontend) deploy(ctx context.Context, req *atfv1.DeployLambdaRequest) (store.Lambda, error) {
@@ -69,7 +73,11 @@ func (f *Frontend) GetLambda(ctx context.Context, req *atfv1.GetLambdaRequest) (
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return &atfv1.GetLambdaResponse{Lambda: lambdaToProto(l)}, nil
+	pl, err := f.lambdaProtos(ctx, l)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return &atfv1.GetLambdaResponse{Lambda: pl[0]}, nil
 }
 
 func (f *Frontend) getLambda(ctx context.Context, name string) (store.Lambda, error) {
@@ -85,11 +93,11 @@ func (f *Frontend) ListLambdas(ctx context.Context, _ *atfv1.ListLambdasRequest)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	res := &atfv1.ListLambdasResponse{Lambdas: make([]*atfv1.Lambda, 0, len(ls))}
-	for _, l := range ls {
-		res.Lambdas = append(res.Lambdas, lambdaToProto(l))
+	pls, err := f.lambdaProtos(ctx, ls...)
+	if err != nil {
+		return nil, toConnect(err)
 	}
-	return res, nil
+	return &atfv1.ListLambdasResponse{Lambdas: pls}, nil
 }
 
 // DeleteLambda removes a lambda; its tasks stay readable.
@@ -118,7 +126,11 @@ func parseDuration(param, s string) (time.Duration, error) {
 func (f *Frontend) DeployLambdaIfChanged(ctx context.Context, req *atfv1.DeployLambdaRequest) (*atfv1.Lambda, error) {
 	sum := sha256.Sum256(req.GetWasm())
 	if l, err := f.cfg.Store.GetLambda(ctx, namespace(ctx), req.GetName()); err == nil && l.SHA256 == hex.EncodeToString(sum[:]) {
-		return lambdaToProto(l), nil
+		pl, err := f.lambdaProtos(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		return pl[0], nil
 	}
 	res, err := f.DeployLambda(ctx, req)
 	if err != nil {

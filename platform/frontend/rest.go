@@ -34,6 +34,12 @@ func (f *Frontend) RegisterREST(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/tasks/{id}/retry", f.restRetry)
 	mux.HandleFunc("POST /v1/lambdas/{name}/tasks:batch", f.restScheduleBatch)
 	mux.HandleFunc("GET /v1/lambdas/{name}/dead-letters", f.restDeadLetters)
+	mux.HandleFunc("POST /v1/lambdas/{name}/pause", f.restPause)
+	mux.HandleFunc("POST /v1/lambdas/{name}/resume", f.restResume)
+	mux.HandleFunc("POST /v1/lambdas/{name}/drop", f.restDrop)
+	mux.HandleFunc("PUT /v1/lambdas/{name}/schedule", f.restSetSchedule)
+	mux.HandleFunc("DELETE /v1/lambdas/{name}/schedule", f.restDeleteSchedule)
+	mux.HandleFunc("GET /v1/tasks/{id}/watch", f.restWatch)
 }
 
 var errorWriter = connect.NewErrorWriter()
@@ -91,7 +97,7 @@ func (f *Frontend) restDeploy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeProto(w, http.StatusOK, lambdaToProto(l))
+	f.writeLambda(w, r, l)
 }
 
 func deployRequestFromQuery(r *http.Request) (*atfv1.DeployLambdaRequest, error) {
@@ -148,7 +154,7 @@ func (f *Frontend) restGetLambda(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeProto(w, http.StatusOK, lambdaToProto(l))
+	f.writeLambda(w, r, l)
 }
 
 func (f *Frontend) restDeleteLambda(w http.ResponseWriter, r *http.Request) {

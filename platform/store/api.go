@@ -118,6 +118,9 @@ type Task struct {
 	// CancelRequested is set when a running task is cancelled; the next
 	// heartbeat answers DIRECTIVE_CANCEL.
 	CancelRequested bool
+	// Parked is set while the task waits (NEW, out of its queue) because
+	// its lambda or collection is paused (gate.go).
+	Parked bool
 }
 
 // Timeouts are the state-table timeouts the consumer applies.

@@ -40,6 +40,7 @@ const (
 	fTraceParent = "tp"
 	fToken       = "tok" // fencing token of the current claim
 	fCancelReq   = "cr"  // "1" when cancel was requested while running
+	fParked      = "pk"  // "1" while parked by a pause (gate.go)
 )
 
 // decodeTask reads a task hash. id is the task's id (not stored in it).
@@ -68,6 +69,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		TraceParent:     h[fTraceParent],
 		Token:           atoi64(h[fToken]),
 		CancelRequested: h[fCancelReq] == "1",
+		Parked:          h[fParked] == "1",
 	}
 	if v, ok := h[fPayload]; ok && v != "" {
 		t.Payload = []byte(v)

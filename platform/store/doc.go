@@ -21,6 +21,10 @@
 //	                                       gets a trigger earlier than any
 //	                                       its partition had
 //
+// Gating adds atf:{lam}:<ns>:gate:<name>, atf:{p<P>}:gate and
+// atf:{p<P>}:parked:<ns>:<lambda> (gate.go); periodic tasks add
+// atf:{lam}:schedules and the atf:cron channel (schedule.go).
+//
 // P is the partition number in decimal. Task hash fields have short names
 // (codec.go): ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb
 // pg err out otr dur tp tok cr. Times are unix milliseconds, durations

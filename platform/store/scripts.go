@@ -111,9 +111,13 @@ return {0}
 // ARGV[6] partition number
 //
 // Returns the task hash (field, value, ...) once claimed; 0 when the task is
-// gone or not ENQUEUED (cancelled, claimed already, a duplicate queue entry).
-var claimScript = redis.NewScript(luaPrelude + `
+// gone or not ENQUEUED (cancelled, claimed already, a duplicate queue entry)
+// or was parked because its lambda or collection is paused (gate.go).
+var claimScript = redis.NewScript(luaPrelude + luaPark + `
 if redis.call("HGET", KEYS[1], "st") ~= ENQUEUED then
+  return 0
+end
+if park(KEYS[1], KEYS[2], ARGV[1], ARGV[3]) then
   return 0
 end
 redis.call("HINCRBY", KEYS[1], "att", 1)

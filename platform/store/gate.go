@@ -1,0 +1,284 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Gating (ATF): pause, resume and drop a lambda or one collection of it.
+//
+// A pause is written twice: in the lambda's gate hash, which the API reads
+// (Gate), and in every partition's gate hash, which the claim script reads.
+// A task popped while its lambda or collection is paused is not claimed:
+// claimScript parks it — NEW, marked "pk", out of the trigger set, in its
+// partition's parked set of the lambda — so it spends no attempt and costs
+// nothing while it waits: no trigger brings it back, no queue holds it.
+// Resume clears the partition's gate and enqueues its parked tasks in one
+// script per partition, so a task is never parked by a stale gate after
+// its partition resumed. Drop cancels the waiting tasks it finds in the
+// lambda's index sets.
+//
+// Keys (besides those of doc.go):
+//
+//	atf:{lam}:<ns>:gate:<name>      hash: "*" -> "1" when the lambda is
+//	                                paused; "c:<collection>" -> "1" per
+//	                                paused collection (kept across
+//	                                DeleteLambda and redeploys)
+//	atf:{p<P>}:gate                 hash: "<ns>:<lambda>" and
+//	                                "<ns>:<lambda>:<collection>" -> "1"
+//	atf:{p<P>}:parked:<ns>:<lambda> zset: parked task id -> parked (ms)
+//
+// Names and collections cannot hold ':' (the frontend's name rule), so the
+// fields cannot collide.
+
+// Gate is the pause state of a lambda.
+type Gate struct {
+	Paused      bool     // the whole lambda
+	Collections []string // paused collections, sorted
+}
+
+func lambdaGateKey(ns, name string) string      { return "atf:{lam}:" + ns + ":gate:" + name }
+func partGateKey(p int) string                  { return partPrefix(p) + "gate" }
+func parkedKey(p int, ns, lambda string) string { return partPrefix(p) + "parked:" + ns + ":" + lambda }
+
+// gateField is the field of a partition gate hash for a lambda, or for one
+// collection of it.
+func gateField(ns, lambda, collection string) string {
+	if collection == "" {
+		return ns + ":" + lambda
+	}
+	return ns + ":" + lambda + ":" + collection
+}
+
+func lambdaGateField(collection string) string {
+	if collection == "" {
+		return "*"
+	}
+	return "c:" + collection
+}
+
+// gateChunk is how many parked or indexed tasks one resume or drop script
+// handles, so a big backlog never blocks Redis for long.
+const gateChunk = 500
+
+// Pause pauses a lambda (collection "") or one collection of it. Tasks
+// already claimed run on; waiting ones are parked when next popped.
+// Pausing twice is a no-op. ErrNotFound when the lambda does not exist.
+func (s *Store) Pause(ctx context.Context, ns, name, collection string) error {
+	if _, err := s.GetLambda(ctx, ns, name); err != nil {
+		return err
+	}
+	// The lambda's gate first: a partial failure shows as paused, and
+	// pausing again completes it.
+	if err := s.rdb.HSet(ctx, lambdaGateKey(ns, name), lambdaGateField(collection), "1").Err(); err != nil {
+		return fmt.Errorf("store: pause lambda %q: %w", name, err)
+	}
+	pipe := s.rdb.Pipeline()
+	for p := range s.opts.Partitions {
+		pipe.HSet(ctx, partGateKey(p), gateField(ns, name, collection), "1")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("store: pause lambda %q: %w", name, err)
+	}
+	return nil
+}
+
+// Resume lifts a pause of a lambda (collection "") or of one collection,
+// and enqueues the tasks it parked (those still held by another pause —
+// the lambda's, or their collection's — stay parked). It returns how many
+// tasks it enqueued. Resuming what is not paused is a no-op. It works for
+// a deleted lambda too, whose gates outlive it.
+func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, error) {
+	now := s.now()
+	field := gateField(ns, name, collection)
+	total := 0
+	// Partitions first: a partial failure leaves the lambda shown paused,
+	// and resuming again completes it.
+	for p := range s.opts.Partitions {
+		start := 0
+		for {
+			res, err := resumeScript.Run(ctx, s.rdb,
+				[]string{partGateKey(p), parkedKey(p, ns, name), triggerKey(p)},
+				field, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), start, gateChunk, gateField(ns, name, "")).Slice()
+			if err != nil {
+				return total, fmt.Errorf("store: resume lambda %q: %w", name, err)
+			}
+			kept, _ := res[0].(int64)
+			scanned, _ := res[1].(int64)
+			if len(res) > 2 {
+				pipe := s.rdb.Pipeline()
+				for i := 2; i+1 < len(res); i += 2 {
+					q, _ := res[i].(string)
+					id, _ := res[i+1].(string)
+					pipe.LPush(ctx, q, id)
+					total++
+				}
+				// As for Schedule: the enqueue timeout redoes a lost push.
+				_, _ = pipe.Exec(ctx)
+			}
+			if scanned < gateChunk {
+				break
+			}
+			start += int(kept)
+		}
+	}
+	if err := s.rdb.HDel(ctx, lambdaGateKey(ns, name), lambdaGateField(collection)).Err(); err != nil {
+		return total, fmt.Errorf("store: resume lambda %q: %w", name, err)
+	}
+	return total, nil
+}
+
+// Drop cancels every waiting task — NEW (parked ones too), ENQUEUED,
+// RETRIABLE_FAILURE — of a lambda (collection "") or of one collection of
+// it, and returns how many it cancelled. Running tasks finish; tasks
+// scheduled while Drop runs may or may not be cancelled. It reads every
+// task of the lambda still kept (the index sets), in chunks.
+func (s *Store) Drop(ctx context.Context, ns, name, collection string) (int, error) {
+	now := s.now()
+	total := 0
+	for p := range s.opts.Partitions {
+		for start := 0; ; start += gateChunk {
+			res, err := dropScript.Run(ctx, s.rdb,
+				[]string{indexKey(p, ns, name), triggerKey(p), parkedKey(p, ns, name)},
+				collection, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p), start, gateChunk).Slice()
+			if err != nil {
+				return total, fmt.Errorf("store: drop tasks of lambda %q: %w", name, err)
+			}
+			n, _ := res[0].(int64)
+			scanned, _ := res[1].(int64)
+			total += int(n)
+			if scanned < gateChunk {
+				break
+			}
+		}
+	}
+	return total, nil
+}
+
+// Gate returns a lambda's pause state.
+func (s *Store) Gate(ctx context.Context, ns, name string) (Gate, error) {
+	fields, err := s.rdb.HKeys(ctx, lambdaGateKey(ns, name)).Result()
+	if err != nil {
+		return Gate{}, fmt.Errorf("store: read gate of lambda %q: %w", name, err)
+	}
+	return gateOf(fields), nil
+}
+
+// gateOf reads the fields of a lambda's gate hash.
+func gateOf(fields []string) Gate {
+	var g Gate
+	for _, f := range fields {
+		if f == "*" {
+			g.Paused = true
+		} else if col, ok := strings.CutPrefix(f, "c:"); ok {
+			g.Collections = append(g.Collections, col)
+		}
+	}
+	slices.Sort(g.Collections)
+	return g
+}
+
+// luaPark is the part of claimScript that parks a task of a paused lambda
+// or collection instead of claiming it. The partition's keys are built
+// from the task hash's name ("<prefix>task:<id>"). Without any gate in the
+// partition it costs one EXISTS.
+const luaPark = `
+local function park(tkey, zkey, id, now)
+  local prefix = string.sub(tkey, 1, #tkey - #id - 5)
+  local gate = prefix .. "gate"
+  if redis.call("EXISTS", gate) == 0 then
+    return false
+  end
+  local v = redis.call("HMGET", tkey, "ns", "lam", "col")
+  local lk = v[1] .. ":" .. v[2]
+  local g = redis.call("HMGET", gate, lk, lk .. ":" .. (v[3] or ""))
+  if not g[1] and not (v[3] and g[2]) then
+    return false
+  end
+  redis.call("HSET", tkey, "st", NEW, "pk", "1", "ua", now)
+  redis.call("ZREM", zkey, id)
+  redis.call("ZADD", prefix .. "parked:" .. lk, now, id)
+  return true
+end
+`
+
+// resumeScript lifts one gate of a partition and enqueues a chunk of the
+// lambda's parked tasks that no other gate holds.
+//
+// KEYS[1] partition gate hash
+// KEYS[2] the lambda's parked zset in the partition
+// KEYS[3] partition trigger zset
+// ARGV[1] gate field to clear
+// ARGV[2] now (ms)
+// ARGV[3] enqueue deadline: now + enqueue timeout (ms)
+// ARGV[4] partition key prefix
+// ARGV[5] first rank of the parked zset to look at
+// ARGV[6] at most this many
+// ARGV[7] the lambda's gate field ("<ns>:<lambda>")
+//
+// Returns {kept (still parked, from the first rank on), looked at, queue,
+// id, queue, id, ...}: the pushes the caller makes.
+var resumeScript = redis.NewScript(luaPrelude + `
+redis.call("HDEL", KEYS[1], ARGV[1])
+local lamPaused = redis.call("HEXISTS", KEYS[1], ARGV[7]) == 1
+local start = tonumber(ARGV[5])
+local ids = redis.call("ZRANGE", KEYS[2], start, start + tonumber(ARGV[6]) - 1)
+local res = {0, #ids}
+local kept = 0
+for _, id in ipairs(ids) do
+  local tkey = ARGV[4] .. "task:" .. id
+  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q")
+  if v[1] ~= NEW or v[2] ~= "1" then
+    -- cancelled, dropped or expired since it was parked
+    redis.call("ZREM", KEYS[2], id)
+  elseif lamPaused or (v[3] and redis.call("HEXISTS", KEYS[1], ARGV[7] .. ":" .. v[3]) == 1) then
+    kept = kept + 1
+  else
+    redis.call("ZREM", KEYS[2], id)
+    redis.call("HDEL", tkey, "pk")
+    redis.call("HSET", tkey, "st", ENQUEUED, "ea", ARGV[2], "ua", ARGV[2])
+    redis.call("ZADD", KEYS[3], ARGV[3], id)
+    res[#res + 1] = v[4]
+    res[#res + 1] = id
+  end
+end
+res[1] = kept
+return res
+`)
+
+// dropScript cancels the waiting tasks of a chunk of a lambda's index set
+// in one partition.
+//
+// KEYS[1] the lambda's index zset in the partition
+// KEYS[2] partition trigger zset
+// KEYS[3] the lambda's parked zset in the partition
+// ARGV[1] collection, "" for all
+// ARGV[2] now (ms)
+// ARGV[3] retention (ms)
+// ARGV[4] partition key prefix
+// ARGV[5] first rank of the index to look at
+// ARGV[6] at most this many
+//
+// Returns {cancelled, looked at}.
+var dropScript = redis.NewScript(luaPrelude + `
+local start = tonumber(ARGV[5])
+local ids = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[6]) - 1)
+local n = 0
+for _, id in ipairs(ids) do
+  local tkey = ARGV[4] .. "task:" .. id
+  local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "key")
+  local st = v[1]
+  if (st == NEW or st == ENQUEUED or st == RETRIABLE) and (ARGV[1] == "" or v[2] == ARGV[1]) then
+    redis.call("HSET", tkey, "st", CANCELLED, "ua", ARGV[2])
+    redis.call("HDEL", tkey, "pk")
+    finish(tkey, KEYS[2], id, ARGV[2], ARGV[3], ARGV[4], v[3], v[4], v[5])
+    redis.call("ZREM", KEYS[3], id)
+    n = n + 1
+  end
+end
+return {n, #ids}
+`)
