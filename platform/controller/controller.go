@@ -11,6 +11,7 @@ package controller
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,19 +30,26 @@ import (
 type Store interface {
 	ListLambdas(ctx context.Context, ns string) ([]store.Lambda, error)
 	QueueKey(ns, lambda string, priority int) string
-	Pop(ctx context.Context, queues []string, max int, wait time.Duration) ([]store.Popped, error)
+	RunningKey(ns, lambda string) string
+	ControlKey(owner string) string
+	Pop(ctx context.Context, lambdas []store.PopLambda, max int, wait time.Duration, control string) ([]store.Popped, error)
+	Interrupt(ctx context.Context, control string, n int) error
+	Release(ctx context.Context, running string, ids ...string) error
 	Claim(ctx context.Context, claims []store.ClaimRequest, claimTimeout time.Duration) ([]store.Task, error)
 	GetModule(ctx context.Context, sha256 string) ([]byte, error)
+	LambdaChanges(ctx context.Context) <-chan struct{}
 }
 
 // Defaults of Config.
 const (
-	DefaultClaimTimeout  = 30 * time.Second
-	DefaultLambdaRefresh = time.Second
-	DefaultMaxWait       = 30 * time.Second
-	// popSlice bounds one blocking pop, so that a lambda deployed while a
-	// poll waits is served within it.
-	popSlice = time.Second
+	DefaultClaimTimeout     = 30 * time.Second
+	DefaultHeartbeatTimeout = 10 * time.Second
+	DefaultLambdaRefresh    = 10 * time.Second
+	DefaultMaxWait          = 30 * time.Second
+	// popSlice bounds one blocking pop. A deploy ends blocked pops at once
+	// (LambdaChanges, Interrupt); the slice only bounds how long a lost
+	// change announcement can hide a new lambda.
+	popSlice = 10 * time.Second
 )
 
 // Config configures a Controller.
@@ -53,9 +61,14 @@ type Config struct {
 	// ClaimTimeout: a claimed task not heartbeating for this long goes back
 	// to its queue. Default 30s.
 	ClaimTimeout time.Duration
+	// HeartbeatTimeout, with ClaimTimeout and a lambda's timeout, bounds
+	// how long a task holds a concurrency slot nobody releases. Default 10s.
+	HeartbeatTimeout time.Duration
 	// LambdaRefresh: how often the set of lambdas (and so of queues) is
-	// read again. Default 1s.
+	// read again when no change is announced. Default 10s.
 	LambdaRefresh time.Duration
+	// ID names this controller's control list. Default: random.
+	ID string
 }
 
 func (c Config) withDefaults() Config {
@@ -65,8 +78,14 @@ func (c Config) withDefaults() Config {
 	if c.ClaimTimeout <= 0 {
 		c.ClaimTimeout = DefaultClaimTimeout
 	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
 	if c.LambdaRefresh <= 0 {
 		c.LambdaRefresh = DefaultLambdaRefresh
+	}
+	if c.ID == "" {
+		c.ID = rand.Text()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -78,17 +97,53 @@ func (c Config) withDefaults() Config {
 type Controller struct {
 	cfg Config
 
+	control string // this controller's control list
+
 	mu        sync.Mutex
-	lambdas   map[string]store.Lambda // by queue key prefix "<ns>/<name>"
-	queues    [][]string              // queue keys per priority, highest first
-	queueOf   map[string]string       // queue key -> "<ns>/<name>"
+	lambdas   []served          // in a rotating order
+	queueOf   map[string]served // queue key -> its lambda
 	refreshed time.Time
 	rotation  int
+	polls     int           // pops blocked now
+	changed   chan struct{} // closed (and replaced) when lambdas change
+}
+
+// served is a lambda as the controller serves it.
+type served struct {
+	lambda store.Lambda
+	pop    store.PopLambda
 }
 
 // New returns a Controller.
 func New(cfg Config) *Controller {
-	return &Controller{cfg: cfg.withDefaults()}
+	cfg = cfg.withDefaults()
+	return &Controller{cfg: cfg, control: cfg.Store.ControlKey(cfg.ID), changed: make(chan struct{})}
+}
+
+// Run follows lambda changes until ctx ends: each one makes the next poll
+// read the lambdas again and ends the pops blocked now, so that a task of
+// a lambda deployed a moment ago is not left waiting for a poll to end.
+func (c *Controller) Run(ctx context.Context) error {
+	changes := c.cfg.Store.LambdaChanges(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				return nil
+			}
+		}
+		c.mu.Lock()
+		c.refreshed = time.Time{}
+		blocked := c.polls
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+		if err := c.cfg.Store.Interrupt(ctx, c.control, blocked); err != nil {
+			c.cfg.Logger.Warn("interrupting blocked pops failed; they end within their slice", "err", err)
+		}
+	}
 }
 
 // NextWork long-polls for up to req.MaxTasks claimed tasks.
@@ -118,50 +173,74 @@ func (c *Controller) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (
 
 // poll pops and claims once, waiting up to wait for a first task.
 func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*atfv1.Work, error) {
-	queues, err := c.queueOrder(ctx)
+	lambdas, err := c.popOrder(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(queues) == 0 {
+	if len(lambdas) == 0 { // nothing to pop until a lambda is deployed
+		c.mu.Lock()
+		changed := c.changed
+		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-changed:
 		case <-time.After(wait):
-			return nil, nil
 		}
+		return nil, nil
 	}
-	popped, err := c.cfg.Store.Pop(ctx, queues, max, wait)
+	c.mu.Lock()
+	c.polls++
+	c.mu.Unlock()
+	popped, err := c.cfg.Store.Pop(ctx, lambdas, max, wait, c.control)
+	c.mu.Lock()
+	c.polls--
+	c.mu.Unlock()
 	if err != nil || len(popped) == 0 {
 		return nil, err
 	}
 	c.mu.Lock()
 	claims := make([]store.ClaimRequest, 0, len(popped))
-	lambdaOf := make(map[string]store.Lambda, len(popped))
+	lambdaOf := make(map[string]served, len(popped))
 	for _, p := range popped {
-		l, ok := c.lambdas[c.queueOf[p.Queue]]
+		l, ok := c.queueOf[p.Queue]
 		if !ok {
 			continue
 		}
-		claims = append(claims, store.ClaimRequest{TaskID: p.TaskID, LambdaVersion: l.Version})
+		claims = append(claims, store.ClaimRequest{TaskID: p.TaskID, LambdaVersion: l.lambda.Version})
 		lambdaOf[p.TaskID] = l
 	}
 	c.mu.Unlock()
 	// The claim must not be abandoned half-way because the poll's caller
 	// went away: the popped ids are ours now. A task we claim but cannot
 	// hand out comes back after the claim timeout.
-	tasks, err := c.cfg.Store.Claim(context.WithoutCancel(ctx), claims, c.cfg.ClaimTimeout)
+	ctx = context.WithoutCancel(ctx)
+	claimStart := time.Now()
+	tasks, err := c.cfg.Store.Claim(ctx, claims, c.cfg.ClaimTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("claim %d tasks: %w", len(claims), err)
 	}
+	traceClaims(ctx, claimStart, tasks)
 	work := make([]*atfv1.Work, 0, len(tasks))
 	for _, t := range tasks {
 		work = append(work, workFor(t, lambdaOf[t.ID]))
+		delete(lambdaOf, t.ID)
+	}
+	// Popped but not claimed (cancelled meanwhile, a duplicate queue entry):
+	// free the slots they took.
+	for id, l := range lambdaOf {
+		if l.pop.Cap > 0 {
+			if err := c.cfg.Store.Release(ctx, l.pop.Running, id); err != nil {
+				c.cfg.Logger.Warn("releasing a slot failed; its lease frees it", "task", id, "err", err)
+			}
+		}
 	}
 	return work, nil
 }
 
-func workFor(t store.Task, l store.Lambda) *atfv1.Work {
-	return &atfv1.Work{
+func workFor(t store.Task, s served) *atfv1.Work {
+	l := s.lambda
+	w := &atfv1.Work{
 		TaskId:        t.ID,
 		Namespace:     t.Namespace,
 		Lambda:        t.Lambda,
@@ -177,29 +256,31 @@ func workFor(t store.Task, l store.Lambda) *atfv1.Work {
 		Traceparent:   t.TraceParent,
 		Priority:      int32(t.Priority),
 	}
+	if s.pop.Cap > 0 {
+		w.Slot = s.pop.Running
+	}
+	return w
 }
 
-// queueOrder returns the queue keys to pop, highest priority first, with
-// the lambdas at each priority in rotating order.
-func (c *Controller) queueOrder(ctx context.Context) ([]string, error) {
+// popOrder returns the lambdas to pop, in an order that rotates on every
+// poll so that no lambda always goes first.
+func (c *Controller) popOrder(ctx context.Context) ([]store.PopLambda, error) {
 	if err := c.refresh(ctx); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rotation++
-	var keys []string
-	for _, level := range c.queues {
-		n := len(level)
-		for i := range n {
-			keys = append(keys, level[(i+c.rotation)%n])
-		}
+	n := len(c.lambdas)
+	out := make([]store.PopLambda, n)
+	for i := range n {
+		out[i] = c.lambdas[(i+c.rotation)%n].pop
 	}
-	return keys, nil
+	return out, nil
 }
 
 // refresh re-reads the lambdas when the last read is older than
-// LambdaRefresh.
+// LambdaRefresh or a change was announced.
 func (c *Controller) refresh(ctx context.Context) error {
 	c.mu.Lock()
 	fresh := time.Since(c.refreshed) < c.cfg.LambdaRefresh
@@ -207,26 +288,30 @@ func (c *Controller) refresh(ctx context.Context) error {
 	if fresh {
 		return nil
 	}
-	lambdas := map[string]store.Lambda{}
-	queueOf := map[string]string{}
-	queues := make([][]string, 10)
+	var lambdas []served
+	queueOf := map[string]served{}
 	for _, ns := range c.cfg.Namespaces {
 		ls, err := c.cfg.Store.ListLambdas(ctx, ns)
 		if err != nil {
 			return fmt.Errorf("list lambdas of %s: %w", ns, err)
 		}
 		for _, l := range ls {
-			id := ns + "/" + l.Name
-			lambdas[id] = l
+			s := served{lambda: l, pop: store.PopLambda{
+				Running: c.cfg.Store.RunningKey(ns, l.Name),
+				Cap:     l.MaxConcurrency,
+				Lease:   c.cfg.ClaimTimeout + l.Timeout + c.cfg.HeartbeatTimeout,
+			}}
 			for p := 9; p >= 0; p-- {
-				k := c.cfg.Store.QueueKey(ns, l.Name, p)
-				queueOf[k] = id
-				queues[9-p] = append(queues[9-p], k)
+				s.pop.Queues = append(s.pop.Queues, c.cfg.Store.QueueKey(ns, l.Name, p))
 			}
+			for _, q := range s.pop.Queues {
+				queueOf[q] = s
+			}
+			lambdas = append(lambdas, s)
 		}
 	}
 	c.mu.Lock()
-	c.lambdas, c.queueOf, c.queues, c.refreshed = lambdas, queueOf, queues, time.Now()
+	c.lambdas, c.queueOf, c.refreshed = lambdas, queueOf, time.Now()
 	c.mu.Unlock()
 	return nil
 }

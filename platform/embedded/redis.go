@@ -38,6 +38,9 @@ type Options struct {
 	// server runs with `appendonly yes` and `dir` = Dir (created if
 	// missing).
 	Dir string
+	// AppendFsync is the appendfsync policy when Dir is set: "always",
+	// "everysec" (default) or "no".
+	AppendFsync string
 	// Addr is the host:port to listen on. Default: 127.0.0.1 and a free
 	// port. Only loopback hosts make sense; the server is not protected.
 	Addr string
@@ -138,7 +141,11 @@ func start(ctx context.Context, bin, addr string, opts Options) (*Redis, error) 
 		"--databases", "16",
 	}
 	if opts.Dir != "" {
-		args = append(args, "--dir", opts.Dir, "--appendonly", "yes", "--appendfsync", "everysec")
+		fsync := opts.AppendFsync
+		if fsync == "" {
+			fsync = "everysec"
+		}
+		args = append(args, "--dir", opts.Dir, "--appendonly", "yes", "--appendfsync", fsync)
 	} else {
 		args = append(args, "--save", "", "--appendonly", "no")
 	}

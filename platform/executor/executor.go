@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -20,9 +21,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -69,6 +72,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// PollWait is how long one NextWork long-poll may wait. Default 20s.
 	PollWait time.Duration
+	// ExecutionLog, when set, gets one line as each execution starts and
+	// ends: "start|end <task id> <attempt> <fencing token> <unix ns>
+	// [outcome]". Audits (and the no-concurrent-execution test) read it.
+	ExecutionLog io.Writer
 	// ShutdownGrace is how long running tasks may finish after Run's
 	// context ends before they are aborted (and left to the heartbeat
 	// timeout to re-run elsewhere). Default 10s.
@@ -112,6 +119,8 @@ var (
 type Executor struct {
 	cfg Config
 
+	auditMu sync.Mutex // serializes ExecutionLog lines
+
 	mu      sync.Mutex
 	running map[string]*running
 	kick    chan struct{} // asks for a heartbeat now (a task started)
@@ -120,6 +129,7 @@ type Executor struct {
 type running struct {
 	work   *atfv1.Work
 	cancel context.CancelCauseFunc
+	span   trace.Span // the execute span; heartbeats are its events
 }
 
 // New returns an Executor.
@@ -233,8 +243,9 @@ func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, tasks *sy
 func (e *Executor) execute(w *atfv1.Work) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	ctx, span := startExecute(ctx, e.cfg.ID, w)
 	e.mu.Lock()
-	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel}
+	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -247,6 +258,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 	}
 
 	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
+	e.audit("start", w, "")
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -261,17 +273,19 @@ func (e *Executor) execute(w *atfv1.Work) {
 			"ATF_TASK_ID": w.GetTaskId(),
 			"ATF_LAMBDA":  w.GetLambda(),
 			"ATF_ATTEMPT": strconv.Itoa(int(w.GetAttempt())),
-			"TRACEPARENT": w.GetTraceparent(),
+			"TRACEPARENT": guestTraceParent(span, w),
 		},
 		Timeout:  w.GetTimeout().AsDuration(),
 		MemoryMB: int(w.GetMemoryMb()),
 	})
+	e.audit("end", w, res.Outcome.String())
 	cause := context.Cause(ctx)
+	defer func() { endExecute(ctx, span, w, res, cause) }()
 	switch {
 	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
 		// Another claim owns the task, or we cannot tell: report nothing and
 		// let the store's timeouts decide.
-		log.Warn("task aborted", "reason", cause)
+		log.WarnContext(ctx, "task aborted", "reason", cause)
 		return
 	case errors.Is(cause, errCancelled):
 		res.Outcome = atfv1.Outcome_OUTCOME_CANCELLED
@@ -279,15 +293,29 @@ func (e *Executor) execute(w *atfv1.Work) {
 	if res.Error != nil {
 		res.Error.Attempt = w.GetAttempt()
 	}
-	e.report(log, w, res)
+	e.report(ctx, log, w, res)
+}
+
+// audit writes one ExecutionLog line.
+func (e *Executor) audit(event string, w *atfv1.Work, outcome string) {
+	if e.cfg.ExecutionLog == nil {
+		return
+	}
+	e.auditMu.Lock()
+	defer e.auditMu.Unlock()
+	fmt.Fprintf(e.cfg.ExecutionLog, "%s %s %d %d %d %s\n", event, w.GetTaskId(), w.GetAttempt(), w.GetFencingToken(), time.Now().UnixNano(), outcome)
 }
 
 // report sends SetResult, retrying transient failures for a while: a lost
 // result costs a whole re-execution after the heartbeat timeout.
-func (e *Executor) report(log *slog.Logger, w *atfv1.Work, res sandbox.Result) {
+func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, res sandbox.Result) {
+	// ctx carries the execute span, the parent of SetResult's; it may be
+	// cancelled (a cancelled task still reports).
+	ctx = context.WithoutCancel(ctx)
 	req := &atfv1.SetResultRequest{
 		TaskId:          w.GetTaskId(),
 		Namespace:       w.GetNamespace(),
+		Slot:            w.GetSlot(),
 		FencingToken:    w.GetFencingToken(),
 		Outcome:         res.Outcome,
 		Output:          res.Output,
@@ -297,15 +325,15 @@ func (e *Executor) report(log *slog.Logger, w *atfv1.Work, res sandbox.Result) {
 	}
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := e.cfg.Status.SetResult(ctx, req)
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := e.cfg.Status.SetResult(callCtx, req)
 		cancel()
 		if err == nil {
-			log.Debug("task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
+			log.DebugContext(ctx, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
 			return
 		}
 		if code := connect.CodeOf(err); code == connect.CodeFailedPrecondition || code == connect.CodeNotFound || code == connect.CodeInvalidArgument || try == 8 {
-			log.Warn("result refused", "err", err)
+			log.WarnContext(ctx, "result refused", "err", err)
 			return
 		}
 		time.Sleep(delay)
@@ -332,6 +360,7 @@ func (e *Executor) heartbeatLoop(ctx context.Context) error {
 				return nil
 			}
 			failures++
+			telemetry.HeartbeatFailed(ctx)
 			e.cfg.Logger.Warn("heartbeat failed", "err", err, "failures_in_a_row", failures)
 			if failures >= MaxFailedHeartbeats {
 				return fmt.Errorf("%w: %d in a row, last: %w", ErrHeartbeatsFailed, failures, err)
@@ -364,6 +393,7 @@ func (e *Executor) beat(ctx context.Context) error {
 		if i >= len(rs) {
 			break
 		}
+		heartbeatEvent(rs[i].span, d)
 		switch d {
 		case atfv1.Directive_DIRECTIVE_CANCEL:
 			rs[i].cancel(errCancelled)

@@ -9,7 +9,6 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
-	"github.com/atfhq/atf/platform/tracectx"
 )
 
 // Schedule stores a task for a lambda.
@@ -21,12 +20,14 @@ func (f *Frontend) Schedule(ctx context.Context, req *atfv1.ScheduleRequest) (*a
 	return &atfv1.ScheduleResponse{Task: TaskToProto(t), Deduplicated: dedup}, nil
 }
 
-func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h http.Header) (store.Task, bool, error) {
+func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h http.Header) (t store.Task, dedup bool, err error) {
+	ctx, span := startSchedule(ctx, req.GetLambda(), h)
+	defer func() { endSchedule(ctx, span, t, dedup, err) }()
 	nt, err := f.newTask(ctx, req, f.cfg.Store.GetLambda)
 	if err != nil {
 		return store.Task{}, false, err
 	}
-	nt.TraceParent = tracectx.FromRequest(ctx, h)
+	nt.TraceParent = scheduleTraceParent(ctx, span, h)
 	return f.cfg.Store.Schedule(ctx, nt)
 }
 

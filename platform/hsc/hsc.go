@@ -79,7 +79,9 @@ func (h *HSC) Heartbeat(ctx context.Context, req *atfv1.HeartbeatRequest) (*atfv
 }
 
 // SetResult records an execution's outcome.
-func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (*atfv1.SetResultResponse, error) {
+func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (_ *atfv1.SetResultResponse, err error) {
+	ctx, span := startSetResult(ctx, req)
+	defer func() { endSetResult(span, err) }()
 	if req.GetOutcome() == atfv1.Outcome_OUTCOME_UNSPECIFIED {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("outcome is missing"))
 	}
@@ -91,6 +93,7 @@ func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (*atfv
 		OutputTruncated: req.GetOutputTruncated(),
 		Error:           req.GetError(),
 		Duration:        req.GetDuration().AsDuration(),
+		Slot:            req.GetSlot(),
 	}
 	if r.Outcome == atfv1.Outcome_OUTCOME_RETRY {
 		at, err := h.retryAt(ctx, req.GetNamespace(), req.GetTaskId())

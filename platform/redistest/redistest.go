@@ -35,14 +35,22 @@ func Start(t testing.TB) *redis.Client {
 // failed, logs the server's output.
 func StartServer(t testing.TB) *embedded.Redis {
 	t.Helper()
+	return StartServerWith(t, embedded.Options{})
+}
+
+// StartServerWith is StartServer with options; an empty Dir is a new
+// t.TempDir(). Tests that restart the server start it again with the same
+// Dir and Addr.
+func StartServerWith(t testing.TB, opts embedded.Options) *embedded.Redis {
+	t.Helper()
 	out := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	srv, err := embedded.StartRedis(ctx, embedded.Options{
-		Dir:    t.TempDir(),
-		Stdout: out,
-		Stderr: out,
-	})
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	opts.Stdout, opts.Stderr = out, out
+	srv, err := embedded.StartRedis(ctx, opts)
 	if errors.Is(err, embedded.ErrNoRedisServer) {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("redistest: redis-server is required when CI=true: %v", err)

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
 
 	"github.com/atfhq/atf/gen/atf/v1/atfv1connect"
 	"github.com/atfhq/atf/platform/frontend"
@@ -32,6 +32,9 @@ type Config struct {
 	// base64-encoded in JSON, with room to spare.
 	ReadMaxBytes int
 	Logger       *slog.Logger
+	// Metrics, when set, is served on GET /metrics (telemetry's Prometheus
+	// handler).
+	Metrics http.Handler
 }
 
 // Handler returns the HTTP handler of every mounted role.
@@ -40,6 +43,12 @@ func Handler(cfg Config) http.Handler {
 		cfg.ReadMaxBytes = 96 << 20
 	}
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(cfg.ReadMaxBytes)}
+	// Server spans and rpc.server.* metrics on every RPC. Remote contexts
+	// are trusted: a client's traceparent is the parent of the Schedule
+	// span, which is what puts a task in its caller's trace.
+	if ic, err := otelconnect.NewInterceptor(otelconnect.WithTrustRemote()); err == nil {
+		opts = append(opts, connect.WithInterceptors(ic))
+	}
 	mux := http.NewServeMux()
 	var services []string
 	mount := func(name string, path string, h http.Handler) {
@@ -61,24 +70,10 @@ func Handler(cfg Config) http.Handler {
 		path, h := atfv1connect.NewHeartbeatServiceHandler(c, opts...)
 		mount(atfv1connect.HeartbeatServiceName, path, h)
 	}
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Ready != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := cfg.Ready(ctx); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+	MountHealth(mux, services, cfg.Ready, cfg.Metrics)
 	return mux
 }
 

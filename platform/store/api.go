@@ -5,6 +5,7 @@ package store
 // claim, heartbeat, result), due.go (consumer), list.go and scripts.go.
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -52,6 +53,9 @@ type Options struct {
 	// enqueues directly: when no executor claims it by then, the consumer
 	// pushes it again. Default DefaultEnqueueTimeout.
 	EnqueueTimeout time.Duration
+	// OnEnqueue, when set, is told of the tasks each ProcessDue pushed to
+	// their queues, after the push (observe.go). It must not block.
+	OnEnqueue func(ctx context.Context, tasks []Enqueued)
 }
 
 // Lambda is a deployed lambda as the store keeps it.
@@ -155,6 +159,9 @@ type Result struct {
 	// RetryAt is when a RETRY outcome runs again (the HSC computes the
 	// backoff). Ignored for other outcomes.
 	RetryAt time.Time
+	// Slot is the running set whose slot the task holds (its lambda has a
+	// max_concurrency); the result frees it. Empty: none.
+	Slot string
 }
 
 // ListFilter selects tasks for ListTasks.

@@ -191,6 +191,9 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	nowMS := ms(now)
 	if nt.ExecuteAt.IsZero() {
 		nt.ExecuteAt = now
+	} else if r := nt.ExecuteAt.Truncate(time.Millisecond); !r.Equal(nt.ExecuteAt) {
+		// Stored in whole milliseconds, rounded up: a task never starts early.
+		nt.ExecuteAt = r.Add(time.Millisecond)
 	}
 	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
 	id := s.newID(p, now)

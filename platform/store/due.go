@@ -73,15 +73,22 @@ func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit
 	}
 	if len(res) > 2 {
 		pipe := s.rdb.Pipeline()
-		for i := 2; i+1 < len(res); i += 2 {
+		var enqueued []Enqueued
+		for i := 2; i+pushStride-1 < len(res); i += pushStride {
 			q, _ := res[i].(string)
 			id, _ := res[i+1].(string)
 			pipe.LPush(ctx, q, id)
+			if s.opts.OnEnqueue != nil {
+				enqueued = append(enqueued, enqueuedFrom(id, res[i+2:i+pushStride], now))
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			// The tasks are ENQUEUED with a trigger: the next pass pushes
 			// them again.
 			return int(moved), next, fmt.Errorf("store: push due tasks of partition %d: %w", partition, err)
+		}
+		if len(enqueued) > 0 {
+			s.opts.OnEnqueue(ctx, enqueued)
 		}
 	}
 	return int(moved), next, nil

@@ -78,6 +78,7 @@ func (s *Store) DeployLambda(ctx context.Context, l Lambda) (Lambda, error) {
 	if err != nil {
 		return Lambda{}, fmt.Errorf("store: deploy lambda %q: %w", l.Name, err)
 	}
+	s.announceLambdaChange(ctx, l.Namespace, l.Name)
 	l.Version, _ = res[0].(int64)
 	created, _ := res[1].(string)
 	l.CreatedAt = msTime(created)
@@ -140,5 +141,46 @@ func (s *Store) DeleteLambda(ctx context.Context, ns, name string) error {
 	if n == 0 {
 		return errorf(ErrNotFound, "lambda %q not found", name)
 	}
+	s.announceLambdaChange(ctx, ns, name)
 	return nil
+}
+
+// lambdasChannel carries "<ns>/<name>" when a lambda is deployed, changed
+// or deleted, so that controllers read their queues again at once.
+const lambdasChannel = "atf:lambdas"
+
+// announceLambdaChange publishes a change. It is fire-and-forget:
+// controllers also re-read lambdas periodically.
+func (s *Store) announceLambdaChange(ctx context.Context, ns, name string) {
+	_ = s.rdb.Publish(ctx, lambdasChannel, ns+"/"+name).Err()
+}
+
+// LambdaChanges reports that some lambda was deployed, changed or
+// deleted. The channel is buffered and coalesces bursts; the goroutine
+// behind it stops and closes the channel when ctx ends. It returns once
+// the subscription is in place.
+func (s *Store) LambdaChanges(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	sub := s.rdb.Subscribe(ctx, lambdasChannel)
+	_, _ = sub.Receive(ctx)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		msgs := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-msgs:
+				if !ok {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default: // one pending change says it all
+				}
+			}
+		}
+	}()
+	return out
 }

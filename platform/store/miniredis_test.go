@@ -48,7 +48,7 @@ func testLifecycle(t *testing.T, b *testBundle) {
 	if n, _, err := b.store.ProcessDue(ctx, p, timeouts, 10); err != nil || n != 1 {
 		t.Fatalf("ProcessDue: %d %v", n, err)
 	}
-	popped, err := b.store.Pop(ctx, []string{b.store.QueueKey(ns, "echo", 0)}, 5, 50*time.Millisecond)
+	popped, err := b.store.Pop(ctx, []PopLambda{b.popLambda("echo", 0)}, 5, 50*time.Millisecond, "")
 	if err != nil || len(popped) != 1 || popped[0].TaskID != task.ID {
 		t.Fatalf("Pop: %v %v", popped, err)
 	}

@@ -239,8 +239,9 @@ return {tonumber(nst)}
 // ARGV[6] the same error with attempts_exhausted set
 // ARGV[7] retention (ms)
 //
-// Returns {moved, earliest remaining trigger (ms) or "", queue, id, queue,
-// id, ...}: the queue pushes the caller must make.
+// Returns {moved, earliest remaining trigger (ms) or "", then per push the
+// caller must make: queue, id, state before (the reason), traceparent,
+// execute_at (ms), lambda}.
 var processDueScript = redis.NewScript(luaPrelude + `
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
 local now = ARGV[1]
@@ -248,7 +249,7 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp", "xa")
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -282,6 +283,10 @@ for _, id in ipairs(ids) do
     redis.call("ZADD", KEYS[1], ARGV[4], id)
     res[#res + 1] = v[5]
     res[#res + 1] = id
+    res[#res + 1] = st
+    res[#res + 1] = v[9] or ""
+    res[#res + 1] = v[10] or ""
+    res[#res + 1] = v[7] or ""
   end
 end
 res[1] = moved
@@ -355,28 +360,6 @@ if v[4] and v[4] ~= "" then
 end
 set_trigger(KEYS[2], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
 return {1, redis.call("HGETALL", KEYS[1])}
-`)
-
-// popScript pops without blocking, from queues in the given order.
-//
-// KEYS[1...] queue keys, highest priority first (all in the {q} slot)
-// ARGV[1]    at most this many ids
-//
-// Returns {queue, id, queue, id, ...}.
-var popScript = redis.NewScript(`
-local n = tonumber(ARGV[1])
-local out = {}
-for _, k in ipairs(KEYS) do
-  while n > 0 do
-    local id = redis.call("RPOP", k)
-    if not id then break end
-    out[#out + 1] = k
-    out[#out + 1] = id
-    n = n - 1
-  end
-  if n <= 0 then break end
-end
-return out
 `)
 
 // deployLambdaScript stores a new version of a lambda.

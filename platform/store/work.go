@@ -2,78 +2,16 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
-
-// Popped is one task id taken from a queue.
-type Popped struct {
-	Queue  string
-	TaskID string
-}
 
 // ClaimRequest asks to claim one popped task for a lambda version.
 type ClaimRequest struct {
 	TaskID        string
 	LambdaVersion int64
-}
-
-// Pop takes up to max task ids from queues, which callers pass highest
-// priority first. It blocks up to wait for the first id (BRPOP: the first
-// non-empty queue in the given order wins), then takes up to max-1 more
-// without blocking, still in queue order. It returns an empty slice when
-// nothing came within wait; wait <= 0 does not block at all.
-//
-// Waits under a second are sent as fractional seconds; longer ones are
-// rounded to whole seconds (go-redis gives blocking commands a read
-// timeout only in whole seconds).
-func (s *Store) Pop(ctx context.Context, queues []string, max int, wait time.Duration) ([]Popped, error) {
-	if len(queues) == 0 || max <= 0 {
-		return []Popped{}, nil
-	}
-	out := make([]Popped, 0, max)
-	if wait > 0 {
-		var res []string
-		var err error
-		if wait < time.Second {
-			args := make([]any, 0, len(queues)+2)
-			args = append(args, "brpop")
-			for _, q := range queues {
-				args = append(args, q)
-			}
-			args = append(args, strconv.FormatFloat(wait.Seconds(), 'f', 3, 64))
-			res, err = s.rdb.Do(ctx, args...).StringSlice()
-		} else {
-			res, err = s.rdb.BRPop(ctx, wait.Round(time.Second), queues...).Result()
-		}
-		if errors.Is(err, redis.Nil) {
-			return out, nil
-		}
-		if err != nil {
-			return out, fmt.Errorf("store: pop: %w", err)
-		}
-		if len(res) == 2 {
-			out = append(out, Popped{Queue: res[0], TaskID: res[1]})
-		}
-		max--
-		if max == 0 {
-			return out, nil
-		}
-	}
-	res, err := popScript.Run(ctx, s.rdb, queues, max).StringSlice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return out, fmt.Errorf("store: pop: %w", err)
-	}
-	for i := 0; i+1 < len(res); i += 2 {
-		out = append(out, Popped{Queue: res[i], TaskID: res[i+1]})
-	}
-	return out, nil
 }
 
 // Claim moves popped tasks from ENQUEUED to CLAIMED: attempt and fencing
@@ -207,6 +145,10 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
 	}
 	st, _ := res[0].(int64)
+	if st != 0 && r.Slot != "" {
+		// On failure the slot's lease frees it later; the result stands.
+		_ = s.Release(ctx, r.Slot, r.TaskID)
+	}
 	if st == 0 {
 		cur := "gone"
 		if len(res) > 1 {

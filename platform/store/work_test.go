@@ -19,8 +19,9 @@ func testPop(t *testing.T, b *testBundle) {
 	mid := b.schedule(t, NewTask{Priority: 5})
 	high2 := b.schedule(t, NewTask{Priority: 9})
 	queues := []string{b.store.QueueKey(ns, "echo", 9), b.store.QueueKey(ns, "echo", 5), b.store.QueueKey(ns, "echo", 0)}
+	lambdas := []PopLambda{{Queues: queues, Running: b.store.RunningKey(ns, "echo")}}
 
-	got, err := b.store.Pop(b.ctx, queues, 3, 200*time.Millisecond)
+	got, err := b.store.Pop(b.ctx, lambdas, 3, 200*time.Millisecond, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,14 +29,14 @@ func testPop(t *testing.T, b *testBundle) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("Pop = %v, want %v", got, want)
 	}
-	got, err = b.store.Pop(b.ctx, queues, 10, 0)
+	got, err = b.store.Pop(b.ctx, lambdas, 10, 0, "")
 	if err != nil || !slices.Equal(got, []Popped{{queues[2], low.ID}}) {
 		t.Fatalf("non-blocking Pop = %v %v", got, err)
 	}
 
 	// Empty: returns an empty slice once the wait is over.
 	start := time.Now()
-	got, err = b.store.Pop(b.ctx, queues, 10, 100*time.Millisecond)
+	got, err = b.store.Pop(b.ctx, lambdas, 10, 100*time.Millisecond, "")
 	if err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("Pop of empty queues = %v %v", got, err)
 	}
@@ -46,7 +47,7 @@ func testPop(t *testing.T, b *testBundle) {
 	// Blocked, then woken by a push.
 	done := make(chan []Popped, 1)
 	go func() {
-		got, err := b.store.Pop(b.ctx, queues, 1, 2*time.Second)
+		got, err := b.store.Pop(b.ctx, lambdas, 1, 2*time.Second, "")
 		if err != nil {
 			t.Error(err)
 		}

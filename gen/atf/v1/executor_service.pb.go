@@ -253,11 +253,14 @@ type Work struct {
 	Attempt       int32                  `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	MaxAttempts   int32                  `protobuf:"varint,9,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// Must accompany every Heartbeat and SetResult for this claim.
-	FencingToken  int64                `protobuf:"varint,10,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
-	Timeout       *durationpb.Duration `protobuf:"bytes,11,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	MemoryMb      int32                `protobuf:"varint,12,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
-	Traceparent   string               `protobuf:"bytes,13,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
-	Priority      int32                `protobuf:"varint,14,opt,name=priority,proto3" json:"priority,omitempty"`
+	FencingToken int64                `protobuf:"varint,10,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
+	Timeout      *durationpb.Duration `protobuf:"bytes,11,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	MemoryMb     int32                `protobuf:"varint,12,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	Traceparent  string               `protobuf:"bytes,13,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Priority     int32                `protobuf:"varint,14,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The concurrency slot the task holds when its lambda has a
+	// max_concurrency; echo it in SetResult so the slot frees at once.
+	Slot          string `protobuf:"bytes,15,opt,name=slot,proto3" json:"slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +391,13 @@ func (x *Work) GetPriority() int32 {
 		return x.Priority
 	}
 	return 0
+}
+
+func (x *Work) GetSlot() string {
+	if x != nil {
+		return x.Slot
+	}
+	return ""
 }
 
 type GetModuleRequest struct {
@@ -647,7 +657,9 @@ type SetResultRequest struct {
 	Error           *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	Duration        *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
 	// The task's namespace, as the Work said.
-	Namespace     string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The Work's slot.
+	Slot          string `protobuf:"bytes,9,opt,name=slot,proto3" json:"slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,6 +750,13 @@ func (x *SetResultRequest) GetNamespace() string {
 	return ""
 }
 
+func (x *SetResultRequest) GetSlot() string {
+	if x != nil {
+		return x.Slot
+	}
+	return ""
+}
+
 type SetResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The state the task is in after the result.
@@ -794,7 +813,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\tmax_tasks\x18\x02 \x01(\x05R\bmaxTasks\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"4\n" +
 	"\x10NextWorkResponse\x12 \n" +
-	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xcc\x03\n" +
+	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xe0\x03\n" +
 	"\x04Work\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -810,7 +829,8 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\atimeout\x18\v \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmemory_mb\x18\f \x01(\x05R\bmemoryMb\x12 \n" +
 	"\vtraceparent\x18\r \x01(\tR\vtraceparent\x12\x1a\n" +
-	"\bpriority\x18\x0e \x01(\x05R\bpriority\"*\n" +
+	"\bpriority\x18\x0e \x01(\x05R\bpriority\x12\x12\n" +
+	"\x04slot\x18\x0f \x01(\tR\x04slot\"*\n" +
 	"\x10GetModuleRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"'\n" +
 	"\x11GetModuleResponse\x12\x12\n" +
@@ -826,7 +846,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x121\n" +
 	"\n" +
 	"directives\x18\x01 \x03(\x0e2\x11.atf.v1.DirectiveR\n" +
-	"directives\"\xbc\x02\n" +
+	"directives\"\xd0\x02\n" +
 	"\x10SetResultRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x03R\ffencingToken\x12)\n" +
@@ -835,7 +855,8 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x10output_truncated\x18\x05 \x01(\bR\x0foutputTruncated\x12'\n" +
 	"\x05error\x18\x06 \x01(\v2\x11.atf.v1.TaskErrorR\x05error\x125\n" +
 	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
-	"\tnamespace\x18\b \x01(\tR\tnamespace\"<\n" +
+	"\tnamespace\x18\b \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04slot\x18\t \x01(\tR\x04slot\"<\n" +
 	"\x11SetResultResponse\x12'\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state*n\n" +
 	"\tDirective\x12\x19\n" +

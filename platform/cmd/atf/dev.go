@@ -16,6 +16,7 @@ import (
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/embedded"
 	"github.com/atfhq/atf/platform/executor"
+	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -40,6 +41,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
@@ -58,7 +64,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer engine.Close(context.Background())
 
 	roles := map[string]bool{roleFrontend: true, roleConsumer: true, roleController: true, roleHSC: true}
-	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger})
+	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger, tel: tel})
 	if *examplesDir != "" {
 		if err := deployExamples(ctx, p, *examplesDir, logger); err != nil {
 			return err
@@ -78,6 +84,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		Slots:             *slots,
 		HeartbeatInterval: tf.heartbeatInterval,
 	})
+	telemetry.ObserveRunning(ex.Running)
 	fmt.Fprintf(stdout, "atf dev listening on http://%s\n", ln.Addr())
 	var g actorGroup
 	g.untilDone(ctx)

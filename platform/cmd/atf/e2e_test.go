@@ -33,24 +33,39 @@ import (
 	"github.com/atfhq/atf/platform/redistest"
 )
 
-var atfBin string
+var (
+	binDir    string
+	buildOnce sync.Once
+	atfBin    string
+	buildErr  error
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "atf-e2e-")
-	if err != nil {
+	var err error
+	if binDir, err = os.MkdirTemp("", "atf-e2e-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	atfBin = filepath.Join(dir, "atf")
-	build := exec.Command("go", "build", "-race", "-o", atfBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build atf:", err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(binDir)
 	os.Exit(code)
+}
+
+// binary builds the atf command once per test
+// process, on first use: benchmarks run in process and never need it.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		atfBin = filepath.Join(binDir, "atf")
+		out, err := exec.Command("go", "build", "-o", atfBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build atf: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return atfBin
 }
 
 // proc is a running atf process.
@@ -85,7 +100,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://\S+)|"addr":"([^"]+)"
 // does not exit cleanly.
 func start(t *testing.T, serves bool, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(atfBin, args...)
+	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
 	logs := &syncBuffer{}
 	cmd.Stderr = logs

@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+
 	"github.com/atfhq/atf/gen/atf/v1/atfv1connect"
 	"github.com/atfhq/atf/platform/executor"
+	"github.com/atfhq/atf/platform/server"
+	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -18,7 +24,9 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	fs := newFlagSet("executor", stderr)
 	serverURL := fs.String("server", "", "URL of the atf server running the controller and hsc roles (required), e.g. http://127.0.0.1:8080")
 	slots := fs.Int("slots", 8, "tasks run at once")
+	executionLog := fs.String("execution-log", "", "append a line to this file as each execution starts and ends (for audits)")
 	cacheDir := fs.String("cache-dir", filepath.Join(os.TempDir(), "atf-executor-cache"), "on-disk cache of compiled modules")
+	healthListen := fs.String("health-listen", "", "address to serve /healthz, /readyz, /metrics and gRPC health on; empty: none")
 	var tf timeoutFlags
 	tf.register(fs)
 	var lf logFlags
@@ -36,20 +44,78 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: *cacheDir})
 	if err != nil {
 		return err
 	}
 	defer engine.Close(context.Background())
+	var audit io.Writer
+	if *executionLog != "" {
+		f, err := os.OpenFile(*executionLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("--execution-log: %w", err)
+		}
+		defer f.Close()
+		audit = f
+	}
 	client := &http.Client{}
+	var clientOpts []connect.ClientOption
+	if ic, err := otelconnect.NewInterceptor(); err == nil {
+		clientOpts = append(clientOpts, connect.WithInterceptors(ic))
+	}
 	ex := executor.New(executor.Config{
-		Controller:        atfv1connect.NewControllerServiceClient(client, *serverURL),
-		Status:            atfv1connect.NewHeartbeatServiceClient(client, *serverURL),
+		Controller:        atfv1connect.NewControllerServiceClient(client, *serverURL, clientOpts...),
+		Status:            atfv1connect.NewHeartbeatServiceClient(client, *serverURL, clientOpts...),
 		Runner:            engine,
 		Logger:            logger,
 		Slots:             *slots,
 		HeartbeatInterval: tf.heartbeatInterval,
+		ExecutionLog:      audit,
 	})
+	telemetry.ObserveRunning(ex.Running)
 	logger.Info("atf executor started", "server", *serverURL, "slots", *slots)
-	return ex.Run(ctx)
+	if *healthListen == "" {
+		return ex.Run(ctx)
+	}
+	ln, err := listen(*healthListen)
+	if err != nil {
+		return fmt.Errorf("--health-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	server.MountHealth(mux, []string{executorHealthService}, serverReady(client, *serverURL), tel.MetricsHandler())
+	fmt.Fprintf(stdout, "atf executor health on http://%s\n", ln.Addr())
+	var g actorGroup
+	g.untilDone(ctx)
+	g.add(ctx, func(ctx context.Context) error { return server.Serve(ctx, ln, mux, logger) })
+	g.add(ctx, ex.Run)
+	return g.Run()
+}
+
+// executorHealthService is the gRPC health service name of an executor.
+const executorHealthService = "atf.v1.Executor"
+
+// serverReady is an executor's readiness: the server it takes work from
+// answers its own /readyz.
+func serverReady(client *http.Client, serverURL string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(serverURL, "/")+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("server %s: %w", serverURL, err)
+		}
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("server %s is not ready: %s", serverURL, res.Status)
+		}
+		return nil
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/atfhq/atf/platform/executor"
 	"github.com/atfhq/atf/platform/hsc"
 	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/platform/telemetry"
 )
 
 // newFlagSet returns a flag set for a command; after Parse, envDefaults
@@ -94,9 +95,9 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch l.format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", l.format)
 }

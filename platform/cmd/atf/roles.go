@@ -17,6 +17,7 @@ import (
 	"github.com/atfhq/atf/platform/hsc"
 	"github.com/atfhq/atf/platform/server"
 	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -68,10 +69,12 @@ type platformConfig struct {
 	timeouts timeoutFlags
 	engine   *sandbox.Engine // validates uploads (frontend)
 	logger   *slog.Logger
+	tel      *telemetry.Telemetry // nil: no /metrics, no instrumentation
 }
 
 func newPlatform(cfg platformConfig) *platform {
-	st := store.New(cfg.rdb, store.Options{EnqueueTimeout: cfg.timeouts.enqueueTimeout})
+	instrumentRedis(cfg.rdb, cfg.tel, cfg.logger)
+	st := store.New(cfg.rdb, store.Options{EnqueueTimeout: cfg.timeouts.enqueueTimeout, OnEnqueue: consumer.ObserveEnqueued})
 	p := &platform{store: st}
 	if cfg.roles[roleFrontend] {
 		p.frontend = frontend.New(frontend.Config{Store: st, Inspector: cfg.engine})
@@ -97,6 +100,18 @@ func newPlatform(cfg platformConfig) *platform {
 	}
 	if p.controller != nil {
 		srvCfg.Controller = p.controller
+		// One gauge per deployment would do; one per controller is cheap.
+		telemetry.ObserveQueueDepth(func(ctx context.Context) ([]telemetry.QueueDepth, error) {
+			ds, err := st.QueueDepths(ctx, frontend.DefaultNamespace)
+			out := make([]telemetry.QueueDepth, len(ds))
+			for i, d := range ds {
+				out[i] = telemetry.QueueDepth{Namespace: frontend.DefaultNamespace, Lambda: d.Lambda, Priority: d.Priority, Length: d.Length}
+			}
+			return out, err
+		})
+	}
+	if cfg.tel != nil {
+		srvCfg.Metrics = cfg.tel.MetricsHandler()
 	}
 	if p.hsc != nil {
 		srvCfg.HSC = p.hsc

@@ -37,6 +37,11 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
+	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	rdb, err := openRedis(*redisURL)
 	if err != nil {
 		return err
@@ -51,7 +56,7 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		defer engine.Close(context.Background())
 	}
-	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger})
+	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger, tel: tel})
 	ln, err := listen(*listenAddr)
 	if err != nil {
 		return err

@@ -1,0 +1,119 @@
+package consumer
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/atfhq/atf/platform/store"
+)
+
+func (b *testBundle) deploy(t *testing.T, name string) {
+	t.Helper()
+	if _, err := b.store.DeployLambda(b.ctx, store.Lambda{Namespace: "default", Name: name, SHA256: "00", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *testBundle) tasks(t *testing.T, lambda string) []store.Task {
+	t.Helper()
+	ts, _, err := b.store.ListTasks(b.ctx, store.ListFilter{Namespace: "default", Lambda: lambda, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// TestCronOnce drives the tick logic with a hand-set clock: one task per
+// tick, at the tick, with the tick's key; none for a consumer that does
+// not own the schedule's partition; two owners make one task.
+func TestCronOnce(t *testing.T) {
+	b := setup(t)
+	b.deploy(t, "tick")
+	if err := b.store.SetSchedule(b.ctx, store.Schedule{Namespace: "default", Lambda: "tick", Cron: "*/5 * * * *", Payload: []byte("p"), Priority: 2, Collection: "cron"}); err != nil {
+		t.Fatal(err)
+	}
+	p := b.store.SchedulePartition("default", "tick")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	owner1 := New(Config{Store: b.store, Partitions: []int{p}, Logger: quiet})
+	owner2 := New(Config{Store: b.store, Partitions: []int{p}, Logger: quiet})
+	other := New(Config{Store: b.store, Partitions: []int{(p + 1) % b.store.Partitions()}, Logger: quiet})
+
+	// The schedule was set just now (real clock); tick times are driven by hand from there.
+	start := time.Now().UTC()
+	base := start.Truncate(5 * time.Minute).Add(5 * time.Minute) // the next tick
+	states := map[*Consumer]*cronState{}
+	for _, c := range []*Consumer{owner1, owner2, other} {
+		states[c] = &cronState{}
+		if err := c.loadCron(b.ctx, b.store, states[c], start); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(c *Consumer, now time.Time) time.Time { return c.cronOnce(b.ctx, b.store, states[c], now) }
+
+	if next := run(owner1, start); !next.Equal(base) {
+		t.Fatalf("next tick %s, want %s", next, base)
+	}
+	if n := len(b.tasks(t, "tick")); n != 0 {
+		t.Fatalf("%d tasks before the first tick", n)
+	}
+	for _, c := range []*Consumer{owner1, owner2, other} {
+		run(c, base.Add(3*time.Millisecond))
+	}
+	ts := b.tasks(t, "tick")
+	if len(ts) != 1 {
+		t.Fatalf("%d tasks for one tick, want 1: %v", len(ts), ts)
+	}
+	task := ts[0]
+	if task.Key != store.CronKey(base) || !task.ExecuteAt.Equal(base) || string(task.Payload) != "p" || task.Priority != 2 || task.Collection != "cron" || task.MaxAttempts != 2 {
+		t.Fatalf("tick task = %+v", task)
+	}
+	// A pass within the same tick makes nothing more; the next tick one more.
+	run(owner1, base.Add(time.Minute))
+	if next := run(owner2, base.Add(5*time.Minute)); !next.Equal(base.Add(10 * time.Minute)) {
+		t.Fatalf("next tick %s", next)
+	}
+	if n := len(b.tasks(t, "tick")); n != 2 {
+		t.Fatalf("%d tasks after two ticks, want 2", n)
+	}
+	// Missed ticks (the consumer slept an hour) make one task, the latest.
+	run(owner1, base.Add(65*time.Minute+time.Second))
+	ts = b.tasks(t, "tick")
+	if len(ts) != 3 || ts[0].Key != store.CronKey(base.Add(65*time.Minute)) {
+		t.Fatalf("after a long gap: %d tasks, newest %+v", len(ts), ts[0])
+	}
+}
+
+// TestCronRun runs two consumers sharing partitions by leases with an
+// every-second schedule: each tick has exactly one task.
+func TestCronRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 4s")
+	}
+	b := setup(t)
+	b.deploy(t, "tick")
+	b.start(t, b.store, "c1", 2*time.Second)
+	b.start(t, b.store, "c2", 2*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if err := b.store.SetSchedule(b.ctx, store.Schedule{Namespace: "default", Lambda: "tick", Cron: "@every 1s"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if err := b.store.DeleteSchedule(b.ctx, "default", "tick"); err != nil {
+		t.Fatal(err)
+	}
+	ts := b.tasks(t, "tick")
+	var keys []string
+	for _, task := range ts {
+		keys = append(keys, task.Key)
+		if lateness := task.CreatedAt.Sub(task.ExecuteAt); lateness > 500*time.Millisecond || lateness < 0 {
+			t.Errorf("task for tick %s created %s after it", task.ExecuteAt, lateness)
+		}
+	}
+	slices.Sort(keys)
+	if len(ts) < 3 || len(ts) > 4 || len(slices.Compact(slices.Clone(keys))) != len(keys) {
+		t.Fatalf("%d tasks in 3.5s of an every-second schedule, keys %v", len(ts), keys)
+	}
+}

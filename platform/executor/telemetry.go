@@ -1,0 +1,111 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/platform/telemetry"
+	"github.com/atfhq/atf/platform/tracectx"
+	"github.com/atfhq/atf/runtime/sandbox"
+)
+
+// startExecute starts the span of one attempt, a child of the Schedule
+// span stored on the task. The returned context carries it into
+// sandbox.Run, where the sandbox's host functions can open the guest's
+// spans as its children, and into SetResult.
+func startExecute(ctx context.Context, executorID string, w *atfv1.Work) (context.Context, trace.Span) {
+	if parent := tracectx.Parse(w.GetTraceparent()); parent.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+	}
+	opts := []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			telemetry.KeyTaskID.String(w.GetTaskId()),
+			telemetry.KeyNamespace.String(w.GetNamespace()),
+			telemetry.KeyLambda.String(w.GetLambda()),
+			telemetry.KeyLambdaVersion.Int64(w.GetLambdaVersion()),
+			telemetry.KeyAttempt.Int(int(w.GetAttempt())),
+			telemetry.KeyPriority.Int(int(w.GetPriority())),
+			telemetry.KeyExecutor.String(executorID),
+		),
+	}
+	if prev := previousAttempt(w); prev.IsValid() {
+		// A retry is a new span in the same trace, linked to the attempt
+		// before it.
+		opts = append(opts, trace.WithLinks(trace.Link{
+			SpanContext: prev,
+			Attributes:  []attribute.KeyValue{attribute.String("atf.link", "previous_attempt")},
+		}))
+	}
+	telemetry.TaskStarted(ctx, w.GetLambda())
+	return telemetry.Tracer().Start(ctx, "atf.execute", opts...)
+}
+
+// guestTraceParent is the TRACEPARENT a module sees: the execute span, so
+// the spans a lambda opens itself are its children.
+func guestTraceParent(span trace.Span, w *atfv1.Work) string {
+	if sc := span.SpanContext(); sc.IsValid() {
+		return tracectx.Format(sc)
+	}
+	return w.GetTraceparent()
+}
+
+// heartbeatEvent records a heartbeat's answer on the task's execute span.
+func heartbeatEvent(span trace.Span, d atfv1.Directive) {
+	if span == nil || !span.IsRecording() {
+		return
+	}
+	span.AddEvent("heartbeat", trace.WithAttributes(
+		attribute.String("atf.heartbeat.directive", strings.TrimPrefix(d.String(), "DIRECTIVE_"))))
+}
+
+// endExecute records how the attempt ended on its span and in the metrics.
+// cause is why the run's context ended, nil when it did not.
+func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cause error) {
+	defer span.End()
+	outcome := strings.ToLower(strings.TrimPrefix(res.Outcome.String(), "OUTCOME_"))
+	switch {
+	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
+		outcome = "aborted"
+		span.SetAttributes(attribute.String("atf.abort.reason", cause.Error()))
+	}
+	memory := sandboxMemory(res)
+	telemetry.TaskFinished(ctx, w.GetLambda(), outcome, res.Duration, memory)
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(
+		telemetry.KeyOutcome.String(outcome),
+		attribute.Float64("atf.task.duration_seconds", res.Duration.Seconds()),
+	)
+	if memory > 0 {
+		span.SetAttributes(attribute.Int64("atf.sandbox.memory.peak_bytes", int64(memory)))
+	}
+	if e := res.Error; e != nil {
+		if e.GetLimit() != "" {
+			span.SetAttributes(telemetry.KeyLimit.String(e.GetLimit()))
+		}
+		span.SetAttributes(attribute.String("atf.error.kind", e.GetKind().String()))
+		if e.ExitCode != nil {
+			span.SetAttributes(attribute.Int("atf.exit_code", int(e.GetExitCode())))
+		}
+		if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
+			span.SetStatus(codes.Error, e.GetMessage())
+		}
+	}
+}
+
+// previousAttempt is the execute span of the attempt before this one, when
+// the controller knows it.
+func previousAttempt(w *atfv1.Work) trace.SpanContext {
+	return trace.SpanContext{}
+}
+
+// sandboxMemory is the peak linear memory of the run, 0 when unknown.
+func sandboxMemory(res sandbox.Result) uint64 { return 0 }

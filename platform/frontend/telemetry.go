@@ -1,0 +1,64 @@
+package frontend
+
+import (
+	"context"
+	"net/http"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/platform/telemetry"
+	"github.com/atfhq/atf/platform/tracectx"
+)
+
+// startSchedule starts the frontend's span of a Schedule call: the span
+// whose context is stored on the task, so that every later step of the
+// task hangs under it. Over Connect and gRPC it is a child of otelconnect's
+// server span; on the REST route, which has none, it is the server span
+// itself and its parent is the request's traceparent header.
+func startSchedule(ctx context.Context, lambda string, h http.Header) (context.Context, trace.Span) {
+	kind := trace.SpanKindInternal
+	if !trace.SpanContextFromContext(ctx).IsValid() && h != nil {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
+		kind = trace.SpanKindServer
+	}
+	return telemetry.Tracer().Start(ctx, "atf.schedule", trace.WithSpanKind(kind),
+		trace.WithAttributes(telemetry.KeyLambda.String(lambda)))
+}
+
+// scheduleTraceParent is the traceparent stored on the task: the Schedule
+// span's context. With tracing off the span is the API's non-recording one,
+// carrying the caller's context if there was one; with none, the task gets
+// a trace id of its own all the same.
+func scheduleTraceParent(ctx context.Context, span trace.Span, h http.Header) string {
+	if sc := span.SpanContext(); sc.IsValid() {
+		return tracectx.Format(sc)
+	}
+	return tracectx.FromRequest(ctx, h)
+}
+
+func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, err error) {
+	defer span.End()
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return
+	}
+	span.SetAttributes(
+		telemetry.KeyTaskID.String(t.ID),
+		telemetry.KeyNamespace.String(t.Namespace),
+		telemetry.KeyPriority.Int(t.Priority),
+		telemetry.KeyState.String(t.State.String()),
+	)
+	if dedup {
+		span.SetAttributes(attrDeduplicated.Bool(true))
+		return
+	}
+	telemetry.TaskScheduled(ctx, t.Lambda)
+}
+
+const attrDeduplicated = attribute.Key("atf.task.deduplicated")

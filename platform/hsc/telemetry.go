@@ -1,0 +1,30 @@
+package hsc
+
+import (
+	"context"
+	"strings"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/platform/telemetry"
+)
+
+// startSetResult starts the span of recording a result: a child of the
+// executor's execute span (through otelconnect's server span over Connect,
+// directly when the executor runs in process).
+func startSetResult(ctx context.Context, req *atfv1.SetResultRequest) (context.Context, trace.Span) {
+	return telemetry.Tracer().Start(ctx, "atf.set_result", trace.WithAttributes(
+		telemetry.KeyTaskID.String(req.GetTaskId()),
+		telemetry.KeyOutcome.String(strings.ToLower(strings.TrimPrefix(req.GetOutcome().String(), "OUTCOME_"))),
+	))
+}
+
+func endSetResult(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}

@@ -1,0 +1,136 @@
+package store
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// popLambda is a lambda's ten queues, highest priority first.
+func (b *testBundle) popLambda(name string, cap int) PopLambda {
+	l := PopLambda{Running: b.store.RunningKey(ns, name), Cap: cap, Lease: time.Minute}
+	for p := 9; p >= 0; p-- {
+		l.Queues = append(l.Queues, b.store.QueueKey(ns, name, p))
+	}
+	return l
+}
+
+func ids(ps []Popped) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.TaskID
+	}
+	return out
+}
+
+// TestPopTakesTurns: a flood of one lambda does not shadow another's task.
+func TestPopTakesTurns(t *testing.T) {
+	b := setup(t)
+	var flood []string
+	for range 50 {
+		flood = append(flood, b.schedule(t, NewTask{Lambda: "flood"}).ID)
+	}
+	other := b.schedule(t, NewTask{Lambda: "other"})
+	got, err := b.store.Pop(b.ctx, []PopLambda{b.popLambda("flood", 0), b.popLambda("other", 0)}, 4, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{flood[0], other.ID, flood[1], flood[2]}
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("Pop = %v, want %v", ids(got), want)
+	}
+}
+
+// TestPopCap: a lambda never has more tasks popped than its cap until
+// slots are released or their leases run out.
+func TestPopCap(t *testing.T) {
+	b := setup(t)
+	for range 5 {
+		b.schedule(t, NewTask{Lambda: "capped"})
+	}
+	l := b.popLambda("capped", 2)
+	got, err := b.store.Pop(b.ctx, []PopLambda{l}, 10, 0, "")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Pop = %v %v, want 2 tasks", got, err)
+	}
+	// At its cap: a blocking pop waits briefly and returns nothing.
+	start := time.Now()
+	more, err := b.store.Pop(b.ctx, []PopLambda{l}, 10, 5*time.Second, "")
+	if err != nil || len(more) != 0 {
+		t.Fatalf("Pop at cap = %v %v, want nothing", more, err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("Pop at cap with a backlog blocked %s; it must look again soon", waited)
+	}
+	if n, _ := b.store.Running(b.ctx, l.Running); n != 2 {
+		t.Fatalf("running = %d, want 2", n)
+	}
+	if err := b.store.Release(b.ctx, l.Running, got[0].TaskID); err != nil {
+		t.Fatal(err)
+	}
+	more, err = b.store.Pop(b.ctx, []PopLambda{l}, 10, 0, "")
+	if err != nil || len(more) != 1 {
+		t.Fatalf("Pop after a release = %v %v, want 1", more, err)
+	}
+	// A slot whose lease ran out (an executor died) frees by itself.
+	b.clock.Advance(2 * time.Minute)
+	more, err = b.store.Pop(b.ctx, []PopLambda{l}, 10, 0, "")
+	if err != nil || len(more) != 2 {
+		t.Fatalf("Pop after the leases ran out = %v %v, want the last 2", more, err)
+	}
+}
+
+// TestPopBlockedAdmitsUnderCap: a task pushed while a capped lambda's pop
+// blocks is admitted and counted.
+func TestPopBlockedAdmitsUnderCap(t *testing.T) {
+	b := setup(t)
+	l := b.popLambda("capped", 1)
+	done := make(chan []Popped, 1)
+	go func() {
+		got, err := b.store.Pop(b.ctx, []PopLambda{l}, 5, 3*time.Second, "")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	time.Sleep(100 * time.Millisecond)
+	task := b.schedule(t, NewTask{Lambda: "capped"})
+	select {
+	case got := <-done:
+		if !slices.Equal(ids(got), []string{task.ID}) {
+			t.Fatalf("Pop = %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Pop did not return")
+	}
+	if n, _ := b.store.Running(b.ctx, l.Running); n != 1 {
+		t.Fatalf("running = %d, want 1", n)
+	}
+}
+
+// TestPopInterrupt: a token on the control list ends a blocked pop.
+func TestPopInterrupt(t *testing.T) {
+	b := setup(t)
+	control := b.store.ControlKey("c1")
+	done := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		got, err := b.store.Pop(b.ctx, []PopLambda{b.popLambda("echo", 0)}, 5, 10*time.Second, control)
+		if err != nil || len(got) != 0 {
+			t.Errorf("interrupted Pop = %v %v", got, err)
+		}
+		done <- time.Since(start)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := b.store.Interrupt(b.ctx, control, 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-done:
+		if d > 2*time.Second {
+			t.Fatalf("interrupt took %s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Interrupt did not end the pop")
+	}
+}

@@ -1,0 +1,35 @@
+// Package telemetry is atf's OpenTelemetry setup: the tracer and meter
+// providers every process installs from the standard OTEL_* environment,
+// the instruments the roles record into, the sampler that keeps Redis and
+// polling spans from drowning task traces, and a slog handler that stamps
+// trace and span ids on every line logged with a task's context.
+//
+// # One trace per task
+//
+// The frontend stores the context of its Schedule span on the task
+// (Task.TraceParent). Every later step starts a span whose parent is that
+// stored context, so a task's whole life is one trace however many
+// processes it crosses:
+//
+//	client span (the caller's traceparent, if any)
+//	└─ atf.v1.TaskService/Schedule      otelconnect server span (Connect, gRPC)
+//	   └─ atf.schedule                  frontend; its context is stored on the task
+//	      ├─ atf.enqueue                store consumer: NEW → ENQUEUED, re-enqueues
+//	      ├─ atf.claim                  controller: ENQUEUED → CLAIMED
+//	      ├─ atf.execute                executor, one per attempt (a retry links
+//	      │  │                          the attempt before it); heartbeats are events
+//	      │  ├─ (guest spans)           sandbox host functions, from the ctx of Run
+//	      │  └─ atf.v1.HeartbeatService/SetResult   client, then server span
+//	      └─ …
+//
+// # Cost when off
+//
+// With no OTEL_TRACES_EXPORTER and no OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT,
+// Setup installs no tracer provider at all: spans are the API's non-recording
+// ones, which carry the stored trace context (so logs still get trace ids)
+// and cost a few allocations. autoexport alone would pick OTLP by default
+// and export to localhost:4318 whether or not anything listens there; atf
+// asks for tracing to be named instead. Metrics always run (the Prometheus
+// /metrics endpoint reads them) and go over OTLP only when asked the same
+// way.
+package telemetry
