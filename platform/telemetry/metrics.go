@@ -2,11 +2,13 @@ package telemetry
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -44,38 +46,60 @@ const (
 // secondsBuckets suit latencies from a millisecond to minutes.
 var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 
-// The instruments, on the global meter provider: created before Setup
-// runs, they are bound to its provider when it is installed.
-var (
-	meter = otel.Meter(Scope)
+// instruments are atf's metrics. Setup binds a new set to the provider it
+// installs; until then they record into a no-op meter.
+type instruments struct {
+	meter            metric.Meter
+	tasksScheduled   metric.Int64Counter
+	tasksStarted     metric.Int64Counter
+	tasksFinished    metric.Int64Counter
+	tasksEnqueued    metric.Int64Counter
+	pickupLatency    metric.Float64Histogram
+	lateness         metric.Float64Histogram
+	execDuration     metric.Float64Histogram
+	sandboxMemory    metric.Int64Histogram
+	heartbeatsFailed metric.Int64Counter
+	runningGauge     metric.Int64ObservableUpDownCounter
+	queueDepth       metric.Int64ObservableGauge
+}
 
-	tasksScheduled = must(meter.Int64Counter("atf.tasks.scheduled", metric.WithUnit("{task}"),
-		metric.WithDescription("Tasks stored by Schedule (deduplicated ones not counted).")))
-	tasksStarted = must(meter.Int64Counter("atf.tasks.started", metric.WithUnit("{task}"),
-		metric.WithDescription("Executions started by executors (one per attempt).")))
-	tasksFinished = must(meter.Int64Counter("atf.tasks.finished", metric.WithUnit("{task}"),
-		metric.WithDescription("Executions finished, by outcome (success, retry, fatal, cancelled).")))
-	tasksEnqueued = must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
-		metric.WithDescription("Tasks the store consumer pushed to their queue, by reason: due, retry, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout.")))
-	pickupLatency = must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
-		metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller."),
-		metric.WithExplicitBucketBoundaries(secondsBuckets...)))
-	lateness = must(meter.Float64Histogram("atf.task.schedule.lateness", metric.WithUnit("s"),
-		metric.WithDescription("How long after its execute_at the store consumer enqueued a scheduled task."),
-		metric.WithExplicitBucketBoundaries(secondsBuckets...)))
-	execDuration = must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
-		metric.WithExplicitBucketBoundaries(secondsBuckets...)))
-	sandboxMemory = must(meter.Int64Histogram("atf.sandbox.memory.peak", metric.WithUnit("By"),
-		metric.WithDescription("Largest linear memory a task's module instance reached."),
-		metric.WithExplicitBucketBoundaries(1<<20, 2<<20, 4<<20, 8<<20, 16<<20, 32<<20, 64<<20, 128<<20, 256<<20, 512<<20, 1<<30, 2<<30, 4<<30)))
-	heartbeatsFailed = must(meter.Int64Counter("atf.executor.heartbeats.failed", metric.WithUnit("{heartbeat}"),
-		metric.WithDescription("Heartbeat calls that failed (three in a row stop an executor).")))
-	runningGauge = must(meter.Int64ObservableUpDownCounter("atf.executor.sandboxes.running", metric.WithUnit("{sandbox}"),
-		metric.WithDescription("Sandboxes running a task now.")))
-	queueDepth = must(meter.Int64ObservableGauge("atf.queue.depth", metric.WithUnit("{task}"),
-		metric.WithDescription("Task ids waiting in a lambda's queue at one priority (LLEN).")))
-)
+var current atomic.Pointer[instruments]
+
+func init() { current.Store(newInstruments(noop.NewMeterProvider().Meter(Scope))) }
+
+func inst() *instruments { return current.Load() }
+
+func newInstruments(meter metric.Meter) *instruments {
+	return &instruments{
+		meter: meter,
+		tasksScheduled: must(meter.Int64Counter("atf.tasks.scheduled", metric.WithUnit("{task}"),
+			metric.WithDescription("Tasks stored by Schedule (deduplicated ones not counted)."))),
+		tasksStarted: must(meter.Int64Counter("atf.tasks.started", metric.WithUnit("{task}"),
+			metric.WithDescription("Executions started by executors (one per attempt)."))),
+		tasksFinished: must(meter.Int64Counter("atf.tasks.finished", metric.WithUnit("{task}"),
+			metric.WithDescription("Executions finished, by outcome (success, retry, fatal, cancelled, aborted)."))),
+		tasksEnqueued: must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
+			metric.WithDescription("Tasks the store consumer pushed to their queue, by reason: due, retry, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
+		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
+			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller."),
+			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
+		lateness: must(meter.Float64Histogram("atf.task.schedule.lateness", metric.WithUnit("s"),
+			metric.WithDescription("How long after its execute_at the store consumer enqueued a scheduled task."),
+			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
+		execDuration: must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
+			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
+			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
+		sandboxMemory: must(meter.Int64Histogram("atf.sandbox.memory.peak", metric.WithUnit("By"),
+			metric.WithDescription("Largest linear memory a task's module instance reached."),
+			metric.WithExplicitBucketBoundaries(1<<20, 2<<20, 4<<20, 8<<20, 16<<20, 32<<20, 64<<20, 128<<20, 256<<20, 512<<20, 1<<30, 2<<30, 4<<30))),
+		heartbeatsFailed: must(meter.Int64Counter("atf.executor.heartbeats.failed", metric.WithUnit("{heartbeat}"),
+			metric.WithDescription("Heartbeat calls that failed (three in a row stop an executor)."))),
+		runningGauge: must(meter.Int64ObservableUpDownCounter("atf.executor.sandboxes.running", metric.WithUnit("{sandbox}"),
+			metric.WithDescription("Sandboxes running a task now."))),
+		queueDepth: must(meter.Int64ObservableGauge("atf.queue.depth", metric.WithUnit("{task}"),
+			metric.WithDescription("Task ids waiting in a lambda's queue at one priority (LLEN)."))),
+	}
+}
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -86,49 +110,51 @@ func must[T any](v T, err error) T {
 
 // TaskScheduled counts a stored task.
 func TaskScheduled(ctx context.Context, lambda string) {
-	tasksScheduled.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
+	inst().tasksScheduled.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
 }
 
 // TaskEnqueued counts a push by the store consumer; a task that was due
 // (reason ReasonDue) records how late it was enqueued.
 func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration) {
-	tasksEnqueued.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda), KeyReason.String(reason)))
+	inst().tasksEnqueued.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda), KeyReason.String(reason)))
 	if reason == ReasonDue {
-		lateness.Record(ctx, max(late, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda)))
+		inst().lateness.Record(ctx, max(late, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda)))
 	}
 }
 
 // TaskClaimed records a claim's pickup latency.
 func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.Duration) {
-	pickupLatency.Record(ctx, max(pickup, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda), KeyPriority.Int(priority)))
+	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda), KeyPriority.Int(priority)))
 }
 
 // TaskStarted counts an execution started.
 func TaskStarted(ctx context.Context, lambda string) {
-	tasksStarted.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
+	inst().tasksStarted.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
 }
 
 // TaskFinished counts an execution's end and records how long it ran and,
 // when known (> 0), the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d time.Duration, memoryBytes uint64) {
 	attrs := metric.WithAttributes(KeyLambda.String(lambda), KeyOutcome.String(outcome))
-	tasksFinished.Add(ctx, 1, attrs)
-	execDuration.Record(ctx, d.Seconds(), attrs)
+	inst().tasksFinished.Add(ctx, 1, attrs)
+	inst().execDuration.Record(ctx, d.Seconds(), attrs)
 	if memoryBytes > 0 {
-		sandboxMemory.Record(ctx, int64(memoryBytes), metric.WithAttributes(KeyLambda.String(lambda)))
+		inst().sandboxMemory.Record(ctx, int64(memoryBytes), metric.WithAttributes(KeyLambda.String(lambda)))
 	}
 }
 
 // HeartbeatFailed counts a failed heartbeat call.
-func HeartbeatFailed(ctx context.Context) { heartbeatsFailed.Add(ctx, 1) }
+func HeartbeatFailed(ctx context.Context) { inst().heartbeatsFailed.Add(ctx, 1) }
 
 // ObserveRunning reports running() as atf.executor.sandboxes.running on
-// every collection, until the returned function is called.
+// every collection, until the returned function is called. Call it after
+// Setup.
 func ObserveRunning(running func() int) (stop func()) {
-	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(runningGauge, int64(running()))
+	in := inst()
+	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(in.runningGauge, int64(running()))
 		return nil
-	}, runningGauge)
+	}, in.runningGauge)
 	if err != nil {
 		return func() {}
 	}
@@ -147,7 +173,8 @@ type QueueDepth struct {
 // collection (a Prometheus scrape, an OTLP export), until the returned
 // function is called. depths should be one round trip (pipelined LLEN).
 func ObserveQueueDepth(depths func(context.Context) ([]QueueDepth, error)) (stop func()) {
-	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+	in := inst()
+	reg, err := in.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		ds, err := depths(ctx)
@@ -155,11 +182,11 @@ func ObserveQueueDepth(depths func(context.Context) ([]QueueDepth, error)) (stop
 			return err
 		}
 		for _, d := range ds {
-			o.ObserveInt64(queueDepth, d.Length, metric.WithAttributes(
+			o.ObserveInt64(in.queueDepth, d.Length, metric.WithAttributes(
 				KeyNamespace.String(d.Namespace), KeyLambda.String(d.Lambda), KeyPriority.Int(d.Priority)))
 		}
 		return nil
-	}, queueDepth)
+	}, in.queueDepth)
 	if err != nil {
 		return func() {}
 	}

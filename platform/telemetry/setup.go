@@ -120,6 +120,7 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	t.meterProvider = mp
 	t.closers = append(t.closers, mp.Shutdown)
 	otel.SetMeterProvider(mp)
+	current.Store(newInstruments(mp.Meter(Scope)))
 	t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
 }

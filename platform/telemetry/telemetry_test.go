@@ -1,0 +1,125 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestSetupExportsNothingByDefault(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		getenv  func(string) string
+		tracing bool
+	}{
+		{"nothing set", env(), false},
+		{"exporter none", env("OTEL_TRACES_EXPORTER", "none", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), false},
+		{"sdk disabled", env("OTEL_SDK_DISABLED", "true", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), false},
+		{"endpoint set", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"), true},
+		{"console", env("OTEL_TRACES_EXPORTER", "console"), true}, // autoexport reads it too: t.Setenv below
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED"} {
+				t.Setenv(k, c.getenv(k))
+			}
+			tel, err := Setup(context.Background(), Options{Getenv: c.getenv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tel.Tracing != c.tracing {
+				t.Errorf("Tracing = %v, want %v", tel.Tracing, c.tracing)
+			}
+			_, span := Tracer().Start(context.Background(), "x")
+			if span.IsRecording() != c.tracing {
+				t.Errorf("span recording = %v, want %v", span.IsRecording(), c.tracing)
+			}
+			span.End()
+			tel.Close(context.Background())
+		})
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	tel, err := Setup(context.Background(), Options{Getenv: env()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Close(context.Background())
+	TaskScheduled(context.Background(), "hello")
+	TaskFinished(context.Background(), "hello", "success", 0, 1<<20)
+	stop := ObserveRunning(func() int { return 3 })
+	defer stop()
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`atf_tasks_scheduled_total{atf_lambda_name="hello"`,
+		`atf_tasks_finished_total{atf_lambda_name="hello",atf_task_outcome="success"`,
+		`atf_task_execution_duration_seconds_bucket`,
+		`atf_sandbox_memory_peak_bytes_bucket`,
+		`atf_executor_sandboxes_running`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}
+
+func TestSamplerDropsRedisAndPollingRoots(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(Sampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))))
+	tr := tp.Tracer("t")
+	redis := trace.WithAttributes(attribute.String("db.system", "redis"))
+	_, s := tr.Start(context.Background(), "evalsha", redis)
+	s.End()
+	_, s = tr.Start(context.Background(), "atf.v1.ControllerService/NextWork")
+	s.End()
+	ctx, parent := tr.Start(context.Background(), "atf.schedule")
+	_, s = tr.Start(ctx, "evalsha", redis)
+	s.End()
+	parent.End()
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+	}
+	if got := strings.Join(names, ","); got != "evalsha,atf.schedule" {
+		t.Errorf("recorded %s, want the Redis span under atf.schedule and atf.schedule", got)
+	}
+}
+
+func TestLogHandlerAddsTraceIDs(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(LogHandler(slog.NewTextHandler(&buf, nil))).With("task", "t1")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 1}, SpanID: trace.SpanID{0xf0, 2}, TraceFlags: trace.FlagsSampled,
+	})
+	log.InfoContext(trace.ContextWithSpanContext(context.Background(), sc), "started")
+	log.Info("no context")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if !strings.Contains(lines[0], "trace_id="+sc.TraceID().String()) || !strings.Contains(lines[0], "span_id="+sc.SpanID().String()) || !strings.Contains(lines[0], "task=t1") {
+		t.Errorf("line with a span: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Errorf("line without a span: %s", lines[1])
+	}
+}
