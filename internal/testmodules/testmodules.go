@@ -123,3 +123,19 @@ func watBuild(name string) ([]byte, error) {
 	}
 	return os.ReadFile(wasm)
 }
+
+// GoModules lists the Go test modules by name (the directories that hold a
+// main.go), sorted.
+func GoModules() []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		panic(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, e.Name(), "main.go")); e.IsDir() && err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}

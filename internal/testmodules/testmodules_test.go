@@ -30,3 +30,16 @@ func TestWAT(t *testing.T) {
 		t.Fatal("hello.wat: not a wasm module")
 	}
 }
+
+func TestGoModules(t *testing.T) {
+	got := GoModules()
+	for _, want := range []string{"echo", "exit", "flaky", "loop", "memhog", "envprobe", "panic", "flood", "stderrflood", "recurse"} {
+		found := false
+		for _, n := range got {
+			found = found || n == want
+		}
+		if !found {
+			t.Errorf("GoModules() = %v, lacks %q", got, want)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func moduleConfig(job Job, st runState) wazero.ModuleConfig {
 		argv0 = "lambda"
 	}
 	cfg := wazero.NewModuleConfig().
-		WithName(""). // anonymous: concurrent instances of one module
+		WithName("").         // anonymous: concurrent instances of one module
 		WithStartFunctions(). // _start is called by runCommand
 		WithArgs(argv0).
 		WithStdin(bytes.NewReader(job.Payload)).

@@ -61,9 +61,8 @@ type tailWriter struct {
 	full  bool
 	total int64
 
-	line      []byte // start of the current line, up to maxLineBytes
-	lineBytes int    // length of the current line so far
-	crash     string
+	line  []byte // start of the current line, up to maxLineBytes
+	crash string
 }
 
 func newTailWriter(size int) *tailWriter {
@@ -104,7 +103,6 @@ func (w *tailWriter) scanLines(p []byte) {
 		if room := maxLineBytes - len(w.line); room > 0 {
 			w.line = append(w.line, chunk[:min(room, len(chunk))]...)
 		}
-		w.lineBytes += len(chunk)
 		if i < 0 {
 			return
 		}
@@ -117,14 +115,13 @@ func (w *tailWriter) scanLines(p []byte) {
 }
 
 func (w *tailWriter) endLine() {
-	s := string(w.line)
 	for _, prefix := range crashPrefixes {
-		if strings.HasPrefix(s, prefix) {
-			w.crash = strings.TrimSpace(s)
+		if bytes.HasPrefix(w.line, []byte(prefix)) {
+			w.crash = strings.TrimSpace(string(w.line)) // allocates once
 			break
 		}
 	}
-	w.line, w.lineBytes = w.line[:0], 0
+	w.line = w.line[:0]
 }
 
 // Tail returns the kept end of stderr.
