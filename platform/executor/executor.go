@@ -56,6 +56,12 @@ const (
 	// MaxFailedHeartbeats is ATF's rule: after this many heartbeats in a row
 	// fail, the executor aborts everything it runs and stops.
 	MaxFailedHeartbeats = 3
+	// DefaultFirstBeat is how long a task runs before its first heartbeat
+	// (which moves it CLAIMED -> PROCESSING). A task that ends sooner never
+	// heartbeats: its claim covers it, its result records when it started,
+	// and it costs the store one round trip less.
+	DefaultFirstBeat = 100 * time.Millisecond
+	maxFetchers      = 4
 )
 
 // Config configures an Executor.
@@ -70,6 +76,8 @@ type Config struct {
 	Slots int
 	// HeartbeatInterval. Default 3s.
 	HeartbeatInterval time.Duration
+	// FirstBeat. Default 100ms, at most HeartbeatInterval.
+	FirstBeat time.Duration
 	// PollWait is how long one NextWork long-poll may wait. Default 20s.
 	PollWait time.Duration
 	// ExecutionLog, when set, gets one line as each execution starts and
@@ -96,6 +104,10 @@ func (c Config) withDefaults() Config {
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
+	if c.FirstBeat <= 0 {
+		c.FirstBeat = DefaultFirstBeat
+	}
+	c.FirstBeat = min(c.FirstBeat, c.HeartbeatInterval)
 	if c.PollWait <= 0 {
 		c.PollWait = DefaultPollWait
 	}
@@ -127,9 +139,10 @@ type Executor struct {
 }
 
 type running struct {
-	work   *atfv1.Work
-	cancel context.CancelCauseFunc
-	span   trace.Span // the execute span; heartbeats are its events
+	work     *atfv1.Work
+	cancel   context.CancelCauseFunc
+	span     trace.Span // the execute span; heartbeats are its events
+	nextBeat time.Time  // guarded by Executor.mu
 }
 
 // New returns an Executor.
@@ -159,7 +172,13 @@ func (e *Executor) Run(ctx context.Context) error {
 		hbDone <- err
 	}()
 
-	e.fetchLoop(fetchCtx, slots, &tasks)
+	// Several fetchers, so that slots freed while one long-polls are
+	// filled by another without waiting for its round trip.
+	var fetchers sync.WaitGroup
+	for range min(e.cfg.Slots, maxFetchers) {
+		fetchers.Go(func() { e.fetchLoop(fetchCtx, slots, &tasks) })
+	}
+	fetchers.Wait()
 
 	// Soft stop: running tasks get ShutdownGrace to finish, then are aborted.
 	finished := make(chan struct{})
@@ -245,14 +264,14 @@ func (e *Executor) execute(w *atfv1.Work) {
 	defer cancel(nil)
 	ctx, span := startExecute(ctx, e.cfg.ID, w)
 	e.mu.Lock()
-	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span}
+	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span, nextBeat: time.Now().Add(e.cfg.FirstBeat)}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
 		delete(e.running, w.GetTaskId())
 		e.mu.Unlock()
 	}()
-	select { // the first heartbeat moves the task to PROCESSING
+	select { // the heartbeat loop plans this task's first beat
 	case e.kick <- struct{}{}:
 	default:
 	}
@@ -341,28 +360,37 @@ func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, 
 	}
 }
 
-// heartbeatLoop beats every HeartbeatInterval (and at once when a task
-// starts) until ctx ends; it returns ErrHeartbeatsFailed after
-// MaxFailedHeartbeats failures in a row.
+// heartbeatLoop beats each running task FirstBeat after it starts and
+// every HeartbeatInterval after that, batching the beats that fall due
+// together, until ctx ends. It returns ErrHeartbeatsFailed once
+// heartbeats have failed MaxFailedHeartbeats times in a row over at least
+// MaxFailedHeartbeats-1 intervals (ATF's three missed heartbeats; a burst
+// of failures within one moment is one missed heartbeat, not three).
 func (e *Executor) heartbeatLoop(ctx context.Context) error {
-	ticker := time.NewTicker(e.cfg.HeartbeatInterval)
-	defer ticker.Stop()
+	timer := time.NewTimer(e.cfg.HeartbeatInterval)
+	defer timer.Stop()
 	failures := 0
+	var streak time.Time // when the failures in a row began
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
 		case <-e.kick:
 		}
-		if err := e.beat(ctx); err != nil {
+		next, err := e.beat(ctx)
+		timer.Reset(max(time.Until(next), 0))
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			failures++
+			if failures == 1 {
+				streak = time.Now()
+			}
 			telemetry.HeartbeatFailed(ctx)
 			e.cfg.Logger.Warn("heartbeat failed", "err", err, "failures_in_a_row", failures)
-			if failures >= MaxFailedHeartbeats {
+			if failures >= MaxFailedHeartbeats && time.Since(streak) >= time.Duration(MaxFailedHeartbeats-1)*e.cfg.HeartbeatInterval-e.cfg.HeartbeatInterval/10 {
 				return fmt.Errorf("%w: %d in a row, last: %w", ErrHeartbeatsFailed, failures, err)
 			}
 			continue
@@ -371,23 +399,34 @@ func (e *Executor) heartbeatLoop(ctx context.Context) error {
 	}
 }
 
-func (e *Executor) beat(ctx context.Context) error {
+// beat sends the beats due now and returns when the next one is due. A
+// failed batch is due again after HeartbeatInterval.
+func (e *Executor) beat(ctx context.Context) (time.Time, error) {
+	now := time.Now()
+	next := now.Add(e.cfg.HeartbeatInterval)
 	e.mu.Lock()
 	rs := make([]*running, 0, len(e.running))
 	beats := make([]*atfv1.Beat, 0, len(e.running))
 	for _, r := range e.running {
+		if r.nextBeat.After(now) {
+			if r.nextBeat.Before(next) {
+				next = r.nextBeat
+			}
+			continue
+		}
+		r.nextBeat = now.Add(e.cfg.HeartbeatInterval)
 		rs = append(rs, r)
 		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: -1})
 	}
 	e.mu.Unlock()
 	if len(beats) == 0 {
-		return nil
+		return next, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
 	defer cancel()
 	res, err := e.cfg.Status.Heartbeat(ctx, &atfv1.HeartbeatRequest{ExecutorId: e.cfg.ID, Beats: beats})
 	if err != nil {
-		return err
+		return next, err
 	}
 	for i, d := range res.GetDirectives() {
 		if i >= len(rs) {
@@ -401,7 +440,7 @@ func (e *Executor) beat(ctx context.Context) error {
 			rs[i].cancel(errClaimLost)
 		}
 	}
-	return nil
+	return next, nil
 }
 
 func (e *Executor) abortAll(cause error) {

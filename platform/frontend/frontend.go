@@ -77,7 +77,8 @@ func (c Config) withDefaults() Config {
 // Frontend implements atfv1connect.LambdaServiceHandler and
 // atfv1connect.TaskServiceHandler, and serves the REST routes.
 type Frontend struct {
-	cfg Config
+	cfg     Config
+	lambdas lambdaCache // for Schedule
 }
 
 // New returns a Frontend.

@@ -64,6 +64,7 @@ func (f *Frontend) deploy(ctx context.Context, req *atfv1.DeployLambdaRequest) (
 	if err := f.cfg.Store.PutModule(ctx, l.SHA256, req.GetWasm()); err != nil {
 		return store.Lambda{}, fmt.Errorf("store module: %w", err)
 	}
+	f.lambdas.forget(l.Namespace, l.Name)
 	return f.cfg.Store.DeployLambda(ctx, l)
 }
 
@@ -105,6 +106,7 @@ func (f *Frontend) DeleteLambda(ctx context.Context, req *atfv1.DeleteLambdaRequ
 	if err := validateName("lambda name", req.GetName()); err != nil {
 		return nil, toConnect(err)
 	}
+	f.lambdas.forget(namespace(ctx), req.GetName())
 	if err := f.cfg.Store.DeleteLambda(ctx, namespace(ctx), req.GetName()); err != nil {
 		return nil, toConnect(err)
 	}

@@ -23,7 +23,7 @@ func (f *Frontend) Schedule(ctx context.Context, req *atfv1.ScheduleRequest) (*a
 func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h http.Header) (t store.Task, dedup bool, err error) {
 	ctx, span := startSchedule(ctx, req.GetLambda(), h)
 	defer func() { endSchedule(ctx, span, t, dedup, err) }()
-	nt, err := f.newTask(ctx, req, f.cfg.Store.GetLambda)
+	nt, err := f.newTask(ctx, req, f.cachedLambda)
 	if err != nil {
 		return store.Task{}, false, err
 	}
@@ -147,4 +147,9 @@ func connectHeader(ctx context.Context) http.Header {
 		return ci.RequestHeader()
 	}
 	return nil
+}
+
+// cachedLambda reads a lambda through the frontend's short-lived cache.
+func (f *Frontend) cachedLambda(ctx context.Context, ns, name string) (store.Lambda, error) {
+	return f.lambdas.get(ctx, f.cfg.Store, ns, name)
 }

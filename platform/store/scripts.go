@@ -217,7 +217,9 @@ end
 redis.call("HSET", KEYS[1], "st", nst, "out", ARGV[4], "otr", ARGV[5],
   "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9])
 if not v[5] then
-  redis.call("HSET", KEYS[1], "sa", ARGV[9])
+  -- never heartbeaten (it ran shorter than the executor's first beat):
+  -- it started a duration ago.
+  redis.call("HSET", KEYS[1], "sa", math.floor(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000))
 end
 if nst == RETRIABLE then
   redis.call("HSET", KEYS[1], "ra", ARGV[10])

@@ -18,6 +18,27 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		return Task{}, false, err
 	}
 	pt := s.prepare(nt, s.now())
+	if pt.dueNow && nt.Key == "" {
+		// No key, so no deduplication: the push can ride in the same round
+		// trip as the script.
+		pipe := s.rdb.Pipeline()
+		cmd := scheduleScript.EvalSha(ctx, pipe, pt.keys, pt.args...)
+		pipe.LPush(ctx, pt.queue, pt.id)
+		_, _ = pipe.Exec(ctx)
+		if err := cmd.Err(); err == nil {
+			t, err := decodeTask(pt.id, pt.h)
+			return t, false, err
+		} else if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// The pushed id names no task: a claim skips it.
+			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
+		}
+		// The server lost its scripts: run it the long way; the push is done.
+		if _, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Result(); err != nil {
+			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
+		}
+		t, err := decodeTask(pt.id, pt.h)
+		return t, false, err
+	}
 	res, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Slice()
 	if err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)

@@ -208,7 +208,9 @@ func TestClaimAndFencing(t *testing.T) {
 	}
 	done := b.get(t, task.ID)
 	if string(done.Output) != "out" || !done.OutputTruncated || done.Duration != 1500*time.Microsecond ||
-		!done.FinishedAt.Equal(b.clock.Now()) || !done.StartedAt.Equal(b.clock.Now()) {
+		!done.FinishedAt.Equal(b.clock.Now()) || !done.StartedAt.Equal(b.clock.Now().Add(-2*time.Millisecond)) {
+		// Never heartbeaten: it started its duration (1.5ms, floored to the
+		// millisecond) before it finished.
 		t.Fatalf("after SetResult: %+v", done)
 	}
 	b.wantNoTrigger(t, task.ID)

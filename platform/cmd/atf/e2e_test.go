@@ -231,7 +231,8 @@ func finish(t *testing.T, p *proc, id string, within time.Duration) *atfv1.Task 
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		res := do(t, "GET", fmt.Sprintf("%s/v1/tasks/%s?wait=%s", p.url, id, time.Until(deadline).Round(time.Millisecond)), nil)
+		wait := min(time.Until(deadline), 30*time.Second).Round(time.Millisecond)
+		res := do(t, "GET", fmt.Sprintf("%s/v1/tasks/%s?wait=%s", p.url, id, max(wait, 0)), nil)
 		if res.status != http.StatusOK {
 			t.Fatalf("get task %s: %d %s", id, res.status, res.body)
 		}
