@@ -23,7 +23,18 @@ type Config struct {
 	// StderrTailBytes is how much of the end of stderr is kept for the
 	// error; default 4 KiB.
 	StderrTailBytes int
+	// HostModules register host modules (atf_v1) on the Engine's runtime.
+	// New calls each once, after wasi_snapshot_preview1, before any module
+	// is compiled. Their functions reach the running Job's Host value with
+	// [HostFrom](ctx). Default: none, and Inspect accepts any atf_v1
+	// function import unchecked (it fails when a task instantiates it).
+	HostModules []HostModule
 }
+
+// HostModule registers one host module on r, typically
+// r.NewHostModuleBuilder("atf_v1")….Instantiate(ctx). It must not keep
+// per-task state: that belongs in Job.Host.
+type HostModule func(ctx context.Context, r wazero.Runtime) error
 
 const (
 	defaultMaxOutputBytes  = 1 << 20
@@ -52,6 +63,9 @@ type Engine struct {
 	// wasi holds the signature of every function of the
 	// wasi_snapshot_preview1 host module, for Inspect.
 	wasi map[string]api.FunctionDefinition
+	// atf is the same for the atf_v1 host module, nil when no HostModule
+	// registered one.
+	atf map[string]api.FunctionDefinition
 
 	mu       sync.Mutex
 	closed   bool
@@ -80,13 +94,24 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		_ = cache.Close(ctx)
 		return nil, fmt.Errorf("sandbox: instantiate WASI: %w", err)
 	}
-	return &Engine{
+	for _, register := range cfg.HostModules {
+		if err := register(ctx, r); err != nil {
+			_ = r.Close(ctx)
+			_ = cache.Close(ctx)
+			return nil, fmt.Errorf("sandbox: register host module: %w", err)
+		}
+	}
+	e := &Engine{
 		cfg:      cfg,
 		cache:    cache,
 		runtime:  r,
 		wasi:     r.Module(wasiModule).ExportedFunctionDefinitions(),
 		compiled: map[string]*compileCall{},
-	}, nil
+	}
+	if m := r.Module(atfModule); m != nil {
+		e.atf = m.ExportedFunctionDefinitions()
+	}
+	return e, nil
 }
 
 // Close stops every running module and frees all compiled code. Runs still

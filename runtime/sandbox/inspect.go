@@ -90,7 +90,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 // wazero's CompiledModule exposes imported functions and memories; a table
 // or global import is refused when a task instantiates the module.
 func (e *Engine) checkImports(mod wazero.CompiledModule) ([]string, error) {
-	var all, foreign, badWASI []string
+	var all, foreign, badWASI, badATF []string
 	for _, f := range mod.ImportedFunctions() {
 		m, n, _ := f.Import()
 		name := m + "." + n
@@ -101,6 +101,9 @@ func (e *Engine) checkImports(mod wazero.CompiledModule) ([]string, error) {
 				badWASI = append(badWASI, name)
 			}
 		case atfModule:
+			if e.atf != nil && !has(e.atf, f) {
+				badATF = append(badATF, name)
+			}
 		default:
 			foreign = append(foreign, name)
 		}
@@ -118,6 +121,8 @@ func (e *Engine) checkImports(mod wazero.CompiledModule) ([]string, error) {
 	foreign = slices.Compact(foreign)
 	slices.Sort(badWASI)
 	badWASI = slices.Compact(badWASI)
+	slices.Sort(badATF)
+	badATF = slices.Compact(badATF)
 
 	var reasons []string
 	if len(foreign) > 0 {
@@ -128,15 +133,22 @@ func (e *Engine) checkImports(mod wazero.CompiledModule) ([]string, error) {
 		reasons = append(reasons, fmt.Sprintf("module imports %s, which WASI preview 1 does not define with that signature: build for wasip1 (GOOS=wasip1, or clang --target=wasm32-wasi)",
 			list(badWASI)))
 	}
+	if len(badATF) > 0 {
+		reasons = append(reasons, fmt.Sprintf("module imports %s, which %s does not define with that signature: build against the guest SDK of this atf version (sdk/guest/ABI.md)",
+			list(badATF), atfModule))
+	}
 	if len(reasons) > 0 {
 		return nil, &InvalidModuleError{Reason: strings.Join(reasons, "; ")}
 	}
 	return all, nil
 }
 
-func (e *Engine) wasiHas(f api.FunctionDefinition) bool {
+func (e *Engine) wasiHas(f api.FunctionDefinition) bool { return has(e.wasi, f) }
+
+// has reports whether host exports f's import name with f's signature.
+func has(host map[string]api.FunctionDefinition, f api.FunctionDefinition) bool {
 	_, n, _ := f.Import()
-	def, ok := e.wasi[n]
+	def, ok := host[n]
 	return ok && slices.Equal(def.ParamTypes(), f.ParamTypes()) && slices.Equal(def.ResultTypes(), f.ResultTypes())
 }
 

@@ -35,6 +35,9 @@ type Job struct {
 	Timeout time.Duration
 	// MemoryMB caps the module's linear memory; it must be > 0.
 	MemoryMB int
+	// Host is this task's value for host functions (atf_v1): they get it
+	// back with HostFrom(ctx). The sandbox never looks inside. nil: none.
+	Host any
 }
 
 // Result is how a run ended.
@@ -99,7 +102,7 @@ func (e *Engine) Run(ctx context.Context, job Job) (res Result) {
 
 // runCommand instantiates compiled for one task and calls _start.
 func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule, job Job) Result {
-	rc := newRunContext(ctx, job.Timeout)
+	rc := newRunContext(withJob(ctx, job), job.Timeout)
 	defer rc.release()
 
 	st := runState{
