@@ -134,3 +134,31 @@ func TestPopInterrupt(t *testing.T) {
 		t.Fatal("Interrupt did not end the pop")
 	}
 }
+
+// TestScheduleAfterScriptFlush: a server that lost its scripts (restarted)
+// still gets a due task into its queue, even when the first push was
+// popped before the task existed.
+func TestScheduleAfterScriptFlush(t *testing.T) {
+	b := setup(t)
+	b.schedule(t, NewTask{Lambda: "echo"})
+	if _, err := b.store.Pop(b.ctx, []PopLambda{b.popLambda("echo", 0)}, 10, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	task := b.schedule(t, NewTask{Lambda: "echo"})
+	got, err := b.store.Pop(b.ctx, []PopLambda{b.popLambda("echo", 0)}, 10, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range got {
+		if p.TaskID != task.ID {
+			t.Fatalf("popped %v", got)
+		}
+	}
+	claimed, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID, LambdaVersion: 1}}, claimTmo)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("the task is not claimable from its queue after a script flush: popped %v, claimed %v, %v", got, claimed, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -18,6 +19,9 @@ import (
 type Store struct {
 	rdb  redis.UniversalClient
 	opts Options
+	// scheduleLoaded: the server is known to have scheduleScript, so
+	// Schedule may pipeline EVALSHA with the queue push.
+	scheduleLoaded atomic.Bool
 }
 
 // New returns a Store over rdb. Zero fields of opts take their defaults.

@@ -20,7 +20,13 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 	pt := s.prepare(nt, s.now())
 	if pt.dueNow && nt.Key == "" {
 		// No key, so no deduplication: the push can ride in the same round
-		// trip as the script.
+		// trip as the script, once the server is known to have it.
+		if !s.scheduleLoaded.Load() {
+			if err := scheduleScript.Load(ctx, s.rdb).Err(); err != nil {
+				return Task{}, false, fmt.Errorf("store: load schedule script: %w", err)
+			}
+			s.scheduleLoaded.Store(true)
+		}
 		pipe := s.rdb.Pipeline()
 		cmd := scheduleScript.EvalSha(ctx, pipe, pt.keys, pt.args...)
 		pipe.LPush(ctx, pt.queue, pt.id)
@@ -32,10 +38,16 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 			// The pushed id names no task: a claim skips it.
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 		}
-		// The server lost its scripts: run it the long way; the push is done.
+		// The server lost the script (it restarted): run it the long way and
+		// push again. The first push may already have been popped and
+		// dropped, the task not existing yet; a second entry for a task
+		// claimed meanwhile is skipped by the claim.
+		s.scheduleLoaded.Store(false)
 		if _, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Result(); err != nil {
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 		}
+		s.scheduleLoaded.Store(true) // Run loaded it
+		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err() // a lost push: the enqueue timeout redoes it
 		t, err := decodeTask(pt.id, pt.h)
 		return t, false, err
 	}

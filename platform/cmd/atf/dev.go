@@ -140,6 +140,9 @@ func deployExamples(ctx context.Context, p *platform, dir string, logger *slog.L
 		return fmt.Errorf("--examples: %w", err)
 	}
 	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
 		path := filepath.Join(dir, e.Name(), e.Name()+".wasm")
 		wasm, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
