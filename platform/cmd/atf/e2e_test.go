@@ -462,4 +462,24 @@ func TestSeparateProcesses(t *testing.T) {
 			t.Fatalf("task %d: %s %q %v", i, got.GetState(), got.GetOutput(), got.GetError())
 		}
 	}
+
+	// The client commands for people, against the same server.
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary(t), append(args, "--server", srv.url)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("atf %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := cli("lambda", "list"); !strings.Contains(out, `"name": "echo"`) {
+		t.Errorf("atf lambda list:\n%s", out)
+	}
+	out := cli("task", "schedule", "echo", "--payload", "from the cli", "--wait")
+	if !strings.Contains(out, `"state": "TASK_STATE_SUCCESS"`) || !strings.Contains(out, `"output": "ZnJvbSB0aGUgY2xp"`) {
+		t.Errorf("atf task schedule --wait:\n%s", out)
+	}
+	if out, err := exec.Command(binary(t), "task", "get", "nope", "--server", srv.url).CombinedOutput(); err == nil || !strings.Contains(string(out), "not_found") {
+		t.Errorf("atf task get nope: %v\n%s", err, out)
+	}
 }

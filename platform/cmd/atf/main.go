@@ -4,6 +4,7 @@
 //	atf dev      [--listen ADDR] [--redis URL] [--data DIR]   all roles + an executor, examples deployed
 //	atf server   --listen ADDR --redis URL [--roles ...]      the platform's roles
 //	atf executor --server URL [--slots N]                     one executor process
+//	atf lambda …, atf task …                                  client commands for people
 //
 // Every flag has an ATF_* environment equivalent (--heartbeat-interval is
 // ATF_HEARTBEAT_INTERVAL); a flag on the command line wins.
@@ -37,8 +38,11 @@ Usage:
   atf dev      [--listen 127.0.0.1:8080] [--redis URL] [--data DIR]
   atf server   --listen ADDR --redis URL [--roles frontend,consumer,controller,hsc]
   atf executor --server URL [--slots N]
+  atf lambda deploy|list|get|delete|pause|resume ...
+  atf task schedule|get|list|cancel|retry|watch ...
 
-Run "atf <command> --help" for a command's flags.
+Run "atf help" for the client commands, "atf <command> --help" for a
+command's flags.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -53,8 +57,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServer(ctx, args[1:], getenv, stdout, stderr)
 	case "executor":
 		return runExecutor(ctx, args[1:], getenv, stdout, stderr)
+	case "lambda":
+		return runLambda(ctx, args[1:], getenv, stdout, stderr)
+	case "task":
+		return runTask(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n"+clientUsage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
