@@ -21,6 +21,17 @@
 //	                                       gets a trigger earlier than any
 //	                                       its partition had
 //
+// Concurrency caps, controllers and consumers add (queue.go, lease.go):
+//
+//	atf:{q}:running:<ns>:<lambda>          zset: task id -> when its slot
+//	                                       frees by itself (max_concurrency)
+//	atf:{q}:ctl:<controller>               list: tokens that end a
+//	                                       controller's blocked pops
+//	atf:{lease}:consumers                  zset: consumer -> membership expiry
+//	atf:{lease}:owner, atf:{lease}:until   hashes: partition -> owner, expiry
+//	atf:lambdas                            pub/sub: "<ns>/<name>" on deploy
+//	                                       and delete
+//
 // Gating adds atf:{lam}:<ns>:gate:<name>, atf:{p<P>}:gate and
 // atf:{p<P>}:parked:<ns>:<lambda> (gate.go); periodic tasks add
 // atf:{lam}:schedules and the atf:cron channel (schedule.go).
