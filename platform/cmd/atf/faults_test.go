@@ -344,3 +344,30 @@ func checkNoOverlap(t *testing.T, dir string, killedAt map[string]int64, ids []s
 	}
 	t.Logf("%d tasks, %d executions (%d re-runs after kills)", len(ids), executions, executions-len(ids))
 }
+
+// TestCancelRunningTask: cancelling a PROCESSING task aborts its sandbox
+// within a heartbeat interval; the task ends CANCELLED and is never
+// retried.
+func TestCancelRunningTask(t *testing.T) {
+	t.Parallel()
+	rs := redistest.StartServer(t)
+	srv := startServer(t, rs.URL())
+	deploy(t, srv, "sleep", testmodules.Build(t, "sleep"), "timeout=60s&max_attempts=3")
+	startExecutor(t, srv.url)
+	task := schedule(t, srv, "sleep", []byte("30000"))
+	waitState(t, srv, task.GetId(), atfv1.TaskState_TASK_STATE_PROCESSING, 30*time.Second)
+	if res := do(t, "DELETE", srv.url+"/v1/tasks/"+task.GetId(), nil); res.status != http.StatusOK {
+		t.Fatalf("cancel: %d %s", res.status, res.body)
+	}
+	got := finish(t, srv, task.GetId(), 10*time.Second)
+	if got.GetState() != atfv1.TaskState_TASK_STATE_CANCELLED || got.GetAttempt() != 1 {
+		t.Fatalf("got %s attempt %d, want CANCELLED on attempt 1", got.GetState(), got.GetAttempt())
+	}
+	if d := got.GetDuration().AsDuration(); d > 5*time.Second {
+		t.Errorf("the sandbox ran %s after a cancel; it must stop within a heartbeat interval", d)
+	}
+	time.Sleep(2 * time.Second) // past the heartbeat timeout: nothing re-runs it
+	if after := decodeTask(t, do(t, "GET", srv.url+"/v1/tasks/"+task.GetId(), nil).body); after.GetState() != atfv1.TaskState_TASK_STATE_CANCELLED || after.GetAttempt() != 1 {
+		t.Fatalf("after the heartbeat timeout: %s attempt %d", after.GetState(), after.GetAttempt())
+	}
+}
