@@ -259,6 +259,7 @@ func workFor(t store.Task, s served) *atfv1.Work {
 	if s.pop.Cap > 0 {
 		w.Slot = s.pop.Running
 	}
+	w.AllowedHosts = l.AllowedHosts
 	return w
 }
 

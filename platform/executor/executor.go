@@ -88,6 +88,11 @@ type Config struct {
 	// context ends before they are aborted (and left to the heartbeat
 	// timeout to re-run elsewhere). Default 10s.
 	ShutdownGrace time.Duration
+	// Host backs the atf_v1 functions kv_* and schedule (host.go); nil:
+	// they answer "unavailable".
+	Host Host
+	// CancelGrace: see DefaultCancelGrace.
+	CancelGrace time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -113,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.CancelGrace <= 0 {
+		c.CancelGrace = DefaultCancelGrace
 	}
 	return c
 }
@@ -143,6 +151,7 @@ type running struct {
 	cancel   context.CancelCauseFunc
 	span     trace.Span // the execute span; heartbeats are its events
 	nextBeat time.Time  // guarded by Executor.mu
+	guest    *guestState
 }
 
 // New returns an Executor.
@@ -264,7 +273,8 @@ func (e *Executor) execute(w *atfv1.Work) {
 	defer cancel(nil)
 	ctx, span := startExecute(ctx, e.cfg.ID, w)
 	e.mu.Lock()
-	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span, nextBeat: time.Now().Add(e.cfg.FirstBeat)}
+	guest := newGuestState()
+	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span, nextBeat: time.Now().Add(e.cfg.FirstBeat), guest: guest}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -278,6 +288,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 
 	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
 	e.audit("start", w, "")
+	host := e.hostTask(w, guest, log)
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -296,7 +307,9 @@ func (e *Executor) execute(w *atfv1.Work) {
 		},
 		Timeout:  w.GetTimeout().AsDuration(),
 		MemoryMB: int(w.GetMemoryMb()),
+		Host:     host,
 	})
+	host.Finish()
 	e.audit("end", w, res.Outcome.String())
 	cause := context.Cause(ctx)
 	defer func() { endExecute(ctx, span, w, res, cause) }()
@@ -416,7 +429,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		}
 		r.nextBeat = now.Add(e.cfg.HeartbeatInterval)
 		rs = append(rs, r)
-		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: -1})
+		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: r.guest.progress.Load()})
 	}
 	e.mu.Unlock()
 	if len(beats) == 0 {
@@ -435,7 +448,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		heartbeatEvent(rs[i].span, d)
 		switch d {
 		case atfv1.Directive_DIRECTIVE_CANCEL:
-			rs[i].cancel(errCancelled)
+			e.cancelTask(rs[i])
 		case atfv1.Directive_DIRECTIVE_CLAIM_LOST:
 			rs[i].cancel(errClaimLost)
 		}

@@ -25,6 +25,9 @@ type Config struct {
 	Frontend   *frontend.Frontend
 	Controller atfv1connect.ControllerServiceHandler
 	HSC        atfv1connect.HeartbeatServiceHandler
+	// Host serves the atf_v1 functions that need the platform (KV,
+	// follow-up tasks) to executors.
+	Host atfv1connect.HostServiceHandler
 	// Ready reports whether the process can serve (Redis reachable, roles
 	// running); nil means always ready.
 	Ready func(ctx context.Context) error
@@ -69,6 +72,10 @@ func Handler(cfg Config) http.Handler {
 	if c := cfg.HSC; c != nil {
 		path, h := atfv1connect.NewHeartbeatServiceHandler(c, opts...)
 		mount(atfv1connect.HeartbeatServiceName, path, h)
+	}
+	if h := cfg.Host; h != nil {
+		path, handler := atfv1connect.NewHostServiceHandler(h, opts...)
+		mount(atfv1connect.HostServiceName, path, handler)
 	}
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

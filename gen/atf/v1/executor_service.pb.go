@@ -260,7 +260,9 @@ type Work struct {
 	Priority     int32                `protobuf:"varint,14,opt,name=priority,proto3" json:"priority,omitempty"`
 	// The concurrency slot the task holds when its lambda has a
 	// max_concurrency; echo it in SetResult so the slot frees at once.
-	Slot          string `protobuf:"bytes,15,opt,name=slot,proto3" json:"slot,omitempty"`
+	Slot string `protobuf:"bytes,15,opt,name=slot,proto3" json:"slot,omitempty"`
+	// The lambda's allowed_hosts: where atf_v1.http_request may connect.
+	AllowedHosts  []string `protobuf:"bytes,16,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -398,6 +400,13 @@ func (x *Work) GetSlot() string {
 		return x.Slot
 	}
 	return ""
+}
+
+func (x *Work) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
 }
 
 type GetModuleRequest struct {
@@ -813,7 +822,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\tmax_tasks\x18\x02 \x01(\x05R\bmaxTasks\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"4\n" +
 	"\x10NextWorkResponse\x12 \n" +
-	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xe0\x03\n" +
+	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\x85\x04\n" +
 	"\x04Work\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -830,7 +839,8 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\tmemory_mb\x18\f \x01(\x05R\bmemoryMb\x12 \n" +
 	"\vtraceparent\x18\r \x01(\tR\vtraceparent\x12\x1a\n" +
 	"\bpriority\x18\x0e \x01(\x05R\bpriority\x12\x12\n" +
-	"\x04slot\x18\x0f \x01(\tR\x04slot\"*\n" +
+	"\x04slot\x18\x0f \x01(\tR\x04slot\x12#\n" +
+	"\rallowed_hosts\x18\x10 \x03(\tR\fallowedHosts\"*\n" +
 	"\x10GetModuleRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"'\n" +
 	"\x11GetModuleResponse\x12\x12\n" +

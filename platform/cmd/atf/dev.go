@@ -57,7 +57,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer stopRedis()
 	defer rdb.Close()
 
-	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(*dataDir, "wasm-cache")})
+	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(*dataDir, "wasm-cache"), HostModules: hostModules})
 	if err != nil {
 		return err
 	}
@@ -79,6 +79,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	ex := executor.New(executor.Config{
 		Controller:        p.controller,
 		Status:            p.hsc,
+		Host:              p.host,
 		Runner:            engine,
 		Logger:            logger,
 		Slots:             *slots,

@@ -49,7 +49,7 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer stopTelemetry()
-	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: *cacheDir})
+	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: *cacheDir, HostModules: hostModules})
 	if err != nil {
 		return err
 	}
@@ -71,6 +71,7 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	ex := executor.New(executor.Config{
 		Controller:        atfv1connect.NewControllerServiceClient(client, *serverURL, clientOpts...),
 		Status:            atfv1connect.NewHeartbeatServiceClient(client, *serverURL, clientOpts...),
+		Host:              atfv1connect.NewHostServiceClient(client, *serverURL, clientOpts...),
 		Runner:            engine,
 		Logger:            logger,
 		Slots:             *slots,

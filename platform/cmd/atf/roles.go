@@ -14,6 +14,7 @@ import (
 	"github.com/atfhq/atf/platform/consumer"
 	"github.com/atfhq/atf/platform/controller"
 	"github.com/atfhq/atf/platform/frontend"
+	"github.com/atfhq/atf/platform/hostsvc"
 	"github.com/atfhq/atf/platform/hsc"
 	"github.com/atfhq/atf/platform/server"
 	"github.com/atfhq/atf/platform/store"
@@ -60,6 +61,7 @@ type platform struct {
 	controller *controller.Controller
 	hsc        *hsc.HSC
 	consumer   *consumer.Consumer
+	host       *hostsvc.Service // with the frontend: KV and follow-ups for executors
 	handler    http.Handler
 }
 
@@ -115,6 +117,10 @@ func newPlatform(cfg platformConfig) *platform {
 	}
 	if p.hsc != nil {
 		srvCfg.HSC = p.hsc
+	}
+	if p.frontend != nil {
+		p.host = hostsvc.New(hostsvc.Config{Store: st, Scheduler: p.frontend})
+		srvCfg.Host = p.host
 	}
 	p.handler = server.Handler(srvCfg)
 	return p

@@ -50,7 +50,7 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	var engine *sandbox.Engine
 	if roles[roleFrontend] {
 		// The frontend compiles uploads to validate them.
-		engine, err = sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(os.TempDir(), "atf-server-cache")})
+		engine, err = sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(os.TempDir(), "atf-server-cache"), HostModules: hostModules})
 		if err != nil {
 			return err
 		}
