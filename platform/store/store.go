@@ -22,6 +22,9 @@ type Store struct {
 	// scheduleLoaded: the server is known to have scheduleScript, so
 	// Schedule may pipeline EVALSHA with the queue push.
 	scheduleLoaded atomic.Bool
+	// pipe batches the hot path's commands (Schedule, SetResult) of many
+	// callers into shared round trips.
+	pipe *autoPipe
 }
 
 // New returns a Store over rdb. Zero fields of opts take their defaults.
@@ -42,7 +45,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.EnqueueTimeout <= 0 {
 		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
-	return &Store{rdb: rdb, opts: opts}
+	return &Store{rdb: rdb, opts: opts, pipe: newAutoPipe(rdb)}
 }
 
 // Partitions is the number of task partitions.

@@ -27,10 +27,13 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 			}
 			s.scheduleLoaded.Store(true)
 		}
-		pipe := s.rdb.Pipeline()
-		cmd := scheduleScript.EvalSha(ctx, pipe, pt.keys, pt.args...)
-		pipe.LPush(ctx, pt.queue, pt.id)
-		_, _ = pipe.Exec(ctx)
+		var cmd *redis.Cmd
+		if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
+			cmd = scheduleScript.EvalSha(ctx, pipe, pt.keys, pt.args...)
+			pipe.LPush(ctx, pt.queue, pt.id)
+		}); err != nil {
+			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
+		}
 		if err := cmd.Err(); err == nil {
 			t, err := decodeTask(pt.id, pt.h)
 			return t, false, err
@@ -46,7 +49,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		if _, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Result(); err != nil {
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 		}
-		s.scheduleLoaded.Store(true) // Run loaded it
+		s.scheduleLoaded.Store(true)                // Run loaded it
 		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err() // a lost push: the enqueue timeout redoes it
 		t, err := decodeTask(pt.id, pt.h)
 		return t, false, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/redis/go-redis/v9"
 )
 
 // ClaimRequest asks to claim one popped task for a lambda version.
@@ -137,10 +138,20 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 	if r.OutputTruncated {
 		truncated = "1"
 	}
-	res, err := setResultScript.Run(ctx, s.rdb, []string{taskKey(p, r.TaskID), triggerKey(p)},
-		r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
+	keys := []string{taskKey(p, r.TaskID), triggerKey(p)}
+	args := []any{r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
 		r.Duration.Microseconds(), ms(now), ms(retryAt), s.opts.Retention.Milliseconds(),
-		partPrefix(p), wakeChannel, p).Slice()
+		partPrefix(p), wakeChannel, p}
+	var cmd *redis.Cmd
+	if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
+		cmd = setResultScript.EvalSha(ctx, pipe, keys, args...)
+	}); err != nil {
+		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
+	}
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd = setResultScript.Run(ctx, s.rdb, keys, args...) // the server restarted: load it
+	}
+	res, err := cmd.Slice()
 	if err != nil {
 		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
 	}
