@@ -5,6 +5,8 @@ GO       ?= go
 BUF      := $(GO) tool -modfile=tools/go.mod buf
 EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 WASM     := $(foreach e,$(EXAMPLES),examples/$(e)/$(e).wasm)
+WAT_WASM := $(patsubst %.wat,%.wasm,$(wildcard examples/*/*.wat))
+C_WASM   := $(patsubst %.c,%.wasm,$(wildcard examples/*/*.c))
 DATA     ?= .data
 LISTEN   ?= 127.0.0.1:8080
 
@@ -15,7 +17,13 @@ all: build examples
 build: ## build bin/atf
 	$(GO) build -o bin/atf ./platform/cmd/atf
 
-examples: $(WASM) ## build the example lambdas (GOOS=wasip1, the Go toolchain alone)
+examples: $(WASM) $(WAT_WASM) $(C_WASM) ## build the example lambdas (Go: GOOS=wasip1; WAT: wat2wasm; C: clang, lld, wasi-libc)
+
+$(WAT_WASM): %.wasm: %.wat
+	wat2wasm $< -o $@
+
+$(C_WASM): %.wasm: %.c sdk/guest/c/atf.h
+	clang --target=wasm32-wasi -O2 -I sdk/guest/c -o $@ $<
 
 examples/%.wasm: FORCE
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./$(dir $@)
@@ -47,4 +55,4 @@ lint: ## buf lint, go vet, gofmt
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed"; exit 1)
 
 clean:
-	rm -rf bin $(WASM)
+	rm -rf bin $(WASM) $(WAT_WASM) $(C_WASM)

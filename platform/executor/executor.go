@@ -310,6 +310,9 @@ func (e *Executor) execute(w *atfv1.Work) {
 		Host:     host,
 	})
 	host.Finish()
+	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
+		cancel(errCancelled)
+	}
 	e.audit("end", w, res.Outcome.String())
 	cause := context.Cause(ctx)
 	defer func() { endExecute(ctx, span, w, res, cause) }()
