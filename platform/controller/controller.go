@@ -241,20 +241,21 @@ func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*
 func workFor(t store.Task, s served) *atfv1.Work {
 	l := s.lambda
 	w := &atfv1.Work{
-		TaskId:        t.ID,
-		Namespace:     t.Namespace,
-		Lambda:        t.Lambda,
-		LambdaVersion: l.Version,
-		ModuleSha256:  l.SHA256,
-		Abi:           l.ABI,
-		Payload:       t.Payload,
-		Attempt:       int32(t.Attempt),
-		MaxAttempts:   int32(t.MaxAttempts),
-		FencingToken:  t.Token,
-		Timeout:       durationpb.New(l.Timeout),
-		MemoryMb:      int32(l.MemoryMB),
-		Traceparent:   t.TraceParent,
-		Priority:      int32(t.Priority),
+		TaskId:            t.ID,
+		Namespace:         t.Namespace,
+		Lambda:            t.Lambda,
+		LambdaVersion:     l.Version,
+		ModuleSha256:      l.SHA256,
+		Abi:               l.ABI,
+		Payload:           t.Payload,
+		Attempt:           int32(t.Attempt),
+		MaxAttempts:       int32(t.MaxAttempts),
+		FencingToken:      t.Token,
+		Timeout:           durationpb.New(l.Timeout),
+		MemoryMb:          int32(l.MemoryMB),
+		Traceparent:       t.TraceParent,
+		PreviousExecution: t.LastExecution,
+		Priority:          int32(t.Priority),
 	}
 	if s.pop.Cap > 0 {
 		w.Slot = s.pop.Running

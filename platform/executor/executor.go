@@ -26,6 +26,7 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/telemetry"
+	"github.com/atfhq/atf/platform/tracectx"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -357,6 +358,10 @@ func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, 
 		OutputTruncated: res.OutputTruncated,
 		Error:           res.Error,
 		Duration:        durationpb.New(res.Duration),
+		Logs:            res.Stderr,
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		req.ExecutionTraceparent = tracectx.Format(span.SpanContext())
 	}
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {

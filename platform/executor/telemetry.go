@@ -104,8 +104,8 @@ func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox
 // previousAttempt is the execute span of the attempt before this one, when
 // the controller knows it.
 func previousAttempt(w *atfv1.Work) trace.SpanContext {
-	return trace.SpanContext{}
+	return tracectx.Parse(w.GetPreviousExecution())
 }
 
 // sandboxMemory is the peak linear memory of the run, 0 when unknown.
-func sandboxMemory(res sandbox.Result) uint64 { return 0 }
+func sandboxMemory(res sandbox.Result) uint64 { return res.MemoryPeakBytes }

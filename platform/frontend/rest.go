@@ -30,6 +30,7 @@ func (f *Frontend) RegisterREST(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/lambdas/{name}/tasks", f.restListTasks)
 	mux.HandleFunc("GET /v1/tasks/{id}", f.restGetTask)
 	mux.HandleFunc("GET /v1/tasks/{id}/output", f.restOutput)
+	mux.HandleFunc("GET /v1/tasks/{id}/logs", f.restLogs)
 	mux.HandleFunc("DELETE /v1/tasks/{id}", f.restCancel)
 	mux.HandleFunc("POST /v1/tasks/{id}/retry", f.restRetry)
 	mux.HandleFunc("POST /v1/lambdas/{name}/tasks:batch", f.restScheduleBatch)

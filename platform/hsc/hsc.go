@@ -95,6 +95,9 @@ func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (_ *at
 		Duration:        req.GetDuration().AsDuration(),
 		Slot:            req.GetSlot(),
 	}
+	if err := h.recordAttempt(ctx, req); err != nil {
+		return nil, toConnect(err)
+	}
 	if r.Outcome == atfv1.Outcome_OUTCOME_RETRY {
 		at, err := h.retryAt(ctx, req.GetNamespace(), req.GetTaskId())
 		if err != nil {

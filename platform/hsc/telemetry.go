@@ -28,3 +28,19 @@ func endSetResult(span trace.Span, err error) {
 	}
 	span.End()
 }
+
+// AttemptRecorder is the optional part of Store that keeps an attempt's
+// logs and execute span; *store.Store is one.
+type AttemptRecorder interface {
+	RecordAttempt(ctx context.Context, id string, token int64, traceparent, logs string) error
+}
+
+// recordAttempt stores the attempt's logs and span context before its
+// result, so that a client seeing the task finished finds its logs.
+func (h *HSC) recordAttempt(ctx context.Context, req *atfv1.SetResultRequest) error {
+	rec, ok := h.cfg.Store.(AttemptRecorder)
+	if !ok || (req.GetLogs() == "" && req.GetExecutionTraceparent() == "") {
+		return nil
+	}
+	return rec.RecordAttempt(ctx, req.GetTaskId(), req.GetFencingToken(), req.GetExecutionTraceparent(), req.GetLogs())
+}

@@ -117,6 +117,9 @@ type Task struct {
 	OutputTruncated bool
 	Duration        time.Duration
 	TraceParent     string
+	// LastExecution is the traceparent of the latest attempt's execute
+	// span (RecordAttempt), so that a retry's span can link to it.
+	LastExecution string
 	// Token is the fencing token of the current claim (0 before any).
 	Token int64
 	// CancelRequested is set when a running task is cancelled; the next

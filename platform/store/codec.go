@@ -67,6 +67,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		OutputTruncated: h[fTruncated] == "1",
 		Duration:        time.Duration(atoi64(h[fDuration])) * time.Microsecond,
 		TraceParent:     h[fTraceParent],
+		LastExecution:   h[fLastExecution],
 		Token:           atoi64(h[fToken]),
 		CancelRequested: h[fCancelReq] == "1",
 		Parked:          h[fParked] == "1",

@@ -28,7 +28,11 @@ type memoryLimit struct {
 	limitBytes uint64
 	hit        atomic.Bool
 	requested  atomic.Uint64 // largest refused size, for the message
+	peak       atomic.Uint64 // largest size granted, for telemetry
 }
+
+// Peak is the largest linear memory granted, in bytes.
+func (l *memoryLimit) Peak() uint64 { return l.peak.Load() }
 
 func newMemoryLimit(memoryMB int) *memoryLimit {
 	return &memoryLimit{limitBytes: uint64(memoryMB) * mib}
@@ -72,6 +76,9 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	m.started = true
+	if size > m.limit.peak.Load() {
+		m.limit.peak.Store(size)
+	}
 	if n := int(size); n <= cap(m.buf) {
 		m.buf = m.buf[:n]
 	} else {

@@ -40,8 +40,8 @@ type runState struct {
 //  8. other exit                   → FATAL EXIT
 //  9. any other error              → FATAL TRAP (unreachable, out of bounds, stack overflow …)
 func classify(s runState) Result {
-	r := Result{Output: s.stdout.Bytes(), OutputTruncated: s.stdout.exceeded}
 	tail := validUTF8(s.stderr.Tail())
+	r := Result{Output: s.stdout.Bytes(), OutputTruncated: s.stdout.exceeded, Stderr: tail, MemoryPeakBytes: s.mem.Peak()}
 	fail := func(outcome atfv1.Outcome, kind atfv1.ErrorKind, msg string) Result {
 		r.Outcome = outcome
 		r.Error = &atfv1.TaskError{Kind: kind, Message: validUTF8(oneLine(msg)), StderrTail: tail}

@@ -53,6 +53,12 @@ type Result struct {
 	// Duration is the time spent instantiating and running the module
 	// (compilation and loading excluded).
 	Duration time.Duration
+	// Stderr is the kept end of the module's stderr (StderrTailBytes),
+	// whatever the outcome: the executor stores it as the task's logs.
+	Stderr string
+	// MemoryPeakBytes is the largest linear memory the instance reached
+	// (0 when it never started).
+	MemoryPeakBytes uint64
 }
 
 // Run runs job's module as a WASI command. It never panics and never

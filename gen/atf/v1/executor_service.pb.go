@@ -262,9 +262,12 @@ type Work struct {
 	// max_concurrency; echo it in SetResult so the slot frees at once.
 	Slot string `protobuf:"bytes,15,opt,name=slot,proto3" json:"slot,omitempty"`
 	// The lambda's allowed_hosts: where atf_v1.http_request may connect.
-	AllowedHosts  []string `protobuf:"bytes,16,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AllowedHosts []string `protobuf:"bytes,16,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The traceparent of the previous attempt's execute span, empty on the
+	// first: a retry's span links to it.
+	PreviousExecution string `protobuf:"bytes,20,opt,name=previous_execution,json=previousExecution,proto3" json:"previous_execution,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Work) Reset() {
@@ -407,6 +410,13 @@ func (x *Work) GetAllowedHosts() []string {
 		return x.AllowedHosts
 	}
 	return nil
+}
+
+func (x *Work) GetPreviousExecution() string {
+	if x != nil {
+		return x.PreviousExecution
+	}
+	return ""
 }
 
 type GetModuleRequest struct {
@@ -668,9 +678,13 @@ type SetResultRequest struct {
 	// The task's namespace, as the Work said.
 	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// The Work's slot.
-	Slot          string `protobuf:"bytes,9,opt,name=slot,proto3" json:"slot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Slot string `protobuf:"bytes,9,opt,name=slot,proto3" json:"slot,omitempty"`
+	// The end of the module's stderr, stored as the task's logs.
+	Logs string `protobuf:"bytes,20,opt,name=logs,proto3" json:"logs,omitempty"`
+	// The traceparent of this attempt's execute span.
+	ExecutionTraceparent string `protobuf:"bytes,21,opt,name=execution_traceparent,json=executionTraceparent,proto3" json:"execution_traceparent,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *SetResultRequest) Reset() {
@@ -766,6 +780,20 @@ func (x *SetResultRequest) GetSlot() string {
 	return ""
 }
 
+func (x *SetResultRequest) GetLogs() string {
+	if x != nil {
+		return x.Logs
+	}
+	return ""
+}
+
+func (x *SetResultRequest) GetExecutionTraceparent() string {
+	if x != nil {
+		return x.ExecutionTraceparent
+	}
+	return ""
+}
+
 type SetResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The state the task is in after the result.
@@ -822,7 +850,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\tmax_tasks\x18\x02 \x01(\x05R\bmaxTasks\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"4\n" +
 	"\x10NextWorkResponse\x12 \n" +
-	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\x85\x04\n" +
+	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xb4\x04\n" +
 	"\x04Work\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -840,7 +868,8 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\vtraceparent\x18\r \x01(\tR\vtraceparent\x12\x1a\n" +
 	"\bpriority\x18\x0e \x01(\x05R\bpriority\x12\x12\n" +
 	"\x04slot\x18\x0f \x01(\tR\x04slot\x12#\n" +
-	"\rallowed_hosts\x18\x10 \x03(\tR\fallowedHosts\"*\n" +
+	"\rallowed_hosts\x18\x10 \x03(\tR\fallowedHosts\x12-\n" +
+	"\x12previous_execution\x18\x14 \x01(\tR\x11previousExecution\"*\n" +
 	"\x10GetModuleRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"'\n" +
 	"\x11GetModuleResponse\x12\x12\n" +
@@ -856,7 +885,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x121\n" +
 	"\n" +
 	"directives\x18\x01 \x03(\x0e2\x11.atf.v1.DirectiveR\n" +
-	"directives\"\xd0\x02\n" +
+	"directives\"\x99\x03\n" +
 	"\x10SetResultRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x03R\ffencingToken\x12)\n" +
@@ -866,7 +895,9 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x11.atf.v1.TaskErrorR\x05error\x125\n" +
 	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x1c\n" +
 	"\tnamespace\x18\b \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04slot\x18\t \x01(\tR\x04slot\"<\n" +
+	"\x04slot\x18\t \x01(\tR\x04slot\x12\x12\n" +
+	"\x04logs\x18\x14 \x01(\tR\x04logs\x123\n" +
+	"\x15execution_traceparent\x18\x15 \x01(\tR\x14executionTraceparent\"<\n" +
 	"\x11SetResultResponse\x12'\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state*n\n" +
 	"\tDirective\x12\x19\n" +

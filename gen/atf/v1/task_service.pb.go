@@ -570,6 +570,96 @@ func (x *RetryTaskResponse) GetTask() *Task {
 	return nil
 }
 
+type GetTaskLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskLogsRequest) Reset() {
+	*x = GetTaskLogsRequest{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskLogsRequest) ProtoMessage() {}
+
+func (x *GetTaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetTaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetTaskLogsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetTaskLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The end of the latest attempt's stderr; empty before the first attempt
+	// ends.
+	Logs          string `protobuf:"bytes,1,opt,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskLogsResponse) Reset() {
+	*x = GetTaskLogsResponse{}
+	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskLogsResponse) ProtoMessage() {}
+
+func (x *GetTaskLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskLogsResponse.ProtoReflect.Descriptor instead.
+func (*GetTaskLogsResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetTaskLogsResponse) GetLogs() string {
+	if x != nil {
+		return x.Logs
+	}
+	return ""
+}
+
 type ScheduleBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1-1000 tasks; each names its lambda (they may differ).
@@ -580,7 +670,7 @@ type ScheduleBatchRequest struct {
 
 func (x *ScheduleBatchRequest) Reset() {
 	*x = ScheduleBatchRequest{}
-	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	mi := &file_atf_v1_task_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +682,7 @@ func (x *ScheduleBatchRequest) String() string {
 func (*ScheduleBatchRequest) ProtoMessage() {}
 
 func (x *ScheduleBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_atf_v1_task_service_proto_msgTypes[10]
+	mi := &file_atf_v1_task_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +695,7 @@ func (x *ScheduleBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleBatchRequest.ProtoReflect.Descriptor instead.
 func (*ScheduleBatchRequest) Descriptor() ([]byte, []int) {
-	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{10}
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScheduleBatchRequest) GetTasks() []*ScheduleRequest {
@@ -625,7 +715,7 @@ type ScheduleBatchResponse struct {
 
 func (x *ScheduleBatchResponse) Reset() {
 	*x = ScheduleBatchResponse{}
-	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	mi := &file_atf_v1_task_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +727,7 @@ func (x *ScheduleBatchResponse) String() string {
 func (*ScheduleBatchResponse) ProtoMessage() {}
 
 func (x *ScheduleBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_atf_v1_task_service_proto_msgTypes[11]
+	mi := &file_atf_v1_task_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +740,7 @@ func (x *ScheduleBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleBatchResponse.ProtoReflect.Descriptor instead.
 func (*ScheduleBatchResponse) Descriptor() ([]byte, []int) {
-	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{11}
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ScheduleBatchResponse) GetResults() []*ScheduleResponse {
@@ -669,7 +759,7 @@ type WatchTaskRequest struct {
 
 func (x *WatchTaskRequest) Reset() {
 	*x = WatchTaskRequest{}
-	mi := &file_atf_v1_task_service_proto_msgTypes[12]
+	mi := &file_atf_v1_task_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +771,7 @@ func (x *WatchTaskRequest) String() string {
 func (*WatchTaskRequest) ProtoMessage() {}
 
 func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_atf_v1_task_service_proto_msgTypes[12]
+	mi := &file_atf_v1_task_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +784,7 @@ func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTaskRequest.ProtoReflect.Descriptor instead.
 func (*WatchTaskRequest) Descriptor() ([]byte, []int) {
-	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{12}
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchTaskRequest) GetId() string {
@@ -713,7 +803,7 @@ type WatchTaskResponse struct {
 
 func (x *WatchTaskResponse) Reset() {
 	*x = WatchTaskResponse{}
-	mi := &file_atf_v1_task_service_proto_msgTypes[13]
+	mi := &file_atf_v1_task_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +815,7 @@ func (x *WatchTaskResponse) String() string {
 func (*WatchTaskResponse) ProtoMessage() {}
 
 func (x *WatchTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_atf_v1_task_service_proto_msgTypes[13]
+	mi := &file_atf_v1_task_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +828,7 @@ func (x *WatchTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTaskResponse.ProtoReflect.Descriptor instead.
 func (*WatchTaskResponse) Descriptor() ([]byte, []int) {
-	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{13}
+	return file_atf_v1_task_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchTaskResponse) GetTask() *Task {
@@ -790,7 +880,11 @@ const file_atf_v1_task_service_proto_rawDesc = "" +
 	"\x10RetryTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
 	"\x11RetryTaskResponse\x12 \n" +
-	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task\"E\n" +
+	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task\"$\n" +
+	"\x12GetTaskLogsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\")\n" +
+	"\x13GetTaskLogsResponse\x12\x12\n" +
+	"\x04logs\x18\x01 \x01(\tR\x04logs\"E\n" +
 	"\x14ScheduleBatchRequest\x12-\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x17.atf.v1.ScheduleRequestR\x05tasks\"K\n" +
 	"\x15ScheduleBatchResponse\x122\n" +
@@ -798,14 +892,15 @@ const file_atf_v1_task_service_proto_rawDesc = "" +
 	"\x10WatchTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"5\n" +
 	"\x11WatchTaskResponse\x12 \n" +
-	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task2\xfa\x03\n" +
+	"\x04task\x18\x01 \x01(\v2\f.atf.v1.TaskR\x04task2\xc7\x04\n" +
 	"\vTaskService\x12?\n" +
 	"\bSchedule\x12\x17.atf.v1.ScheduleRequest\x1a\x18.atf.v1.ScheduleResponse\"\x00\x12?\n" +
 	"\aGetTask\x12\x16.atf.v1.GetTaskRequest\x1a\x17.atf.v1.GetTaskResponse\"\x03\x90\x02\x01\x12E\n" +
 	"\tListTasks\x12\x18.atf.v1.ListTasksRequest\x1a\x19.atf.v1.ListTasksResponse\"\x03\x90\x02\x01\x12E\n" +
 	"\n" +
 	"CancelTask\x12\x19.atf.v1.CancelTaskRequest\x1a\x1a.atf.v1.CancelTaskResponse\"\x00\x12B\n" +
-	"\tRetryTask\x12\x18.atf.v1.RetryTaskRequest\x1a\x19.atf.v1.RetryTaskResponse\"\x00\x12N\n" +
+	"\tRetryTask\x12\x18.atf.v1.RetryTaskRequest\x1a\x19.atf.v1.RetryTaskResponse\"\x00\x12K\n" +
+	"\vGetTaskLogs\x12\x1a.atf.v1.GetTaskLogsRequest\x1a\x1b.atf.v1.GetTaskLogsResponse\"\x03\x90\x02\x01\x12N\n" +
 	"\rScheduleBatch\x12\x1c.atf.v1.ScheduleBatchRequest\x1a\x1d.atf.v1.ScheduleBatchResponse\"\x00\x12G\n" +
 	"\tWatchTask\x12\x18.atf.v1.WatchTaskRequest\x1a\x19.atf.v1.WatchTaskResponse\"\x03\x90\x02\x010\x01B~\n" +
 	"\n" +
@@ -823,7 +918,7 @@ func file_atf_v1_task_service_proto_rawDescGZIP() []byte {
 	return file_atf_v1_task_service_proto_rawDescData
 }
 
-var file_atf_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_atf_v1_task_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_atf_v1_task_service_proto_goTypes = []any{
 	(*ScheduleRequest)(nil),       // 0: atf.v1.ScheduleRequest
 	(*ScheduleResponse)(nil),      // 1: atf.v1.ScheduleResponse
@@ -835,41 +930,45 @@ var file_atf_v1_task_service_proto_goTypes = []any{
 	(*CancelTaskResponse)(nil),    // 7: atf.v1.CancelTaskResponse
 	(*RetryTaskRequest)(nil),      // 8: atf.v1.RetryTaskRequest
 	(*RetryTaskResponse)(nil),     // 9: atf.v1.RetryTaskResponse
-	(*ScheduleBatchRequest)(nil),  // 10: atf.v1.ScheduleBatchRequest
-	(*ScheduleBatchResponse)(nil), // 11: atf.v1.ScheduleBatchResponse
-	(*WatchTaskRequest)(nil),      // 12: atf.v1.WatchTaskRequest
-	(*WatchTaskResponse)(nil),     // 13: atf.v1.WatchTaskResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*Task)(nil),                  // 15: atf.v1.Task
-	(TaskState)(0),                // 16: atf.v1.TaskState
+	(*GetTaskLogsRequest)(nil),    // 10: atf.v1.GetTaskLogsRequest
+	(*GetTaskLogsResponse)(nil),   // 11: atf.v1.GetTaskLogsResponse
+	(*ScheduleBatchRequest)(nil),  // 12: atf.v1.ScheduleBatchRequest
+	(*ScheduleBatchResponse)(nil), // 13: atf.v1.ScheduleBatchResponse
+	(*WatchTaskRequest)(nil),      // 14: atf.v1.WatchTaskRequest
+	(*WatchTaskResponse)(nil),     // 15: atf.v1.WatchTaskResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Task)(nil),                  // 17: atf.v1.Task
+	(TaskState)(0),                // 18: atf.v1.TaskState
 }
 var file_atf_v1_task_service_proto_depIdxs = []int32{
-	14, // 0: atf.v1.ScheduleRequest.execute_at:type_name -> google.protobuf.Timestamp
-	15, // 1: atf.v1.ScheduleResponse.task:type_name -> atf.v1.Task
-	15, // 2: atf.v1.GetTaskResponse.task:type_name -> atf.v1.Task
-	16, // 3: atf.v1.ListTasksRequest.state:type_name -> atf.v1.TaskState
-	15, // 4: atf.v1.ListTasksResponse.tasks:type_name -> atf.v1.Task
-	15, // 5: atf.v1.CancelTaskResponse.task:type_name -> atf.v1.Task
-	15, // 6: atf.v1.RetryTaskResponse.task:type_name -> atf.v1.Task
+	16, // 0: atf.v1.ScheduleRequest.execute_at:type_name -> google.protobuf.Timestamp
+	17, // 1: atf.v1.ScheduleResponse.task:type_name -> atf.v1.Task
+	17, // 2: atf.v1.GetTaskResponse.task:type_name -> atf.v1.Task
+	18, // 3: atf.v1.ListTasksRequest.state:type_name -> atf.v1.TaskState
+	17, // 4: atf.v1.ListTasksResponse.tasks:type_name -> atf.v1.Task
+	17, // 5: atf.v1.CancelTaskResponse.task:type_name -> atf.v1.Task
+	17, // 6: atf.v1.RetryTaskResponse.task:type_name -> atf.v1.Task
 	0,  // 7: atf.v1.ScheduleBatchRequest.tasks:type_name -> atf.v1.ScheduleRequest
 	1,  // 8: atf.v1.ScheduleBatchResponse.results:type_name -> atf.v1.ScheduleResponse
-	15, // 9: atf.v1.WatchTaskResponse.task:type_name -> atf.v1.Task
+	17, // 9: atf.v1.WatchTaskResponse.task:type_name -> atf.v1.Task
 	0,  // 10: atf.v1.TaskService.Schedule:input_type -> atf.v1.ScheduleRequest
 	2,  // 11: atf.v1.TaskService.GetTask:input_type -> atf.v1.GetTaskRequest
 	4,  // 12: atf.v1.TaskService.ListTasks:input_type -> atf.v1.ListTasksRequest
 	6,  // 13: atf.v1.TaskService.CancelTask:input_type -> atf.v1.CancelTaskRequest
 	8,  // 14: atf.v1.TaskService.RetryTask:input_type -> atf.v1.RetryTaskRequest
-	10, // 15: atf.v1.TaskService.ScheduleBatch:input_type -> atf.v1.ScheduleBatchRequest
-	12, // 16: atf.v1.TaskService.WatchTask:input_type -> atf.v1.WatchTaskRequest
-	1,  // 17: atf.v1.TaskService.Schedule:output_type -> atf.v1.ScheduleResponse
-	3,  // 18: atf.v1.TaskService.GetTask:output_type -> atf.v1.GetTaskResponse
-	5,  // 19: atf.v1.TaskService.ListTasks:output_type -> atf.v1.ListTasksResponse
-	7,  // 20: atf.v1.TaskService.CancelTask:output_type -> atf.v1.CancelTaskResponse
-	9,  // 21: atf.v1.TaskService.RetryTask:output_type -> atf.v1.RetryTaskResponse
-	11, // 22: atf.v1.TaskService.ScheduleBatch:output_type -> atf.v1.ScheduleBatchResponse
-	13, // 23: atf.v1.TaskService.WatchTask:output_type -> atf.v1.WatchTaskResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
+	10, // 15: atf.v1.TaskService.GetTaskLogs:input_type -> atf.v1.GetTaskLogsRequest
+	12, // 16: atf.v1.TaskService.ScheduleBatch:input_type -> atf.v1.ScheduleBatchRequest
+	14, // 17: atf.v1.TaskService.WatchTask:input_type -> atf.v1.WatchTaskRequest
+	1,  // 18: atf.v1.TaskService.Schedule:output_type -> atf.v1.ScheduleResponse
+	3,  // 19: atf.v1.TaskService.GetTask:output_type -> atf.v1.GetTaskResponse
+	5,  // 20: atf.v1.TaskService.ListTasks:output_type -> atf.v1.ListTasksResponse
+	7,  // 21: atf.v1.TaskService.CancelTask:output_type -> atf.v1.CancelTaskResponse
+	9,  // 22: atf.v1.TaskService.RetryTask:output_type -> atf.v1.RetryTaskResponse
+	11, // 23: atf.v1.TaskService.GetTaskLogs:output_type -> atf.v1.GetTaskLogsResponse
+	13, // 24: atf.v1.TaskService.ScheduleBatch:output_type -> atf.v1.ScheduleBatchResponse
+	15, // 25: atf.v1.TaskService.WatchTask:output_type -> atf.v1.WatchTaskResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -887,7 +986,7 @@ func file_atf_v1_task_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_atf_v1_task_service_proto_rawDesc), len(file_atf_v1_task_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

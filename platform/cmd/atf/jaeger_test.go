@@ -304,6 +304,39 @@ func TestTraceInJaeger(t *testing.T) {
 		}
 	}
 
+	// A retry is a new execute span in the same trace, linked to the
+	// attempt before it.
+	deploy(t, srv, "flaky", testmodules.Build(t, "flaky"), "max_attempts=3&retry_backoff=20ms")
+	const flakyTrace = "4bf92f3577b34a0e9ff1e7ad0e0d3c03"
+	res = do(t, "POST", srv.url+"/v1/lambdas/flaky/tasks", []byte("2"), "traceparent", "00-"+flakyTrace+"-"+callerSpan+"-01")
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule flaky: %d %s", res.status, res.body)
+	}
+	if got := finish(t, srv, decodeTask(t, res.body).GetId(), 20*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("flaky ended %s: %v", got.GetState(), got.GetError())
+	}
+	tr = fetchTrace(t, query, flakyTrace, map[string]int{"atf.execute": 2, "atf.set_result": 2}, 30*time.Second)
+	attempts := map[string]jaegerSpan{}
+	for _, s := range tr.Spans {
+		if s.OperationName == "atf.execute" {
+			attempts[s.tag("atf.task.attempt")] = s
+		}
+	}
+	first, second := attempts["1"], attempts["2"]
+	if first.SpanID == "" || second.SpanID == "" {
+		t.Fatalf("want execute spans of attempts 1 and 2, have %v", attempts)
+	}
+	linked := false
+	for _, r := range second.References {
+		linked = linked || (r.RefType == "FOLLOWS_FROM" && r.SpanID == first.SpanID)
+	}
+	if !linked {
+		t.Errorf("attempt 2's execute span does not link attempt 1's (%s): %+v", first.SpanID, second.References)
+	}
+	if first.tag("atf.task.outcome") != "retry" || second.tag("atf.task.outcome") != "success" {
+		t.Errorf("outcomes %q, %q; want retry, success", first.tag("atf.task.outcome"), second.tag("atf.task.outcome"))
+	}
+
 	// Metrics: /metrics on the server port counts what just happened.
 	m := do(t, "GET", srv.url+"/metrics", nil)
 	for _, want := range []string{"atf_tasks_scheduled_total", "atf_tasks_enqueued_total", "atf_task_pickup_latency_seconds_bucket", "atf_queue_depth"} {

@@ -43,6 +43,8 @@ const (
 	TaskServiceCancelTaskProcedure = "/atf.v1.TaskService/CancelTask"
 	// TaskServiceRetryTaskProcedure is the fully-qualified name of the TaskService's RetryTask RPC.
 	TaskServiceRetryTaskProcedure = "/atf.v1.TaskService/RetryTask"
+	// TaskServiceGetTaskLogsProcedure is the fully-qualified name of the TaskService's GetTaskLogs RPC.
+	TaskServiceGetTaskLogsProcedure = "/atf.v1.TaskService/GetTaskLogs"
 	// TaskServiceScheduleBatchProcedure is the fully-qualified name of the TaskService's ScheduleBatch
 	// RPC.
 	TaskServiceScheduleBatchProcedure = "/atf.v1.TaskService/ScheduleBatch"
@@ -61,6 +63,9 @@ type TaskServiceClient interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
+	// GetTaskLogs returns what the task's latest attempt wrote to stderr
+	// (its end, capped).
+	GetTaskLogs(context.Context, *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error)
 	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
 	// checked first (lambda deployed, payload size, priority, key,
 	// collection); one bad task refuses the whole batch with an error naming
@@ -118,6 +123,13 @@ func NewTaskServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(taskServiceMethods.ByName("RetryTask")),
 			connect.WithClientOptions(opts...),
 		),
+		getTaskLogs: connect.NewClient[v1.GetTaskLogsRequest, v1.GetTaskLogsResponse](
+			httpClient,
+			baseURL+TaskServiceGetTaskLogsProcedure,
+			connect.WithSchema(taskServiceMethods.ByName("GetTaskLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		scheduleBatch: connect.NewClient[v1.ScheduleBatchRequest, v1.ScheduleBatchResponse](
 			httpClient,
 			baseURL+TaskServiceScheduleBatchProcedure,
@@ -141,6 +153,7 @@ type taskServiceClient struct {
 	listTasks     *connect.Client[v1.ListTasksRequest, v1.ListTasksResponse]
 	cancelTask    *connect.Client[v1.CancelTaskRequest, v1.CancelTaskResponse]
 	retryTask     *connect.Client[v1.RetryTaskRequest, v1.RetryTaskResponse]
+	getTaskLogs   *connect.Client[v1.GetTaskLogsRequest, v1.GetTaskLogsResponse]
 	scheduleBatch *connect.Client[v1.ScheduleBatchRequest, v1.ScheduleBatchResponse]
 	watchTask     *connect.Client[v1.WatchTaskRequest, v1.WatchTaskResponse]
 }
@@ -190,6 +203,15 @@ func (c *taskServiceClient) RetryTask(ctx context.Context, req *v1.RetryTaskRequ
 	return nil, err
 }
 
+// GetTaskLogs calls atf.v1.TaskService.GetTaskLogs.
+func (c *taskServiceClient) GetTaskLogs(ctx context.Context, req *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error) {
+	response, err := c.getTaskLogs.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ScheduleBatch calls atf.v1.TaskService.ScheduleBatch.
 func (c *taskServiceClient) ScheduleBatch(ctx context.Context, req *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error) {
 	response, err := c.scheduleBatch.CallUnary(ctx, connect.NewRequest(req))
@@ -215,6 +237,9 @@ type TaskServiceHandler interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
+	// GetTaskLogs returns what the task's latest attempt wrote to stderr
+	// (its end, capped).
+	GetTaskLogs(context.Context, *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error)
 	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
 	// checked first (lambda deployed, payload size, priority, key,
 	// collection); one bad task refuses the whole batch with an error naming
@@ -268,6 +293,13 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(taskServiceMethods.ByName("RetryTask")),
 		connect.WithHandlerOptions(opts...),
 	)
+	taskServiceGetTaskLogsHandler := connect.NewUnaryHandlerSimple(
+		TaskServiceGetTaskLogsProcedure,
+		svc.GetTaskLogs,
+		connect.WithSchema(taskServiceMethods.ByName("GetTaskLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	taskServiceScheduleBatchHandler := connect.NewUnaryHandlerSimple(
 		TaskServiceScheduleBatchProcedure,
 		svc.ScheduleBatch,
@@ -293,6 +325,8 @@ func NewTaskServiceHandler(svc TaskServiceHandler, opts ...connect.HandlerOption
 			taskServiceCancelTaskHandler.ServeHTTP(w, r)
 		case TaskServiceRetryTaskProcedure:
 			taskServiceRetryTaskHandler.ServeHTTP(w, r)
+		case TaskServiceGetTaskLogsProcedure:
+			taskServiceGetTaskLogsHandler.ServeHTTP(w, r)
 		case TaskServiceScheduleBatchProcedure:
 			taskServiceScheduleBatchHandler.ServeHTTP(w, r)
 		case TaskServiceWatchTaskProcedure:
@@ -324,6 +358,10 @@ func (UnimplementedTaskServiceHandler) CancelTask(context.Context, *v1.CancelTas
 
 func (UnimplementedTaskServiceHandler) RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.TaskService.RetryTask is not implemented"))
+}
+
+func (UnimplementedTaskServiceHandler) GetTaskLogs(context.Context, *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.TaskService.GetTaskLogs is not implemented"))
 }
 
 func (UnimplementedTaskServiceHandler) ScheduleBatch(context.Context, *v1.ScheduleBatchRequest) (*v1.ScheduleBatchResponse, error) {
