@@ -23,10 +23,18 @@ import (
 	"github.com/atfhq/atf/platform/redistest"
 )
 
-// buildJaeger builds Jaeger from its tools module. On CI a failure fails
-// the test; elsewhere (no network, no module cache) it skips.
+// buildJaeger builds Jaeger from its tools module, unless ATF_JAEGER_BIN
+// names a binary built already (.ci/run builds it before `make test`: a
+// cold build takes minutes). On CI a failure fails the test; elsewhere (no
+// network, no module cache) it skips.
 func buildJaeger(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("ATF_JAEGER_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("ATF_JAEGER_BIN: %v", err)
+		}
+		return bin
+	}
 	if testing.Short() {
 		t.Skip("-short: not building Jaeger")
 	}
