@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,9 +65,17 @@ func writeProto(w http.ResponseWriter, status int, m proto.Message) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	// protojson varies its whitespace on purpose; curl users and their
+	// scripts get one stable, compact form.
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out.WriteByte('\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(out.Bytes())
 }
 
 // readBody reads at most limit bytes of the request body; what is bigger is

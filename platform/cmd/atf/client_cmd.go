@@ -4,7 +4,9 @@ package main
 // running atf server over Connect and print what it answers as JSON.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -72,11 +74,17 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 }
 
 func (c *client) print(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
+	b, err := protojson.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(c.stdout, string(b))
+	// protojson varies its whitespace on purpose; print one stable form.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = c.stdout.Write(out.Bytes())
 	return err
 }
 
