@@ -102,35 +102,16 @@ func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit
 // once the subscription is in place.
 func (s *Store) Wakeups(ctx context.Context) <-chan int {
 	out := make(chan int, 64)
-	sub := s.rdb.Subscribe(ctx, wakeChannel)
-	// Wait for the subscription to be confirmed, so that a trigger set
-	// after Wakeups returns is never missed. An error here is retried by
-	// the subscription itself.
-	_, _ = sub.Receive(ctx)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		msgs := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				part, _, _ := strings.Cut(m.Payload, " ")
-				p, err := strconv.Atoi(part)
-				if err != nil || p < 0 || p >= s.opts.Partitions {
-					continue
-				}
-				select {
-				case out <- p:
-				case <-ctx.Done():
-					return
-				}
-			}
+	s.subscribe(ctx, wakeChannel, func(payload string) {
+		part, _, _ := strings.Cut(payload, " ")
+		p, err := strconv.Atoi(part)
+		if err != nil || p < 0 || p >= s.opts.Partitions {
+			return
 		}
-	}()
+		select {
+		case out <- p:
+		case <-ctx.Done():
+		}
+	}, func() { close(out) })
 	return out
 }

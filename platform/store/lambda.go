@@ -160,27 +160,5 @@ func (s *Store) announceLambdaChange(ctx context.Context, ns, name string) {
 // behind it stops and closes the channel when ctx ends. It returns once
 // the subscription is in place.
 func (s *Store) LambdaChanges(ctx context.Context) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	sub := s.rdb.Subscribe(ctx, lambdasChannel)
-	_, _ = sub.Receive(ctx)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		msgs := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-msgs:
-				if !ok {
-					return
-				}
-				select {
-				case out <- struct{}{}:
-				default: // one pending change says it all
-				}
-			}
-		}
-	}()
-	return out
+	return s.changes(ctx, lambdasChannel)
 }

@@ -127,29 +127,7 @@ func decodeSchedule(field, v string) (Schedule, error) {
 // buffered by one (changes coalesce); it closes when ctx ends. It returns
 // once the subscription is in place.
 func (s *Store) ScheduleChanges(ctx context.Context) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	sub := s.rdb.Subscribe(ctx, scheduleChannel)
-	_, _ = sub.Receive(ctx)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		msgs := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-msgs:
-				if !ok {
-					return
-				}
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+	return s.changes(ctx, scheduleChannel)
 }
 
 // LambdaState is what the store keeps about a lambda besides its hash:
