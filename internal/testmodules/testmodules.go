@@ -62,6 +62,38 @@ func WAT(t testing.TB, name string) []byte {
 	return cached(t, "wat:"+name, func() ([]byte, error) { return watBuild(name) })
 }
 
+// C compiles internal/testmodules/c/<name>.c with clang --target=wasm32-wasi
+// -O2 (Debian packages clang, lld, wasi-libc, libclang-rt-dev-wasm32) and
+// returns the .wasm bytes, cached like Build. When clang is missing it
+// calls t.Fatal if CI is "true", and t.Skip otherwise.
+func C(t testing.TB, name string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("clang"); err != nil {
+		msg := "clang not found on PATH: install clang lld wasi-libc libclang-rt-dev-wasm32 to run the C test modules"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return cached(t, "c:"+name, func() ([]byte, error) { return cBuild(name) })
+}
+
+func cBuild(name string) ([]byte, error) {
+	src := filepath.Join(dir, "c", name+".c")
+	if _, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("testmodules: no C module %q: %w", name, err)
+	}
+	out, err := outDir()
+	if err != nil {
+		return nil, fmt.Errorf("testmodules: temp dir: %w", err)
+	}
+	wasm := filepath.Join(out, "c-"+name+".wasm")
+	if msg, err := exec.Command("clang", "--target=wasm32-wasi", "-O2", "-o", wasm, src).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("testmodules: clang %s: %v\n%s", name, err, msg)
+	}
+	return os.ReadFile(wasm)
+}
+
 func cached(t testing.TB, key string, f func() ([]byte, error)) []byte {
 	t.Helper()
 	mu.Lock()

@@ -80,7 +80,7 @@ func (e *Engine) loadAndCompile(ctx context.Context, job Job) (wazero.CompiledMo
 	if err := checkMagic(wasm); err != nil {
 		return nil, &moduleError{err.Error()}
 	}
-	mod, err := e.runtime.CompileModule(ctx, wasm)
+	mod, err := e.compile(ctx, wasm)
 	if err != nil {
 		return nil, &moduleError{fmt.Sprintf("compile module: %v", err)}
 	}

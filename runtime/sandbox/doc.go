@@ -13,12 +13,13 @@
 // stdout, stderr, environment and memory limit, calls _start, and closes
 // the instance.
 //
-//	Run ──► compiled? ──no──► Load ► sha256 check ► compile (single flight)
+//	Run ──► compiled? ──no──► Load ► sha256 check ► instrument ► compile (single flight)
 //	         │yes                                        │
 //	         ▼                                           ▼
 //	      instantiate (memory allocator = limit) ◄───────┘
 //	         ▼
-//	      _start under the run context (timeout, output limit, caller cancel)
+//	      __atf_start (was the start section), _start under the run context
+//	      (timeout, output limit, caller cancel: they set $stop)
 //	         ▼
 //	      classify ► Result
 //
@@ -31,9 +32,11 @@
 //	other exit                    FATAL    ERROR_KIND_EXIT         "exit code N: <last stderr line>"
 //	Go panic / fatal error        FATAL    ERROR_KIND_TRAP         "exit code 2: panic: …"
 //	trap                          FATAL    ERROR_KIND_TRAP         "trap: wasm error: unreachable"
+//	call stack over budget        FATAL    ERROR_KIND_TRAP         limit "max_stack_bytes=8388608"
 //	timeout                       RETRY    ERROR_KIND_TIMEOUT      limit "timeout=1s"
 //	memory grow refused           FATAL    ERROR_KIND_MEMORY_LIMIT limit "memory_mb=16"
 //	stdout over MaxOutputBytes    FATAL    ERROR_KIND_OUTPUT_LIMIT limit "max_output_bytes=N"
+//	stderr over MaxLogBytes       FATAL    ERROR_KIND_OUTPUT_LIMIT limit "max_log_bytes=N"
 //	caller cancelled ctx          CANCELLED
 //	Load or sha256 failed         FATAL    ERROR_KIND_INTERNAL
 //	bad module / not a command    FATAL    ERROR_KIND_MODULE
@@ -83,8 +86,10 @@
 // calls, only tolerate it.
 //
 // The files follow the concerns: engine.go (runtime, lifecycle),
-// compile.go (compiled-module cache), inspect.go, run.go, timeout.go (how a
-// running module is stopped), limits.go (memory limit), writer.go (bounded
-// stdout and stderr), outcome.go (classification). Choices and measurements
+// compile.go (compiled-module cache), inspect.go, run.go, instrument.go
+// (the binary rewrite that makes a module stoppable and bounds its stack),
+// timeout.go (how a running module is stopped), host.go (atf_v1 hooks),
+// limits.go (memory limit), writer.go (bounded stdout and stderr),
+// outcome.go (classification). Choices and measurements
 // are in runtime/RATIONALE.md.
 package sandbox

@@ -17,12 +17,25 @@ type Config struct {
 	// cache, so a restarted executor does not compile known modules again.
 	// Default: an in-memory cache.
 	CompilationCacheDir string
-	// MaxOutputBytes caps stdout; default 1 MiB. Exceeding it stops the
+	// MaxOutputBytes caps stdout; default 1 MiB; Job.MaxOutputBytes
+	// overrides it. Exceeding it stops the
 	// module: FATAL, ERROR_KIND_OUTPUT_LIMIT.
 	MaxOutputBytes int
+	// MaxLogBytes caps what a module may write to stderr; Job.MaxLogBytes
+	// overrides it. Exceeding it stops the module: FATAL,
+	// ERROR_KIND_OUTPUT_LIMIT, limit "max_log_bytes=N". Only a tail of
+	// stderr is ever kept (StderrTailBytes), so this bounds time spent
+	// logging, not memory. Default 16 MiB.
+	MaxLogBytes int
 	// StderrTailBytes is how much of the end of stderr is kept for the
 	// error; default 4 KiB.
 	StderrTailBytes int
+	// MaxStackBytes bounds the guest's call stack, which wazero keeps on
+	// the Go heap outside the memory limit (up to 400 MB per instance
+	// otherwise). Exceeding it traps: FATAL ERROR_KIND_TRAP, limit
+	// "max_stack_bytes=N". It is counted in frame weights (instrument.go),
+	// so it is an estimate within a small factor. Default 8 MiB.
+	MaxStackBytes int
 	// HostModules register host modules (atf_v1) on the Engine's runtime.
 	// New calls each once, after wasi_snapshot_preview1, before any module
 	// is compiled. Their functions reach the running Job's Host value with
@@ -39,11 +52,19 @@ type HostModule func(ctx context.Context, r wazero.Runtime) error
 const (
 	defaultMaxOutputBytes  = 1 << 20
 	defaultStderrTailBytes = 4 << 10
+	defaultMaxStackBytes   = 8 << 20
+	defaultMaxLogBytes     = 16 << 20
 )
 
 func (c Config) withDefaults() Config {
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = defaultMaxOutputBytes
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = defaultMaxLogBytes
+	}
+	if c.MaxStackBytes <= 0 {
+		c.MaxStackBytes = defaultMaxStackBytes
 	}
 	if c.StderrTailBytes <= 0 {
 		c.StderrTailBytes = defaultStderrTailBytes
@@ -85,9 +106,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	rcfg := wazero.NewRuntimeConfig().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(true) // see timeout.go
+	// No WithCloseOnContextDone: modules are instrumented to stop
+	// themselves (timeout.go, instrument.go).
+	rcfg := wazero.NewRuntimeConfig().WithCompilationCache(cache)
 	r := wazero.NewRuntimeWithConfig(ctx, rcfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
 		_ = r.Close(ctx)
@@ -129,3 +150,17 @@ func (e *Engine) Close(ctx context.Context) error {
 }
 
 var errClosed = errors.New("sandbox: engine closed")
+
+// stackBudget is the initial $budget of instrumented modules.
+func (e *Engine) stackBudget() int32 {
+	return int32(min(e.cfg.MaxStackBytes/stackUnitBytes, 1<<30))
+}
+
+// compile instruments wasm and compiles it.
+func (e *Engine) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+	ins, err := instrument(wasm, e.stackBudget())
+	if err != nil {
+		return nil, err
+	}
+	return e.runtime.CompileModule(ctx, ins.wasm)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,7 +66,10 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 	if closed {
 		return Info{}, errClosed
 	}
-	mod, err := e.runtime.CompileModule(ctx, wasm)
+	mod, err := e.compile(ctx, wasm)
+	if errors.Is(err, errInstrument) {
+		return Info{}, invalid("module cannot be run by atf: %v", oneLine(err.Error()))
+	}
 	if err != nil {
 		return Info{}, invalid("not a valid WebAssembly module: %v", oneLine(err.Error()))
 	}

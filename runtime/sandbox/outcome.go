@@ -22,6 +22,9 @@ type runState struct {
 	timeout  time.Duration
 	memoryMB int
 	maxOut   int
+	maxLog   int
+	maxStack int
+	stackHit bool // the call-stack budget ran out
 	mem      *memoryLimit
 	stdout   *outputWriter
 	stderr   *tailWriter
@@ -30,6 +33,7 @@ type runState struct {
 // classify turns how a run ended into a Result. The order matters:
 //
 //  1. stdout over the limit        → FATAL OUTPUT_LIMIT (even if it then exited 0)
+//     stderr over the limit        → FATAL OUTPUT_LIMIT (max_log_bytes)
 //  2. exit 0 / return from _start  → SUCCESS
 //  3. timeout                      → RETRY TIMEOUT
 //  4. caller cancelled             → CANCELLED
@@ -61,6 +65,12 @@ func classify(s runState) Result {
 		r = fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_OUTPUT_LIMIT,
 			fmt.Sprintf("output limit hit: the module wrote more than %d bytes to stdout (max_output_bytes=%d)", s.maxOut, s.maxOut))
 		r.Error.Limit = fmt.Sprintf("max_output_bytes=%d", s.maxOut)
+		return r
+
+	case s.stderr.exceeded:
+		r = fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_OUTPUT_LIMIT,
+			fmt.Sprintf("log limit hit: the module wrote more than %d bytes to stderr (max_log_bytes=%d)", s.maxLog, s.maxLog))
+		r.Error.Limit = fmt.Sprintf("max_log_bytes=%d", s.maxLog)
 		return r
 
 	case s.err == nil || (isExit && code == 0):
@@ -101,6 +111,12 @@ func classify(s runState) Result {
 		}
 		r = fail(outcome, kind, msg)
 		r.Error.ExitCode = proto.Int32(int32(code))
+		return r
+
+	case s.stackHit && !isExit:
+		r = fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
+			fmt.Sprintf("stack limit hit: the module's call stack went over max_stack_bytes=%d (runaway recursion?)", s.maxStack))
+		r.Error.Limit = fmt.Sprintf("max_stack_bytes=%d", s.maxStack)
 		return r
 
 	case isExit: // closed by the host with no cause we know of

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -35,6 +36,11 @@ type Job struct {
 	Timeout time.Duration
 	// MemoryMB caps the module's linear memory; it must be > 0.
 	MemoryMB int
+	// MaxOutputBytes and MaxLogBytes cap stdout and stderr (the lambda's
+	// max_output_bytes and max_log_bytes); <= 0 takes the Engine's
+	// Config.MaxOutputBytes / Config.MaxLogBytes.
+	MaxOutputBytes int
+	MaxLogBytes    int
 	// Host is this task's value for host functions (atf_v1): they get it
 	// back with HostFrom(ctx). The sandbox never looks inside. nil: none.
 	Host any
@@ -114,14 +120,17 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 	st := runState{
 		timeout:  job.Timeout,
 		memoryMB: job.MemoryMB,
-		maxOut:   e.cfg.MaxOutputBytes,
+		maxOut:   cmp.Or(max(job.MaxOutputBytes, 0), e.cfg.MaxOutputBytes),
+		maxLog:   cmp.Or(max(job.MaxLogBytes, 0), e.cfg.MaxLogBytes),
 		mem:      newMemoryLimit(job.MemoryMB),
-		stdout:   &outputWriter{limit: e.cfg.MaxOutputBytes},
 		stderr:   newTailWriter(e.cfg.StderrTailBytes),
 	}
+	st.stdout = &outputWriter{limit: st.maxOut}
+	st.stderr.limit = int64(st.maxLog)
+	st.stderr.onLimit = func() { rc.Stop(errLogLimit) }
 	st.stdout.onLimit = func() { rc.Stop(errOutputLimit) }
 
-	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st))
+	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st, rc))
 	if err != nil {
 		var initMem *initialMemoryError
 		switch {
@@ -139,9 +148,22 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 		}
 	}
 	defer mod.Close(context.WithoutCancel(ctx))
+	g, err := newGuard(mod)
+	if err != nil {
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
+	}
+	st.maxStack = e.cfg.MaxStackBytes
 
-	_, st.err = mod.ExportedFunction("_start").Call(rc)
+	disarm := g.arm(rc)
+	if start := mod.ExportedFunction(startExport); start != nil {
+		_, st.err = start.Call(rc)
+	}
+	if st.err == nil {
+		_, st.err = mod.ExportedFunction("_start").Call(rc)
+	}
+	disarm()
 	st.cause = rc.Cause()
+	st.stackHit = g.stackExhausted()
 	return classify(st)
 }
 
@@ -163,7 +185,7 @@ func (e *Engine) instantiate(ctx context.Context, compiled wazero.CompiledModule
 // moduleConfig is the guest's whole world: stdin, stdout, stderr, Job.Env,
 // real clocks and randomness. No filesystem is mounted and no host
 // environment variable is passed.
-func moduleConfig(job Job, st runState) wazero.ModuleConfig {
+func moduleConfig(job Job, st runState, rc *runContext) wazero.ModuleConfig {
 	argv0 := job.Env["ATF_LAMBDA"]
 	if argv0 == "" {
 		argv0 = "lambda"
@@ -177,7 +199,7 @@ func moduleConfig(job Job, st runState) wazero.ModuleConfig {
 		WithStderr(st.stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
+		WithNanosleep(rc.sleep).
 		WithRandSource(rand.Reader)
 	for _, k := range slices.Sorted(maps.Keys(job.Env)) {
 		cfg = cfg.WithEnv(k, job.Env[k])

@@ -249,7 +249,7 @@ func TestRunOutputLimit(t *testing.T) {
 
 // Not parallel: TotalAlloc counts every goroutine in the process.
 func TestRunStderrFloodKeepsTail(t *testing.T) {
-	b := setup(t, sandbox.Config{StderrTailBytes: 100})
+	b := setup(t, sandbox.Config{StderrTailBytes: 100, MaxLogBytes: 1 << 30})
 	job := b.newJob(testmodules.Build(t, "stderrflood"), "")
 	b.requireCompiled(t, job)
 	var before, after runtime.MemStats
@@ -282,7 +282,6 @@ func TestRunTraps(t *testing.T) {
 	}{
 		{"unreachable", "trap: wasm error: unreachable", func(t *testing.T) []byte { return testmodules.WAT(t, "unreachable") }, -1},
 		{"out of bounds", "trap: wasm error: out of bounds memory access", func(t *testing.T) []byte { return testmodules.WAT(t, "oob") }, -1},
-		{"wasm stack overflow", "trap: stack overflow", func(t *testing.T) []byte { return testmodules.WAT(t, "recurse") }, -1},
 		{"go panic", "exit code 2: panic: boom from the panic module", func(t *testing.T) []byte { return testmodules.Build(t, "panic") }, 2},
 		{"go stack overflow", "exit code 2: fatal error: stack overflow", func(t *testing.T) []byte { return testmodules.Build(t, "recurse") }, 2},
 	} {
@@ -297,6 +296,25 @@ func TestRunTraps(t *testing.T) {
 			b.requireEcho(t)
 		})
 	}
+}
+
+// Not parallel: TotalAlloc counts every goroutine in the process.
+func TestRunStackLimit(t *testing.T) {
+	b := setup(t, sandbox.Config{MaxStackBytes: 1 << 20})
+	job := b.newJob(testmodules.WAT(t, "recurse"), "")
+	b.requireCompiled(t, job)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res := b.run(t, job)
+	runtime.ReadMemStats(&after)
+	wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
+		"stack limit hit: the module's call stack went over max_stack_bytes=1048576 (runaway recursion?)", "max_stack_bytes=1048576")
+	// Without the bound wazero grows the stack to 400 MB on the Go heap.
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
+		t.Errorf("the host allocated %d MiB during the run, want < 16 MiB", grown>>20)
+	}
+	b.requireEcho(t)
 }
 
 func TestRunCancel(t *testing.T) {

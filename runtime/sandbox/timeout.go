@@ -3,26 +3,38 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 // How a running module is stopped from outside.
 //
-// The Engine's runtime is built WithCloseOnContextDone(true): wazero checks
-// the context at function entries and loop back-edges and, once it is done,
-// closes the module; the call returns a *sys.ExitError. The run context below
-// is done on any of three events, told apart by context.Cause:
+// Every module is instrumented before it is compiled (instrument.go): each
+// loop head and function entry tests an exported global, $stop, and traps
+// when it is set. The run context is done on any of three events, told
+// apart by context.Cause:
 //
 //   - the job's timeout passed          → errTimeout
 //   - stdout went over MaxOutputBytes   → errOutputLimit (writer.go)
+//   - stderr went over MaxLogBytes      → errLogLimit (writer.go)
 //   - the caller cancelled its context  → the caller's cause
 //
-// A later issue replaces the per-call watcher goroutine with something
-// cheaper; only this file should need to change.
+// and a context.AfterFunc (no goroutine until it fires) then sets $stop, so
+// the module traps within one loop iteration. wazero's own
+// WithCloseOnContextDone did the same by calling into Go at every loop
+// back-edge, which made CPU-bound modules ~8x slower (runtime/RATIONALE.md).
+//
+// A module blocked in a host function is not at a loop head: WASI sleeps
+// (poll_oneoff) use runContext.sleep, which returns when the run context is
+// done, and atf_v1 host functions get the run context and must return when
+// it is done. A host function that ignores it keeps the module running.
 
 var (
 	errTimeout     = errors.New("sandbox: timeout")
 	errOutputLimit = errors.New("sandbox: output limit")
+	errLogLimit    = errors.New("sandbox: log limit")
 )
 
 // runContext is the context one module instance runs under.
@@ -55,3 +67,58 @@ func (r *runContext) Cause() error {
 	}
 	return context.Cause(r.Context)
 }
+
+// sleep is the guest's nanosleep (WASI poll_oneoff on a clock): it returns
+// early when the run context is done, so the module reaches a loop head.
+func (r *runContext) sleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Done():
+	}
+}
+
+// guard holds an instance's instrumentation globals.
+type guard struct {
+	stop   api.MutableGlobal
+	budget api.Global
+}
+
+func newGuard(mod api.Module) (guard, error) {
+	stop, ok1 := mod.ExportedGlobal(stopExport).(api.MutableGlobal)
+	budget := mod.ExportedGlobal(budgetExport)
+	if !ok1 || budget == nil {
+		return guard{}, errors.New("module is not instrumented")
+	}
+	return guard{stop: stop, budget: budget}, nil
+}
+
+// arm sets $stop once ctx is done, until the returned disarm is called;
+// after disarm returns, $stop is not written any more.
+func (g guard) arm(ctx context.Context) (disarm func()) {
+	var mu sync.Mutex
+	disarmed := false
+	cancel := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !disarmed {
+			g.stop.Set(1)
+		}
+	})
+	return func() {
+		if cancel() {
+			return // never ran
+		}
+		mu.Lock()
+		disarmed = true
+		mu.Unlock()
+	}
+}
+
+// stackExhausted reports whether the module ran out of call-stack budget.
+// Call it only when no guest code runs.
+func (g guard) stackExhausted() bool { return int32(uint32(g.budget.Get())) < 0 }

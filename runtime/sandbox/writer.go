@@ -61,6 +61,13 @@ type tailWriter struct {
 	full  bool
 	total int64
 
+	// limit > 0 caps the bytes written (max_log_bytes): the write that goes
+	// past it is still kept in the tail, then onLimit stops the module and
+	// later writes fail.
+	limit    int64
+	exceeded bool
+	onLimit  func()
+
 	line  []byte // start of the current line, up to maxLineBytes
 	crash string
 }
@@ -69,8 +76,19 @@ func newTailWriter(size int) *tailWriter {
 	return &tailWriter{ring: make([]byte, size), line: make([]byte, 0, maxLineBytes)}
 }
 
+var errStderrFull = errors.New("stderr limit reached")
+
 func (w *tailWriter) Write(p []byte) (int, error) {
+	if w.exceeded {
+		return 0, errStderrFull
+	}
 	w.total += int64(len(p))
+	if w.limit > 0 && w.total > w.limit {
+		w.exceeded = true
+		if w.onLimit != nil {
+			w.onLimit()
+		}
+	}
 	w.scanLines(p)
 	n := len(w.ring)
 	if len(p) >= n {

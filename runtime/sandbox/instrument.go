@@ -1,0 +1,859 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Instrumentation: how a module is made stoppable and its call stack bounded
+// without wazero's WithCloseOnContextDone (which calls into Go on every loop
+// back-edge: ~8x slower CPU-bound code; see runtime/RATIONALE.md).
+//
+// Before compiling, the module's binary is rewritten (instrument):
+//
+//   - two mutable i32 globals are appended and exported:
+//     stopGlobal (0; the host sets it to 1 to stop the module) and
+//     budgetGlobal (the remaining call-stack budget);
+//   - every loop body starts with
+//     global.get $stop  if  unreachable  end
+//     so a running loop traps at its next iteration once the host sets
+//     $stop, at the cost of one load and one predicted branch;
+//   - every function body starts with the same check (recursion without
+//     loops) and charges its frame weight (4 + params + locals) to $budget,
+//     trapping when it goes negative; the body is wrapped in a block and
+//     each `return` becomes a branch to that block, after which the weight
+//     is given back. This bounds the call stack wazero grows on the Go heap
+//     (up to 400 MB otherwise) by Config.MaxStackBytes;
+//   - a start section is removed and its function exported as startExport,
+//     so no guest code runs inside InstantiateModule, where the host could
+//     not yet reach $stop; the sandbox calls it first.
+//
+// Appending globals and types shifts no index, so calls, the name section,
+// element segments and exports stay valid; DWARF custom sections (.debug_*),
+// whose code offsets would be stale, are dropped. The original bytes stay
+// the module's identity (Job.SHA256); instrumentation is deterministic, so
+// wazero's on-disk cache (keyed by the bytes compiled) still hits.
+//
+// The decoder knows every instruction wazero v1.12 accepts by default (MVP,
+// sign extension, saturating truncation, bulk memory, reference types,
+// multi-value, SIMD). Anything else is refused: instrumenting a module
+// incorrectly would let it escape the time limit, so unknown means no. So
+// that the guest cannot reach the new globals or types, every global index
+// and type index in its code must be below the module's own counts.
+
+const (
+	stopExport   = "__atf_stop"
+	budgetExport = "__atf_budget"
+	startExport  = "__atf_start"
+)
+
+// stackUnitBytes is what one unit of frame weight stands for when
+// Config.MaxStackBytes is turned into a budget: wazero's frames take about
+// 8-16 bytes per param, local and spill slot plus a fixed header.
+const stackUnitBytes = 16
+
+// instrumented is a rewritten module.
+type instrumented struct {
+	wasm     []byte
+	hasStart bool // the start section became startExport
+}
+
+var errInstrument = errors.New("instrument")
+
+func instrErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errInstrument, fmt.Sprintf(format, args...))
+}
+
+// section ids.
+const (
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secMemory   = 5
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secCode     = 10
+)
+
+type funcType struct {
+	params, results []byte
+}
+
+type rawSection struct {
+	id   byte
+	body []byte
+}
+
+// instrument rewrites wasm as described above; budget is the initial call
+// stack budget in weight units.
+func instrument(wasm []byte, budget int32) (instrumented, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], wasmMagic) || !bytes.Equal(wasm[4:8], []byte{1, 0, 0, 0}) {
+		return instrumented{}, instrErr("not a WebAssembly 1.0 module")
+	}
+	var secs []rawSection
+	r := reader{b: wasm, i: 8}
+	for !r.done() {
+		id := r.byte()
+		n := r.u32()
+		body := r.bytes(int(n))
+		if r.err != nil {
+			return instrumented{}, r.err
+		}
+		secs = append(secs, rawSection{id: id, body: body})
+	}
+
+	var (
+		types         []funcType
+		importFuncs   int
+		importGlobals int
+		funcTypes     []uint32
+		defGlobals    int
+		startFunc     = -1
+		hasMemory     bool
+	)
+	for _, s := range secs {
+		sr := reader{b: s.body}
+		switch s.id {
+		case secType:
+			n := sr.u32()
+			for range n {
+				if sr.byte() != 0x60 {
+					return instrumented{}, instrErr("type section: only function types are supported")
+				}
+				var ft funcType
+				ft.params = sr.valtypes()
+				ft.results = sr.valtypes()
+				types = append(types, ft)
+			}
+		case secImport:
+			n := sr.u32()
+			for range n {
+				sr.name()
+				sr.name()
+				switch kind := sr.byte(); kind {
+				case 0:
+					sr.u32()
+					importFuncs++
+				case 1:
+					sr.byte()
+					sr.limits()
+				case 2:
+					sr.limits()
+					hasMemory = true
+				case 3:
+					sr.byte()
+					sr.byte()
+					importGlobals++
+				default:
+					return instrumented{}, instrErr("import kind %d is not supported", kind)
+				}
+			}
+		case secFunction:
+			n := sr.u32()
+			for range n {
+				funcTypes = append(funcTypes, sr.u32())
+			}
+		case secGlobal:
+			defGlobals = int(sr.u32())
+		case secMemory:
+			if sr.u32() > 0 {
+				hasMemory = true
+			}
+		case secStart:
+			startFunc = int(sr.u32())
+		case secExport:
+			n := sr.u32()
+			for range n {
+				name := sr.name()
+				sr.byte()
+				sr.u32()
+				if strings.HasPrefix(name, "__atf_") {
+					return instrumented{}, instrErr("export %q uses the prefix __atf_, which atf reserves", name)
+				}
+			}
+		default:
+			continue
+		}
+		if sr.err != nil {
+			return instrumented{}, instrErr("section %d: %v", s.id, sr.err)
+		}
+	}
+	for _, t := range funcTypes {
+		if int(t) >= len(types) {
+			return instrumented{}, instrErr("function type index %d out of range", t)
+		}
+	}
+
+	nGlobals := importGlobals + defGlobals
+	stopIdx, budgetIdx, fuelIdx := uint32(nGlobals), uint32(nGlobals+1), uint32(nGlobals+2)
+	nTypes := uint32(len(types))
+	extraTypes := map[string]uint32{} // results key -> new type index
+	var newTypes []funcType
+
+	// wrapperType is the block type of a function's wrapper block.
+	wrapperType := func(results []byte) []byte {
+		switch len(results) {
+		case 0:
+			return []byte{0x40}
+		case 1:
+			return []byte{results[0]}
+		}
+		key := string(results)
+		idx, ok := extraTypes[key]
+		if !ok {
+			idx = nTypes + uint32(len(newTypes))
+			extraTypes[key] = idx
+			newTypes = append(newTypes, funcType{results: results})
+		}
+		return appendS33(nil, int64(idx))
+	}
+
+	var out []byte
+	out = append(out, wasm[:8]...)
+	emit := func(id byte, body []byte) {
+		out = append(out, id)
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	sawMemory, sawGlobal, sawExport := hasMemory, false, false
+	// Sections must stay in order; a memory (5), globals (6) and exports
+	// (7) are added just before the first section that follows them when
+	// absent. A module without memory gets an empty one: the slow path of
+	// the fuel check calls memory.grow(0).
+	addMissing := func(before byte) {
+		if !sawMemory && sectionOrder(before) > sectionOrder(secMemory) {
+			emit(secMemory, []byte{1, 0, 0}) // one memory, min 0, no max
+			sawMemory = true
+		}
+		if !sawGlobal && sectionOrder(before) > sectionOrder(secGlobal) {
+			emit(secGlobal, globalSection(nil, 0, budget))
+			sawGlobal = true
+		}
+		if !sawExport && sectionOrder(before) > sectionOrder(secExport) {
+			emit(secExport, exportSection(nil, 0, stopIdx, budgetIdx, startFunc))
+			sawExport = true
+		}
+	}
+	var codeBody []byte
+	for _, s := range secs {
+		if s.id != secCustom {
+			addMissing(s.id)
+		}
+		switch s.id {
+		case secCustom:
+			sr := reader{b: s.body}
+			if name := sr.name(); sr.err == nil && (strings.HasPrefix(name, ".debug_") || name == "sourceMappingURL" || name == "external_debug_info") {
+				continue
+			}
+			emit(s.id, s.body)
+		case secType:
+			// re-emitted at the end with the wrapper types; keep a slot
+			emit(s.id, nil) // placeholder, patched below
+		case secGlobal:
+			sr := reader{b: s.body}
+			n := sr.u32()
+			emit(s.id, globalSection(s.body[sr.i:], n, budget))
+			sawGlobal = true
+		case secExport:
+			sr := reader{b: s.body}
+			n := sr.u32()
+			emit(s.id, exportSection(s.body[sr.i:], n, stopIdx, budgetIdx, startFunc))
+			sawExport = true
+		case secStart:
+			// removed: exported as startExport instead
+		case secCode:
+			body, err := rewriteCode(s.body, codeInfo{
+				types: types, funcTypes: funcTypes, importFuncs: importFuncs,
+				nGlobals: uint32(nGlobals), nTypes: nTypes, stop: stopIdx, budget: budgetIdx, fuel: fuelIdx,
+				wrapperType: wrapperType,
+			})
+			if err != nil {
+				return instrumented{}, err
+			}
+			codeBody = body
+			emit(s.id, body)
+		default:
+			emit(s.id, s.body)
+		}
+	}
+	addMissing(0xFE)
+	_ = codeBody
+
+	// Rebuild with the final type section (wrapper types are known only
+	// after the code was rewritten).
+	var typeBody []byte
+	typeBody = appendU32(typeBody, nTypes+uint32(len(newTypes)))
+	for _, t := range append(append([]funcType(nil), types...), newTypes...) {
+		typeBody = append(typeBody, 0x60)
+		typeBody = appendU32(typeBody, uint32(len(t.params)))
+		typeBody = append(typeBody, t.params...)
+		typeBody = appendU32(typeBody, uint32(len(t.results)))
+		typeBody = append(typeBody, t.results...)
+	}
+	final := append([]byte(nil), out[:8]...)
+	hadTypes := false
+	rr := reader{b: out, i: 8}
+	for !rr.done() {
+		id := rr.byte()
+		n := rr.u32()
+		body := rr.bytes(int(n))
+		if id == secType {
+			body, hadTypes = typeBody, true
+		}
+		final = append(final, id)
+		final = appendU32(final, uint32(len(body)))
+		final = append(final, body...)
+	}
+	if !hadTypes && len(newTypes) > 0 {
+		return instrumented{}, instrErr("multi-value function without a type section")
+	}
+	return instrumented{wasm: final, hasStart: startFunc >= 0}, nil
+}
+
+// sectionOrder is the position of a section id in a module; unknown ids
+// (and 0xFE, "after everything") sort last.
+func sectionOrder(id byte) int {
+	switch id {
+	case 1, 2, 3, 4, 5:
+		return int(id)
+	case 13: // tag
+		return 6
+	case 6, 7, 8, 9:
+		return int(id) + 1
+	case 12: // data count
+		return 11
+	case 10:
+		return 12
+	case 11:
+		return 13
+	}
+	return 100
+}
+
+// globalSection appends $stop = 0, $budget = budget and $fuel = fuelPeriod
+// to a global section whose n entries are rest.
+func globalSection(rest []byte, n uint32, budget int32) []byte {
+	b := appendU32(nil, n+3)
+	b = append(b, rest...)
+	b = append(b, 0x7F, 0x01, 0x41, 0x00, 0x0B) // (mut i32) (i32.const 0)
+	b = append(b, 0x7F, 0x01, 0x41)
+	b = appendS33(b, int64(budget))
+	b = append(b, 0x0B, 0x7F, 0x01, 0x41)
+	b = appendS33(b, fuelPeriod)
+	return append(b, 0x0B)
+}
+
+// exportSection appends the stop and budget globals and the start function
+// to an export section whose n entries are rest.
+func exportSection(rest []byte, n uint32, stop, budget uint32, start int) []byte {
+	extra := uint32(2)
+	if start >= 0 {
+		extra++
+	}
+	b := appendU32(nil, n+extra)
+	b = append(b, rest...)
+	b = appendName(b, stopExport)
+	b = append(b, 0x03)
+	b = appendU32(b, stop)
+	b = appendName(b, budgetExport)
+	b = append(b, 0x03)
+	b = appendU32(b, budget)
+	if start >= 0 {
+		b = appendName(b, startExport)
+		b = append(b, 0x00)
+		b = appendU32(b, uint32(start))
+	}
+	return b
+}
+
+type codeInfo struct {
+	types       []funcType
+	funcTypes   []uint32
+	importFuncs int
+	nGlobals    uint32 // the module's own globals; higher indices are ours
+	nTypes      uint32 // the module's own types
+	stop        uint32
+	budget      uint32
+	fuel        uint32
+	wrapperType func(results []byte) []byte
+}
+
+func rewriteCode(sec []byte, ci codeInfo) ([]byte, error) {
+	r := reader{b: sec}
+	n := r.u32()
+	if r.err != nil || int(n) != len(ci.funcTypes) {
+		return nil, instrErr("code section has %d bodies for %d functions", n, len(ci.funcTypes))
+	}
+	out := appendU32(nil, n)
+	for f := range n {
+		size := r.u32()
+		body := r.bytes(int(size))
+		if r.err != nil {
+			return nil, instrErr("function %d: %v", ci.importFuncs+int(f), r.err)
+		}
+		nb, err := rewriteBody(body, ci.types[ci.funcTypes[f]], ci)
+		if err != nil {
+			return nil, instrErr("function %d: %v", ci.importFuncs+int(f), err)
+		}
+		out = appendU32(out, uint32(len(nb)))
+		out = append(out, nb...)
+	}
+	if !r.done() {
+		return nil, instrErr("code section has trailing bytes")
+	}
+	return out, nil
+}
+
+// fuelPeriod is how many loop iterations and calls run between two visits
+// to Go (memory.grow(0)). wazero's native code cannot be preempted by the Go
+// scheduler: a module that never leaves it would stall every stop-the-world
+// (GC) of the executor, so the fuel check's slow path leaves it on purpose.
+const fuelPeriod = 10000
+
+// fuelCheck appends, at a loop head or function entry ($f is a local that
+// caches the global $fuel between calls):
+//
+//	$f = $f - 1
+//	if $f == 0 {
+//	  $f = fuelPeriod
+//	  drop(memory.grow(0))     ;; into Go: a preemption point for the scheduler
+//	  if $stop { unreachable } ;; the host asked the module to stop
+//	}
+func fuelCheck(b []byte, ci codeInfo, f uint32) []byte {
+	b = append(b, 0x20) // local.get
+	b = appendU32(b, f)
+	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
+	b = appendU32(b, f)
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
+	b = append(b, 0x41)
+	b = appendS33(b, fuelPeriod)
+	b = append(b, 0x21) // local.set
+	b = appendU32(b, f)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0 memory.grow 0 drop
+	b = append(b, 0x23)
+	b = appendU32(b, ci.stop)
+	b = append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
+	return append(b, 0x0B)                // end
+}
+
+// saveFuel appends $fuel = $f (before a call and at the function's exit).
+func saveFuel(b []byte, ci codeInfo, f uint32) []byte {
+	b = append(b, 0x20)
+	b = appendU32(b, f)
+	b = append(b, 0x24)
+	return appendU32(b, ci.fuel)
+}
+
+// loadFuel appends $f = $fuel (at entry and after a call).
+func loadFuel(b []byte, ci codeInfo, f uint32) []byte {
+	b = append(b, 0x23)
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x21)
+	return appendU32(b, f)
+}
+
+func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
+	r := reader{b: body}
+	// locals
+	var nLocals uint64
+	groups := r.u32()
+	groupsEnd := r.i
+	for range groups {
+		nLocals += uint64(r.u32())
+		r.byte()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if nLocals > 50000 {
+		return nil, fmt.Errorf("%d locals, more than 50000", nLocals)
+	}
+	weight := int64(4 + len(ft.params) + int(nLocals))
+	f := uint32(len(ft.params)) + uint32(nLocals) // the fuel local, appended
+
+	out := make([]byte, 0, len(body)+len(body)/8+32)
+	out = appendU32(out, groups+1)
+	out = append(out, body[groupsEnd:r.i]...)
+	out = append(out, 0x01, 0x7F) // one more i32 local: $f
+	// prologue
+	out = loadFuel(out, ci, f)
+	out = fuelCheck(out, ci, f)
+	out = append(out, 0x23)
+	out = appendU32(out, ci.budget)
+	out = append(out, 0x41)
+	out = appendS33(out, weight)
+	out = append(out, 0x6B, 0x24) // i32.sub global.set
+	out = appendU32(out, ci.budget)
+	out = append(out, 0x23)
+	out = appendU32(out, ci.budget)
+	out = append(out, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0B) // i32.const 0 i32.lt_s if unreachable end
+	out = append(out, 0x02)                                     // block
+	out = append(out, ci.wrapperType(ft.results)...)
+
+	depth := 0 // blocks open inside the wrapper
+	for !r.done() {
+		start := r.i
+		op := r.byte()
+		switch op {
+		case 0x02, 0x03, 0x04: // block loop if
+			r.blockType(ci.nTypes)
+			depth++
+			out = append(out, body[start:r.i]...)
+			if op == 0x03 {
+				out = fuelCheck(out, ci, f)
+			}
+			continue
+		case 0x0B: // end
+			if depth == 0 {
+				if !r.done() {
+					return nil, errors.New("code after the function's end")
+				}
+				out = append(out, 0x0B) // end of the wrapper block
+				out = saveFuel(out, ci, f)
+				out = append(out, 0x23)
+				out = appendU32(out, ci.budget)
+				out = append(out, 0x41)
+				out = appendS33(out, weight)
+				out = append(out, 0x6A, 0x24) // i32.add global.set
+				out = appendU32(out, ci.budget)
+				out = append(out, 0x0B) // end of the function
+				return out, nil
+			}
+			depth--
+		case 0x0F: // return → br to the wrapper
+			out = append(out, 0x0C)
+			out = appendU32(out, uint32(depth))
+			continue
+		case 0x23, 0x24: // global.get global.set
+			if idx := r.u32(); idx >= ci.nGlobals {
+				return nil, fmt.Errorf("global index %d out of range", idx)
+			}
+		case 0x10: // call
+			r.u32()
+			out = saveFuel(out, ci, f)
+			out = append(out, body[start:r.i]...)
+			out = loadFuel(out, ci, f)
+			continue
+		case 0x11: // call_indirect typeidx tableidx
+			if idx := r.u32(); idx >= ci.nTypes {
+				return nil, fmt.Errorf("type index %d out of range", idx)
+			}
+			r.u32()
+			if r.err != nil {
+				return nil, r.err
+			}
+			out = saveFuel(out, ci, f)
+			out = append(out, body[start:r.i]...)
+			out = loadFuel(out, ci, f)
+			continue
+		default:
+			if err := r.skipImmediates(op); err != nil {
+				return nil, err
+			}
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		out = append(out, body[start:r.i]...)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return nil, errors.New("function body does not end")
+}
+
+// skipImmediates reads the immediates of op (already read).
+func (r *reader) skipImmediates(op byte) error {
+	switch {
+	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x1A || op == 0x1B:
+	case op == 0x0C || op == 0x0D: // br br_if
+		r.u32()
+	case op == 0x0E: // br_table
+		n := r.u32()
+		for range n {
+			r.u32()
+		}
+		r.u32()
+	case op == 0x10: // call
+		r.u32()
+	case op == 0x1C: // select t*
+		n := r.u32()
+		for range n {
+			r.valtype()
+		}
+	case op >= 0x20 && op <= 0x22: // local.*
+		r.u32()
+	case op == 0x25 || op == 0x26: // table.get table.set
+		r.u32()
+	case op >= 0x28 && op <= 0x3E: // loads and stores
+		r.memarg()
+	case op == 0x3F || op == 0x40: // memory.size memory.grow
+		r.memIndex()
+	case op == 0x41:
+		r.sleb(32)
+	case op == 0x42:
+		r.sleb(64)
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op >= 0x45 && op <= 0xC4: // numeric, sign extension
+	case op == 0xD0: // ref.null t
+		r.valtype()
+	case op == 0xD1:
+	case op == 0xD2: // ref.func
+		r.u32()
+	case op == 0xFC:
+		return r.skipFC()
+	case op == 0xFD:
+		return r.skipFD()
+	default:
+		return fmt.Errorf("opcode 0x%02x is not supported", op)
+	}
+	return r.err
+}
+
+func (r *reader) skipFC() error {
+	switch sub := r.u32(); {
+	case sub <= 7: // trunc_sat
+	case sub == 8: // memory.init
+		r.u32()
+		r.memIndex()
+	case sub == 9: // data.drop
+		r.u32()
+	case sub == 10: // memory.copy
+		r.memIndex()
+		r.memIndex()
+	case sub == 11: // memory.fill
+		r.memIndex()
+	case sub == 12, sub == 14: // table.init, table.copy
+		r.u32()
+		r.u32()
+	case sub == 13, sub == 15, sub == 16, sub == 17: // elem.drop, table.grow/size/fill
+		r.u32()
+	default:
+		return fmt.Errorf("opcode 0xfc %d is not supported", sub)
+	}
+	return r.err
+}
+
+func (r *reader) skipFD() error {
+	switch sub := r.u32(); {
+	case sub <= 11: // v128 loads and store
+		r.memarg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case sub >= 21 && sub <= 34: // extract/replace lane
+		r.byte()
+	case sub >= 84 && sub <= 91: // load/store lane
+		r.memarg()
+		r.byte()
+	case sub == 92 || sub == 93: // load zero
+		r.memarg()
+	case sub <= 255 && simdNoImmediate(sub):
+	default:
+		return fmt.Errorf("opcode 0xfd %d is not supported", sub)
+	}
+	return r.err
+}
+
+// simdNoImmediate reports whether SIMD opcode sub (other than the ones with
+// immediates) exists in the fixed-width SIMD proposal.
+func simdNoImmediate(sub uint32) bool {
+	switch {
+	case sub >= 14 && sub <= 20, // swizzle, splats
+		sub >= 35 && sub <= 83, // comparisons, v128 bitwise, f32x4/f64x2 demote/promote
+		sub >= 94 && sub <= 255:
+		// 94..255: arithmetic; a few are unassigned (e.g. 0x9a, 0xa2, 0xa5,
+		// 0xa6, 0xaf, 0xb0, 0xb2, 0xb3, 0xb4, 0xbb, 0xc2, 0xc5, 0xc6, 0xcf,
+		// 0xd0, 0xd2, 0xd3, 0xd4, 0xe2, 0xee): wazero refuses them when it
+		// compiles, and none has immediates, so decoding them here is safe.
+		return true
+	}
+	return false
+}
+
+// reader decodes the binary format; the first error sticks.
+type reader struct {
+	b   []byte
+	i   int
+	err error
+}
+
+var errEOF = errors.New("unexpected end")
+
+func (r *reader) done() bool { return r.err != nil || r.i >= len(r.b) }
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.i >= len(r.b) {
+		r.err = errEOF
+		return 0
+	}
+	c := r.b[r.i]
+	r.i++
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b)-r.i {
+		r.err = errEOF
+		return nil
+	}
+	b := r.b[r.i : r.i+n]
+	r.i += n
+	return b
+}
+
+func (r *reader) u32() uint32 {
+	var v uint64
+	for shift := 0; shift < 35; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint64(c&0x7F) << shift
+		if c&0x80 == 0 {
+			if v > 0xFFFFFFFF {
+				r.err = errors.New("u32 overflow")
+				return 0
+			}
+			return uint32(v)
+		}
+	}
+	r.err = errors.New("u32 too long")
+	return 0
+}
+
+// sleb reads a signed LEB128 of at most bits bits.
+func (r *reader) sleb(bits int) int64 {
+	var v int64
+	shift := 0
+	for {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7F) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+		if shift >= bits {
+			r.err = errors.New("signed LEB too long")
+			return 0
+		}
+	}
+}
+
+func (r *reader) name() string {
+	n := r.u32()
+	return string(r.bytes(int(n)))
+}
+
+func (r *reader) valtype() byte {
+	switch t := r.byte(); t {
+	case 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		return t
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("value type 0x%02x is not supported", t)
+		}
+		return 0
+	}
+}
+
+func (r *reader) valtypes() []byte {
+	n := r.u32()
+	if r.err != nil || int(n) > len(r.b)-r.i {
+		if r.err == nil {
+			r.err = errEOF
+		}
+		return nil
+	}
+	ts := make([]byte, n)
+	for i := range ts {
+		ts[i] = r.valtype()
+	}
+	return ts
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.u32()
+	if flags&1 != 0 {
+		r.u32()
+	}
+	if flags > 3 { // 2: shared (threads), 3: shared with max
+		r.err = fmt.Errorf("limits flags 0x%02x are not supported", flags)
+	}
+}
+
+// memarg reads align and offset; a memory index (multi-memory) is refused.
+func (r *reader) memarg() {
+	if align := r.u32(); align >= 1<<6 {
+		r.err = errors.New("memory index in memarg (multi-memory) is not supported")
+	}
+	r.u32()
+}
+
+// memIndex reads the reserved zero byte of memory instructions.
+func (r *reader) memIndex() {
+	if r.byte() != 0 && r.err == nil {
+		r.err = errors.New("memory index other than 0 is not supported")
+	}
+}
+
+func (r *reader) blockType(nTypes uint32) {
+	if r.i < len(r.b) {
+		switch r.b[r.i] {
+		case 0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+			r.i++
+			return
+		}
+	}
+	idx := r.sleb(33)
+	if r.err == nil && (idx < 0 || idx >= int64(nTypes)) {
+		r.err = fmt.Errorf("block type index %d out of range", idx)
+	}
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if v != 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
+	}
+}
+
+func appendS33(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func appendName(b []byte, s string) []byte {
+	b = appendU32(b, uint32(len(s)))
+	return append(b, s...)
+}
