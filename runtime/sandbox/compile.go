@@ -86,3 +86,20 @@ func (e *Engine) loadAndCompile(ctx context.Context, job Job) (wazero.CompiledMo
 	}
 	return mod, nil
 }
+
+// keepCompiled makes mod the compiled module of sha256 unless one is known
+// or being compiled; it reports whether it kept mod.
+func (e *Engine) keepCompiled(sha256 string, mod wazero.CompiledModule) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	if _, ok := e.compiled[sha256]; ok {
+		return false
+	}
+	c := &compileCall{done: make(chan struct{}), mod: mod}
+	close(c.done)
+	e.compiled[sha256] = c
+	return true
+}

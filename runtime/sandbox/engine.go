@@ -36,6 +36,11 @@ type Config struct {
 	// "max_stack_bytes=N". It is counted in frame weights (instrument.go),
 	// so it is an estimate within a small factor. Default 8 MiB.
 	MaxStackBytes int
+	// KeepInspected keeps the module Inspect compiled for later Runs, so
+	// the first task after a deploy does not compile it again when the
+	// frontend and the executor share the Engine (atf dev). Off by
+	// default: a frontend-only Engine would keep every deployed module.
+	KeepInspected bool
 	// HostModules register host modules (atf_v1) on the Engine's runtime.
 	// New calls each once, after wasi_snapshot_preview1, before any module
 	// is compiled. Their functions reach the running Job's Host value with

@@ -68,3 +68,17 @@ func TestInspectChecksATFSignatures(t *testing.T) {
 		t.Errorf("Inspect: %v", err)
 	}
 }
+
+func TestInspectKeepsCompiled(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{KeepInspected: true})
+	wasm := testmodules.WAT(t, "hello")
+	if _, err := b.engine.Inspect(context.Background(), wasm); err != nil {
+		t.Fatal(err)
+	}
+	job := b.newJob(wasm, "")
+	job.Load = nil // Run must not need to load and compile it again
+	if res := b.run(t, job); res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
+		t.Fatalf("outcome %s, error %v", res.Outcome, res.Error)
+	}
+}

@@ -54,7 +54,8 @@ func checkMagic(wasm []byte) error {
 	return nil
 }
 
-// Inspect compiles wasm and checks it is acceptable; it does not keep it.
+// Inspect compiles wasm and checks it is acceptable; with
+// Config.KeepInspected it keeps the compiled module for Run.
 // Errors are *InvalidModuleError, except when the Engine is closed.
 func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 	if err := checkMagic(wasm); err != nil {
@@ -73,7 +74,12 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 	if err != nil {
 		return Info{}, invalid("not a valid WebAssembly module: %v", oneLine(err.Error()))
 	}
-	defer mod.Close(ctx)
+	keep := false
+	defer func() {
+		if !keep {
+			mod.Close(ctx)
+		}
+	}()
 
 	imports, err := e.checkImports(mod)
 	if err != nil {
@@ -84,7 +90,11 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 		return Info{}, err
 	}
 	sum := sha256.Sum256(wasm)
-	return Info{SHA256: hex.EncodeToString(sum[:]), ABI: abi, Imports: imports}, nil
+	info := Info{SHA256: hex.EncodeToString(sum[:]), ABI: abi, Imports: imports}
+	if e.cfg.KeepInspected {
+		keep = e.keepCompiled(info.SHA256, mod)
+	}
+	return info, nil
 }
 
 // checkImports returns the module's imports and refuses, naming every one,

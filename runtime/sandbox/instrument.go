@@ -334,7 +334,7 @@ func sectionOrder(id byte) int {
 	return 100
 }
 
-// globalSection appends $stop = 0, $budget = budget and $fuel = fuelPeriod
+// globalSection appends $stop = 0, $budget = budget and $fuel = callPeriod
 // to a global section whose n entries are rest.
 func globalSection(rest []byte, n uint32, budget int32) []byte {
 	b := appendU32(nil, n+3)
@@ -343,7 +343,7 @@ func globalSection(rest []byte, n uint32, budget int32) []byte {
 	b = append(b, 0x7F, 0x01, 0x41)
 	b = appendS33(b, int64(budget))
 	b = append(b, 0x0B, 0x7F, 0x01, 0x41)
-	b = appendS33(b, fuelPeriod)
+	b = appendS33(b, callPeriod)
 	return append(b, 0x0B)
 }
 
@@ -408,18 +408,26 @@ func rewriteCode(sec []byte, ci codeInfo) ([]byte, error) {
 	return out, nil
 }
 
-// fuelPeriod is how many loop iterations and calls run between two visits
-// to Go (memory.grow(0)). wazero's native code cannot be preempted by the Go
-// scheduler: a module that never leaves it would stall every stop-the-world
-// (GC) of the executor, so the fuel check's slow path leaves it on purpose.
-const fuelPeriod = 10000
+// How often the module visits Go (memory.grow(0)) and tests $stop. wazero's
+// native code cannot be preempted by the Go scheduler: a module that never
+// leaves it would stall every stop-the-world (GC) of the executor, so the
+// slow paths leave it on purpose.
+//
+// Loop heads count down a local $f, set to loopPeriod at function entry (a
+// register: no memory traffic in the loop); function entries count down the
+// global $fuel. Between two slow paths run at most callPeriod calls, each
+// with at most loopPeriod loop iterations of its own before its own slow
+// path: callPeriod*loopPeriod iterations of straight-line code, ~1-10 ms.
+const (
+	loopPeriod = 4096
+	callPeriod = 1024
+)
 
-// fuelCheck appends, at a loop head or function entry ($f is a local that
-// caches the global $fuel between calls):
+// fuelCheck appends, at a loop head ($f is a local, a register):
 //
 //	$f = $f - 1
 //	if $f == 0 {
-//	  $f = fuelPeriod
+//	  $f = loopPeriod
 //	  drop(memory.grow(0))     ;; into Go: a preemption point for the scheduler
 //	  if $stop { unreachable } ;; the host asked the module to stop
 //	}
@@ -430,7 +438,7 @@ func fuelCheck(b []byte, ci codeInfo, f uint32) []byte {
 	b = appendU32(b, f)
 	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
 	b = append(b, 0x41)
-	b = appendS33(b, fuelPeriod)
+	b = appendS33(b, loopPeriod)
 	b = append(b, 0x21) // local.set
 	b = appendU32(b, f)
 	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0 memory.grow 0 drop
@@ -440,19 +448,31 @@ func fuelCheck(b []byte, ci codeInfo, f uint32) []byte {
 	return append(b, 0x0B)                // end
 }
 
-// saveFuel appends $fuel = $f (before a call and at the function's exit).
-func saveFuel(b []byte, ci codeInfo, f uint32) []byte {
-	b = append(b, 0x20)
-	b = appendU32(b, f)
-	b = append(b, 0x24)
-	return appendU32(b, ci.fuel)
-}
-
-// loadFuel appends $f = $fuel (at entry and after a call).
-func loadFuel(b []byte, ci codeInfo, f uint32) []byte {
+// entryCheck appends, at a function entry:
+//
+//	$fuel = $fuel - 1
+//	if $fuel == 0 { $fuel = callPeriod; drop(memory.grow(0)); if $stop { unreachable } }
+//	$f = loopPeriod
+func entryCheck(b []byte, ci codeInfo, f uint32) []byte {
 	b = append(b, 0x23)
 	b = appendU32(b, ci.fuel)
-	b = append(b, 0x21)
+	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1 i32.sub global.set
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x23)
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
+	b = append(b, 0x41)
+	b = appendS33(b, callPeriod)
+	b = append(b, 0x24)
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0 memory.grow 0 drop
+	b = append(b, 0x23)
+	b = appendU32(b, ci.stop)
+	b = append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
+	b = append(b, 0x0B)                   // end
+	b = append(b, 0x41)
+	b = appendS33(b, loopPeriod)
+	b = append(b, 0x21) // local.set
 	return appendU32(b, f)
 }
 
@@ -480,8 +500,7 @@ func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
 	out = append(out, body[groupsEnd:r.i]...)
 	out = append(out, 0x01, 0x7F) // one more i32 local: $f
 	// prologue
-	out = loadFuel(out, ci, f)
-	out = fuelCheck(out, ci, f)
+	out = entryCheck(out, ci, f)
 	out = append(out, 0x23)
 	out = appendU32(out, ci.budget)
 	out = append(out, 0x41)
@@ -513,7 +532,6 @@ func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
 					return nil, errors.New("code after the function's end")
 				}
 				out = append(out, 0x0B) // end of the wrapper block
-				out = saveFuel(out, ci, f)
 				out = append(out, 0x23)
 				out = appendU32(out, ci.budget)
 				out = append(out, 0x41)
@@ -532,24 +550,11 @@ func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
 			if idx := r.u32(); idx >= ci.nGlobals {
 				return nil, fmt.Errorf("global index %d out of range", idx)
 			}
-		case 0x10: // call
-			r.u32()
-			out = saveFuel(out, ci, f)
-			out = append(out, body[start:r.i]...)
-			out = loadFuel(out, ci, f)
-			continue
 		case 0x11: // call_indirect typeidx tableidx
 			if idx := r.u32(); idx >= ci.nTypes {
 				return nil, fmt.Errorf("type index %d out of range", idx)
 			}
 			r.u32()
-			if r.err != nil {
-				return nil, r.err
-			}
-			out = saveFuel(out, ci, f)
-			out = append(out, body[start:r.i]...)
-			out = loadFuel(out, ci, f)
-			continue
 		default:
 			if err := r.skipImmediates(op); err != nil {
 				return nil, err

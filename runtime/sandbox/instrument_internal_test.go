@@ -11,7 +11,9 @@ import (
 	"github.com/tetratelabs/wazero"
 )
 
-func watBytes(t *testing.T, name string) []byte {
+func watBytes(t *testing.T, name string) []byte { return watFile(t, name) }
+
+func watFile(t testing.TB, name string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name+".wasm")
 	if msg, err := exec.Command("wat2wasm", "../../internal/testmodules/wat/"+name+".wat", "-o", out).CombinedOutput(); err != nil {

@@ -57,7 +57,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer stopRedis()
 	defer rdb.Close()
 
-	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(*dataDir, "wasm-cache"), HostModules: hostModules})
+	engine, err := sandbox.New(ctx, sandbox.Config{CompilationCacheDir: filepath.Join(*dataDir, "wasm-cache"), HostModules: hostModules, KeepInspected: true})
 	if err != nil {
 		return err
 	}
