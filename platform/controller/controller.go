@@ -106,6 +106,7 @@ type Controller struct {
 	rotation  int
 	polls     int           // pops blocked now
 	changed   chan struct{} // closed (and replaced) when lambdas change
+	changes   <-chan struct{}
 }
 
 // served is a lambda as the controller serves it.
@@ -123,8 +124,16 @@ func New(cfg Config) *Controller {
 // Run follows lambda changes until ctx ends: each one makes the next poll
 // read the lambdas again and ends the pops blocked now, so that a task of
 // a lambda deployed a moment ago is not left waiting for a poll to end.
+//
+// Call Subscribe before serving when lambdas may be deployed at once;
+// otherwise Run subscribes itself.
 func (c *Controller) Run(ctx context.Context) error {
-	changes := c.cfg.Store.LambdaChanges(ctx)
+	c.mu.Lock()
+	changes := c.changes
+	c.mu.Unlock()
+	if changes == nil {
+		changes = c.cfg.Store.LambdaChanges(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,6 +180,19 @@ func (c *Controller) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (
 	}
 }
 
+// Subscribe starts following lambda changes (for Run) and returns once the
+// subscription is in place, so that a deploy right after it is seen.
+func (c *Controller) Subscribe(ctx context.Context) {
+	changes := c.cfg.Store.LambdaChanges(ctx)
+	c.mu.Lock()
+	c.changes = changes
+	c.mu.Unlock()
+}
+
+// noLambdasWait bounds a poll's wait while no lambda is deployed, in case
+// the change announcing the first one was missed.
+const noLambdasWait = 2 * time.Second
+
 // poll pops and claims once, waiting up to wait for a first task.
 func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*atfv1.Work, error) {
 	lambdas, err := c.popOrder(ctx)
@@ -185,7 +207,7 @@ func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-changed:
-		case <-time.After(wait):
+		case <-time.After(min(wait, noLambdasWait)):
 		}
 		return nil, nil
 	}

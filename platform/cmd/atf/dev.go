@@ -86,10 +86,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		HeartbeatInterval: tf.heartbeatInterval,
 	})
 	telemetry.ObserveRunning(ex.Running)
-	fmt.Fprintf(stdout, "atf dev listening on http://%s\n", ln.Addr())
 	var g actorGroup
 	g.untilDone(ctx)
 	p.actors(ctx, &g, ln, logger)
+	fmt.Fprintf(stdout, "atf dev listening on http://%s\n", ln.Addr())
 	g.add(ctx, ex.Run)
 	return g.Run()
 }

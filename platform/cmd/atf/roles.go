@@ -132,6 +132,12 @@ func (p *platform) actors(ctx context.Context, g *actorGroup, ln net.Listener, l
 	if p.consumer != nil {
 		g.add(ctx, p.consumer.Run)
 	}
+	if p.controller != nil {
+		// Subscribed before the caller says it listens: a lambda deployed the
+		// moment the port opens must wake the controller's pops.
+		p.controller.Subscribe(ctx)
+		g.add(ctx, p.controller.Run)
+	}
 }
 
 // actorGroup is a run.Group whose actors take a context.

@@ -61,9 +61,9 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "atf server listening on http://%s (roles %s)\n", ln.Addr(), *rolesFlag)
 	var g actorGroup
 	g.untilDone(ctx)
 	p.actors(ctx, &g, ln, logger)
+	fmt.Fprintf(stdout, "atf server listening on http://%s (roles %s)\n", ln.Addr(), *rolesFlag)
 	return g.Run()
 }
