@@ -80,18 +80,32 @@ func BenchmarkPickupLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkScheduledLateness: 4,000 tasks due over two seconds, starting a
-// second from now; lateness is start - executeAt.
+// BenchmarkScheduledLateness: 4,000 tasks due over two seconds, all
+// scheduled before the first is due; lateness is start - executeAt.
 func BenchmarkScheduledLateness(b *testing.B) {
 	bp := startPlatform(b, 64)
 	const n = 4000
 	for b.Loop() {
 		due := map[string]int64{}
 		target := bp.status.done.Load() + n
-		base := time.Now().Add(time.Second).Truncate(time.Millisecond)
-		for i := range n {
-			at := base.Add(time.Duration(i) * time.Millisecond / 2).Truncate(time.Millisecond)
-			due[bp.schedule(b, &atfv1.ScheduleRequest{Lambda: "noop", ExecuteAt: timestamppb.New(at)})] = at.UnixNano()
+		// Far enough ahead that scheduling them all ends before the first is due.
+		base := time.Now().Add(6 * time.Second).Truncate(time.Millisecond)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Go(func() {
+				for i := w; i < n; i += 16 {
+					at := base.Add(time.Duration(i) * time.Millisecond / 2).Truncate(time.Millisecond)
+					id := bp.schedule(b, &atfv1.ScheduleRequest{Lambda: "noop", ExecuteAt: timestamppb.New(at)})
+					mu.Lock()
+					due[id] = at.UnixNano()
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if time.Now().After(base) {
+			b.Fatalf("scheduling took past the first task's time; lateness would be meaningless")
 		}
 		bp.waitDone(b, target, time.Minute)
 		var late []time.Duration
