@@ -93,6 +93,10 @@ type Engine struct {
 	// registered one.
 	atf map[string]api.FunctionDefinition
 
+	// closing is done when Close starts; it stops every running module.
+	closing   context.Context
+	closeRuns context.CancelFunc
+
 	mu       sync.Mutex
 	closed   bool
 	compiled map[string]*compileCall
@@ -127,12 +131,15 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("sandbox: register host module: %w", err)
 		}
 	}
+	closing, closeRuns := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg:      cfg,
-		cache:    cache,
-		runtime:  r,
-		wasi:     r.Module(wasiModule).ExportedFunctionDefinitions(),
-		compiled: map[string]*compileCall{},
+		closing:   closing,
+		closeRuns: closeRuns,
+		cfg:       cfg,
+		cache:     cache,
+		runtime:   r,
+		wasi:      r.Module(wasiModule).ExportedFunctionDefinitions(),
+		compiled:  map[string]*compileCall{},
 	}
 	if m := r.Module(atfModule); m != nil {
 		e.atf = m.ExportedFunctionDefinitions()
@@ -151,6 +158,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.closed = true
 	e.compiled = map[string]*compileCall{}
 	e.mu.Unlock()
+	e.closeRuns()
 	return errors.Join(e.runtime.Close(ctx), e.cache.Close(ctx))
 }
 

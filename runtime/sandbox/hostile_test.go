@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -85,6 +86,24 @@ func TestRunJobStreamLimits(t *testing.T) {
 		"output limit hit: the module wrote more than 1000 bytes to stdout (max_output_bytes=1000)", "max_output_bytes=1000")
 	if len(res.Output) != 1000 {
 		t.Errorf("output %d bytes, want 1000", len(res.Output))
+	}
+	b.requireEcho(t)
+}
+
+// Odd proc_exit codes, including the two wazero reserves for a module it
+// closed itself (0xffffffff, 0xefffffff): a guest can pass them too.
+func TestRunOddExitCodes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{})
+	wasm := testmodules.Build(t, "exit")
+	for _, tc := range []struct {
+		payload string
+		code    int32
+	}{{"255", 255}, {"-1", -1}, {"-268435457", -268435457}, {"2147483647", 2147483647}} {
+		res := b.run(t, b.newJob(wasm, tc.payload))
+		wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_EXIT,
+			"exit code "+strconv.FormatUint(uint64(uint32(tc.code)), 10)+": bye", "")
+		wantExitCode(t, res, tc.code)
 	}
 	b.requireEcho(t)
 }

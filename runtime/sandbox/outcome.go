@@ -58,7 +58,6 @@ func classify(s runState) Result {
 	if isExit {
 		code = exit.ExitCode()
 	}
-	closedByHost := isExit && (code == sys.ExitCodeContextCanceled || code == sys.ExitCodeDeadlineExceeded)
 
 	switch {
 	case s.stdout.exceeded:
@@ -77,13 +76,16 @@ func classify(s runState) Result {
 		r.Outcome = atfv1.Outcome_OUTCOME_SUCCESS
 		return r
 
-	case errors.Is(s.cause, errTimeout) && (closedByHost || !isExit):
+	// The host never closes a running module (it sets $stop and the module
+	// traps: timeout.go), so every exit code is the guest's own, even
+	// wazero's reserved sys.ExitCodeContextCanceled/DeadlineExceeded.
+	case errors.Is(s.cause, errTimeout) && !isExit:
 		r = fail(atfv1.Outcome_OUTCOME_RETRY, atfv1.ErrorKind_ERROR_KIND_TIMEOUT,
 			fmt.Sprintf("timeout: the module ran longer than %s (timeout=%s)", s.timeout, s.timeout))
 		r.Error.Limit = "timeout=" + s.timeout.String()
 		return r
 
-	case s.cause != nil && (closedByHost || !isExit):
+	case s.cause != nil && !isExit:
 		r = fail(atfv1.Outcome_OUTCOME_CANCELLED, atfv1.ErrorKind_ERROR_KIND_UNSPECIFIED,
 			"cancelled: "+s.cause.Error())
 		return r
@@ -97,7 +99,7 @@ func classify(s runState) Result {
 		}
 		return r
 
-	case isExit && !closedByHost:
+	case isExit:
 		msg := fmt.Sprintf("exit code %d", code)
 		kind := atfv1.ErrorKind_ERROR_KIND_EXIT
 		outcome := atfv1.Outcome_OUTCOME_FATAL
@@ -118,10 +120,6 @@ func classify(s runState) Result {
 			fmt.Sprintf("stack limit hit: the module's call stack went over max_stack_bytes=%d (runaway recursion?)", s.maxStack))
 		r.Error.Limit = fmt.Sprintf("max_stack_bytes=%d", s.maxStack)
 		return r
-
-	case isExit: // closed by the host with no cause we know of
-		return fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL,
-			"the module was stopped by the host: "+s.err.Error())
 
 	default:
 		return fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,

@@ -129,6 +129,7 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 	st.stderr.limit = int64(st.maxLog)
 	st.stderr.onLimit = func() { rc.Stop(errLogLimit) }
 	st.stdout.onLimit = func() { rc.Stop(errOutputLimit) }
+	defer context.AfterFunc(e.closing, func() { rc.Stop(errClosed) })()
 
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st, rc))
 	if err != nil {
