@@ -43,7 +43,7 @@ func StartServer(t testing.TB) *embedded.Redis {
 // Dir and Addr.
 func StartServerWith(t testing.TB, opts embedded.Options) *embedded.Redis {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if opts.Dir == "" {
@@ -75,18 +75,20 @@ func StartServerWith(t testing.TB, opts embedded.Options) *embedded.Redis {
 	return srv
 }
 
-type syncBuffer struct {
+// SyncBuffer collects a child process's output for a test: safe to write
+// from the process's pipes and read from the test.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

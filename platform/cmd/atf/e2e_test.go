@@ -72,25 +72,8 @@ func binary(t *testing.T) string {
 type proc struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *syncBuffer
+	logs *redistest.SyncBuffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listeningRE = regexp.MustCompile(`listening on (http://\S+)|"addr":"([^"]+)"|addr=(\S+)`)
@@ -102,7 +85,7 @@ func start(t *testing.T, serves bool, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
-	logs := &syncBuffer{}
+	logs := &redistest.SyncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -77,7 +77,7 @@ func startJaeger(t *testing.T) (otlp, query string) {
 	cmd := exec.Command(bin, "--config", "file:"+cfg)
 	cmd.Env = append(os.Environ(),
 		"JAEGER_OTLP_HTTP_PORT="+otlpPort, "JAEGER_QUERY_HTTP_PORT="+httpPort, "JAEGER_QUERY_GRPC_PORT="+grpcPort)
-	logs := &syncBuffer{}
+	logs := &redistest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
