@@ -48,10 +48,10 @@ func (s *Store) ControlKey(owner string) string { return "atf:{q}:ctl:" + owner 
 // again soon.
 const capWait = 20 * time.Millisecond
 
-// Pop takes up to max task ids from the lambdas' queues. Lambdas take
-// turns, one task each per round, so that one lambda's backlog never
-// shadows another's; within a lambda the highest-priority non-empty queue
-// always goes first. A lambda at its cap gives no task. When nothing is
+// Pop takes up to max task ids from the lambdas' queues. Lambdas with
+// tasks ready share max equally (what one cannot use goes to the others),
+// so that one lambda's backlog never shadows another's; within a lambda
+// the highest-priority queue is drained before the next. A lambda at its cap gives no task. When nothing is
 // ready, Pop blocks up to wait (BRPOP) on the queues of lambdas below
 // their cap and on control, if given; a token on control ends the wait
 // with nothing. It returns an empty slice when nothing came.
@@ -210,9 +210,9 @@ func (s *Store) Running(ctx context.Context, running string) (int, error) {
 	return int(n), nil
 }
 
-// popScript pops without blocking: lambdas take turns, one task each per
-// round; within a lambda the first non-empty queue (highest priority)
-// wins; a lambda at its cap gives nothing.
+// popScript pops without blocking: lambdas share what is asked for
+// equally, each draining its queues highest priority first; a lambda at
+// its cap gives nothing.
 //
 // KEYS     per lambda: its running set, then its queues (highest first)
 // ARGV[1]  at most this many ids
@@ -242,9 +242,17 @@ for i = 1, nl do
   L[i] = l
 end
 local out, capped, backlog = {}, {}, 0
-local active = true
-while max > 0 and active do
-  active = false
+-- Rounds: each lambda still active takes up to an equal share of what is
+-- left (fewer if it has fewer ready or free slots), draining its queues
+-- highest first with one RPOP <count> per queue; what one lambda leaves
+-- goes to the others in the next round.
+while max > 0 do
+  local active = 0
+  for i = 1, nl do
+    if not L[i].done then active = active + 1 end
+  end
+  if active == 0 then break end
+  local share = math.ceil(max / active)
   for i = 1, nl do
     local l = L[i]
     if max > 0 and not l.done then
@@ -255,22 +263,27 @@ while max > 0 and active do
           if redis.call("LLEN", q) > 0 then backlog = 1 break end
         end
       else
-        local got = false
+        local want = math.min(share, max)
+        if l.free > 0 then want = math.min(want, l.free) end
+        local took = 0
         for _, q in ipairs(l.qs) do
-          local id = redis.call("RPOP", q)
-          if id then
-            out[#out + 1] = q
-            out[#out + 1] = id
-            if l.cap > 0 then
-              redis.call("ZADD", l.run, now + l.lease, id)
-              l.free = l.free - 1
+          local ids = redis.call("RPOP", q, want - took)
+          if ids then
+            for _, id in ipairs(ids) do
+              out[#out + 1] = q
+              out[#out + 1] = id
+              if l.cap > 0 then
+                redis.call("ZADD", l.run, now + l.lease, id)
+              end
             end
-            max = max - 1
-            got = true
-            break
+            took = took + #ids
+            if took == want then break end
           end
         end
-        if got then active = true else l.done = true end
+        max = max - took
+        if l.free > 0 then l.free = l.free - took end
+        -- fewer than wanted: every queue of the lambda is empty now
+        if took < want then l.done = true end
       end
     end
   end

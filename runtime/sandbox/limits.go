@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -56,16 +57,19 @@ func (e *initialMemoryError) Error() string {
 	return fmt.Sprintf("module declares %d MiB of initial memory, above its limit of %d MiB", e.requested/mib, e.limit/mib)
 }
 
-// linearMemory is a non-shared linear memory that grows like wazero's
-// default (append, so capacity grows geometrically) up to the limit.
+// linearMemory is a non-shared linear memory that grows geometrically
+// (like wazero's default) up to the limit. Its buffers come from and go
+// back to bufPool, so a task does not allocate (and the GC does not scan
+// and free) its instance's memory.
 type linearMemory struct {
 	limit   *memoryLimit
 	buf     []byte
 	started bool
 }
 
-// Reallocate implements experimental.LinearMemory. Memory never shrinks, so
-// bytes between len and cap were zeroed by make and never written.
+// Reallocate implements experimental.LinearMemory. Bytes between len and
+// cap are always zero: a buffer is cleared when it is taken from the pool,
+// and memory never shrinks.
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.limit.limitBytes {
 		m.limit.hit.Store(true)
@@ -79,13 +83,68 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.limit.peak.Load() {
 		m.limit.peak.Store(size)
 	}
-	if n := int(size); n <= cap(m.buf) {
+	n := int(size)
+	if n <= cap(m.buf) {
 		m.buf = m.buf[:n]
-	} else {
-		m.buf = append(m.buf, make([]byte, n-len(m.buf))...)
+		return m.buf
 	}
+	grown := getBuf(max(n, 2*cap(m.buf)))[:n]
+	copy(grown, m.buf)
+	putBuf(m.buf)
+	m.buf = grown
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory.
-func (m *linearMemory) Free() { m.buf = nil }
+// Free implements experimental.LinearMemory: wazero calls it when the
+// instance is closed, after which it never touches the buffer again.
+func (m *linearMemory) Free() {
+	putBuf(m.buf)
+	m.buf = nil
+}
+
+// bufPool keeps freed linear memories by capacity class: a power of two
+// from one wasm page to maxPooledBuf. Bigger memories are left to the GC.
+var bufPool [bufClasses]sync.Pool
+
+const (
+	minPooledShift = 16 // one wasm page
+	bufClasses     = 9  // 64 KiB … 16 MiB
+	maxPooledBuf   = 1 << (minPooledShift + bufClasses - 1)
+)
+
+// bufClass is the smallest class holding n bytes; -1 when n is too big.
+func bufClass(n int) int {
+	if n > maxPooledBuf {
+		return -1
+	}
+	c := 0
+	for 1<<(minPooledShift+c) < n {
+		c++
+	}
+	return c
+}
+
+// getBuf returns a zeroed buffer of capacity >= n (its length is its
+// capacity).
+func getBuf(n int) []byte {
+	c := bufClass(n)
+	if c < 0 {
+		return make([]byte, n)
+	}
+	if p, ok := bufPool[c].Get().(*[]byte); ok {
+		b := *p
+		clear(b)
+		return b
+	}
+	return make([]byte, 1<<(minPooledShift+c))
+}
+
+// putBuf gives a buffer of a pooled class back.
+func putBuf(b []byte) {
+	c := bufClass(cap(b))
+	if c < 0 || cap(b) != 1<<(minPooledShift+c) {
+		return
+	}
+	b = b[:cap(b)]
+	bufPool[c].Put(&b)
+}

@@ -56,7 +56,8 @@ var crashPrefixes = []string{"panic: ", "fatal error: "}
 // crash keeps its reason even when the goroutine dump that follows pushes it
 // out of the tail.
 type tailWriter struct {
-	ring  []byte
+	size  int    // of ring
+	ring  []byte // allocated at the first write: most tasks write no stderr
 	pos   int // next write position in ring
 	full  bool
 	total int64
@@ -73,7 +74,7 @@ type tailWriter struct {
 }
 
 func newTailWriter(size int) *tailWriter {
-	return &tailWriter{ring: make([]byte, size), line: make([]byte, 0, maxLineBytes)}
+	return &tailWriter{size: size}
 }
 
 var errStderrFull = errors.New("stderr limit reached")
@@ -88,6 +89,9 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 		if w.onLimit != nil {
 			w.onLimit()
 		}
+	}
+	if w.ring == nil {
+		w.ring = make([]byte, w.size)
 	}
 	w.scanLines(p)
 	n := len(w.ring)

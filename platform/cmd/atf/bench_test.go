@@ -39,8 +39,17 @@ func BenchmarkThroughput(b *testing.B) {
 	const n = 20000
 	for b.Loop() {
 		cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
+		selfCPU, redisCPU := bp.cpu(b)
 		took := bp.scheduleAndWait(b, n, 32)
+		selfCPU2, redisCPU2 := bp.cpu(b)
 		report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
+		// CPU per task bounds throughput whatever the machine's load:
+		// two cores give at most 2s / (platform + redis CPU per task).
+		perSelf := float64((selfCPU2 - selfCPU).Microseconds()) / n
+		perRedis := float64((redisCPU2 - redisCPU).Microseconds()) / n
+		report(b, "platform CPU per task", perSelf, "platform-us/task", "(every role + executor, one process)")
+		report(b, "redis-server CPU per task", perRedis, "redis-us/task", "")
+		report(b, "2-core ceiling from CPU", 2e6/(perSelf+perRedis), "ceiling-tasks/s", "")
 		report(b, "redis commands per task", float64(bp.sent.commands.Load()-cmds)/n, "cmds/task", "<= 6 (a script is one)")
 		report(b, "redis round trips per task", float64(bp.sent.roundTrips.Load()-trips)/n, "trips/task", "")
 		report(b, "redis-server calls per task", float64(bp.commands(b)-served)/n, "calls/task", "(counts calls inside scripts)")
@@ -122,6 +131,23 @@ func BenchmarkScheduledLateness(b *testing.B) {
 		report(b, "lateness p50", float64(percentile(late, 0.50))/1e6, "ms", "")
 		report(b, "lateness p99", float64(percentile(late, 0.99))/1e6, "ms", "<= 10 ms")
 		report(b, "tasks started early", float64(early), "tasks", "0")
+		// Where the lateness is: due -> enqueued by the consumer (the
+		// store's millisecond timestamps), enqueued -> started.
+		var toQueue, toStart []time.Duration
+		for id, at := range due {
+			res, err := bp.p.frontend.GetTask(b.Context(), &atfv1.GetTaskRequest{Id: id})
+			if err != nil {
+				b.Fatal(err)
+			}
+			enq := res.GetTask().GetEnqueuedAt().AsTime().UnixNano()
+			toQueue = append(toQueue, time.Duration(enq-at))
+			bp.starts.mu.Lock()
+			toStart = append(toStart, time.Duration(bp.starts.at[id]-enq))
+			bp.starts.mu.Unlock()
+		}
+		report(b, "due -> enqueued p50", float64(percentile(toQueue, 0.50))/1e6, "ms", "(store ms resolution)")
+		report(b, "due -> enqueued p99", float64(percentile(toQueue, 0.99))/1e6, "ms", "")
+		report(b, "enqueued -> started p99", float64(percentile(toStart, 0.99))/1e6, "ms", "")
 	}
 }
 

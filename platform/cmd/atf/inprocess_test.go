@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -194,6 +195,30 @@ func (bp *benchPlatform) waitDone(b testing.TB, target int64, within time.Durati
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// cpu is the CPU time used so far by this process and by redis-server:
+// unlike wall-clock rates, CPU per task is meaningful on a shared machine.
+func (bp *benchPlatform) cpu(b testing.TB) (self, redis time.Duration) {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	info, err := bp.rdb.Info(b.Context(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(line, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				redis += time.Duration(f * float64(time.Second))
+			}
+		}
+	}
+	return self, redis
 }
 
 func (bp *benchPlatform) commands(b testing.TB) int64 {
