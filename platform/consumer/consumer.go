@@ -93,18 +93,30 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Consumer runs one loop over its partitions.
+// Consumer runs one worker per partition it owns: each sleeps until its
+// partition's earliest trigger, a wake-up for it, or its sweep, then moves
+// what is due. Partitions do not wait for each other, so at thousands of
+// due tasks a second spread over all partitions, one partition's round
+// trips do not make another's tasks late.
 type Consumer struct {
 	cfg Config
 
-	mu    sync.Mutex
-	owned map[int]bool
-	next  map[int]time.Time // earliest trigger per owned partition; zero: none
+	mu      sync.Mutex
+	owned   map[int]bool
+	next    map[int]time.Time // earliest trigger per partition (RunOnce); zero: none
+	workers map[int]*worker   // while Run runs
+}
+
+// worker is the goroutine of one owned partition.
+type worker struct {
+	wake   chan struct{} // buffered 1: look at the partition now
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New returns a Consumer.
 func New(cfg Config) *Consumer {
-	c := &Consumer{cfg: cfg.withDefaults(), owned: map[int]bool{}, next: map[int]time.Time{}}
+	c := &Consumer{cfg: cfg.withDefaults(), owned: map[int]bool{}, next: map[int]time.Time{}, workers: map[int]*worker{}}
 	for _, p := range c.cfg.Partitions {
 		c.owned[p] = true
 	}
@@ -119,62 +131,49 @@ func (c *Consumer) Run(ctx context.Context) error {
 		go func() { defer close(cronDone); c.runCron(ctx, cs) }()
 		defer func() { <-cronDone }()
 	}
+	defer c.stopWorkers()
 	leasing := c.cfg.Partitions == nil
 	if leasing {
 		defer func() {
+			c.stopWorkers() // before the release: no pass after it
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
 			if err := c.cfg.Store.ReleasePartitions(rctx, c.cfg.ID); err != nil {
 				c.cfg.Logger.Warn("releasing partitions failed; their leases run out", "err", err)
 			}
 		}()
+	} else {
+		c.startWorkers(ctx)
 	}
-	var renewAt, sweepAt time.Time
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	due := map[int]bool{} // partitions to look at now
+	renew := time.NewTimer(0)
+	if !leasing {
+		renew.Stop()
+	}
+	defer renew.Stop()
 	for {
-		now := time.Now()
-		if leasing && !now.Before(renewAt) {
-			if err := c.renew(ctx); err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("renewing partition leases failed", "err", err)
-			}
-			renewAt = now.Add(c.cfg.Lease / 4)
-		}
-		sweep := !now.Before(sweepAt)
-		if sweep {
-			sweepAt = now.Add(c.cfg.Sweep)
-		}
-		c.runDue(ctx, sweep, due)
-		clear(due)
-
-		wakeAt := sweepAt
-		if leasing && renewAt.Before(wakeAt) {
-			wakeAt = renewAt
-		}
-		c.mu.Lock()
-		for _, n := range c.next {
-			if !n.IsZero() && n.Before(wakeAt) {
-				wakeAt = n
-			}
-		}
-		c.mu.Unlock()
-		timer.Reset(max(time.Until(wakeAt), 0))
-	wait:
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.C:
+		case <-renew.C:
+			if err := c.renew(ctx); err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("renewing partition leases failed", "err", err)
+			}
+			c.startWorkers(ctx)
+			renew.Reset(c.cfg.Lease / 4)
 		case p, ok := <-wake:
 			if !ok {
 				wake = nil
-				goto wait
+				continue
 			}
-			if !c.owns(p) {
-				goto wait
+			c.mu.Lock()
+			w := c.workers[p]
+			c.mu.Unlock()
+			if w != nil {
+				select {
+				case w.wake <- struct{}{}:
+				default: // a look is pending already
+				}
 			}
-			due[p] = true
-			timer.Stop() // Go 1.23+: no stale tick survives Stop
 		}
 	}
 }
@@ -183,6 +182,82 @@ func (c *Consumer) owns(p int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.owned[p]
+}
+
+// startWorkers makes the workers match the owned partitions: a worker for
+// each new one (it looks at its partition at once), none for a lost one.
+func (c *Consumer) startWorkers(ctx context.Context) {
+	c.mu.Lock()
+	var stop []*worker
+	for p, w := range c.workers {
+		if !c.owned[p] {
+			stop = append(stop, w)
+			delete(c.workers, p)
+		}
+	}
+	for p := range c.owned {
+		if c.workers[p] != nil {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &worker{wake: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		c.workers[p] = w
+		go func() {
+			defer close(w.done)
+			c.runPartition(wctx, p, w.wake)
+		}()
+	}
+	c.mu.Unlock()
+	for _, w := range stop {
+		w.cancel()
+		<-w.done
+	}
+}
+
+// stopWorkers stops every worker and waits for them.
+func (c *Consumer) stopWorkers() {
+	c.mu.Lock()
+	ws := c.workers
+	c.workers = map[int]*worker{}
+	c.mu.Unlock()
+	for _, w := range ws {
+		w.cancel()
+	}
+	for _, w := range ws {
+		<-w.done
+	}
+}
+
+// runPartition is one partition's worker: drain, sleep until the earliest
+// trigger left (or the sweep, or a wake-up), again.
+func (c *Consumer) runPartition(ctx context.Context, p int, wake <-chan struct{}) {
+	sweep := c.cfg.Sweep
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-wake:
+			timer.Stop() // Go 1.23+: no stale tick survives Stop
+		}
+		next, err := c.drain(ctx, p)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := sweep
+		if err != nil {
+			c.cfg.Logger.Warn("store consumer pass failed; retrying", "partition", p, "err", err)
+			wait = 100 * time.Millisecond
+		} else if !next.IsZero() {
+			wait = min(wait, time.Until(next))
+		}
+		c.mu.Lock()
+		c.next[p] = next
+		c.mu.Unlock()
+		timer.Reset(max(wait, 0))
+	}
 }
 
 // renew renews the leases and takes the partitions this consumer owns now.
@@ -196,9 +271,6 @@ func (c *Consumer) renew(ctx context.Context) error {
 	owned := make(map[int]bool, len(ps))
 	for _, p := range ps {
 		owned[p] = true
-		if !c.owned[p] {
-			c.next[p] = time.Now() // new to us: look at it now
-		}
 	}
 	for p := range c.owned {
 		if !owned[p] {
@@ -207,32 +279,6 @@ func (c *Consumer) renew(ctx context.Context) error {
 	}
 	c.owned = owned
 	return nil
-}
-
-// runDue processes the owned partitions that are due, were woken, or all
-// of them on a sweep.
-func (c *Consumer) runDue(ctx context.Context, sweep bool, woken map[int]bool) {
-	now := time.Now()
-	var ps []int
-	c.mu.Lock()
-	for p := range c.owned {
-		n := c.next[p]
-		if sweep || woken[p] || (!n.IsZero() && !n.After(now)) {
-			ps = append(ps, p)
-		}
-	}
-	c.mu.Unlock()
-	if len(ps) == 0 {
-		return
-	}
-	if err := c.process(ctx, ps); err != nil && ctx.Err() == nil {
-		c.cfg.Logger.Warn("store consumer pass failed; retrying", "err", err)
-		c.mu.Lock()
-		for _, p := range ps {
-			c.next[p] = now.Add(100 * time.Millisecond)
-		}
-		c.mu.Unlock()
-	}
 }
 
 // RunOnce moves every due task of the owned partitions (all of them when

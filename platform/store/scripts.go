@@ -26,16 +26,22 @@ local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
 -- set (or move) a task's next trigger; when it becomes the partition's
 -- earliest, tell sleeping consumers on the wake channel ("<P> <ms>").
 local function set_trigger(zkey, id, at, wake, part)
+  if wake == "" then
+    redis.call("ZADD", zkey, at, id)
+    return
+  end
   local first = redis.call("ZRANGE", zkey, 0, 0, "WITHSCORES")
   redis.call("ZADD", zkey, at, id)
-  if wake ~= "" and (first[2] == nil or tonumber(at) < tonumber(first[2])) then
+  if first[2] == nil or tonumber(at) < tonumber(first[2]) then
     redis.call("PUBLISH", wake, part .. " " .. at)
   end
 end
 
 -- a task reached a terminal state: no trigger, kept for the retention.
-local function finish(tkey, zkey, id, now, retention, prefix, ns, lam, key)
-  redis.call("HSET", tkey, "fa", now)
+local function finish(tkey, zkey, id, now, retention, prefix, ns, lam, key, fa_set)
+  if not fa_set then
+    redis.call("HSET", tkey, "fa", now)
+  end
   redis.call("ZREM", zkey, id)
   redis.call("PEXPIRE", tkey, retention)
   if key and key ~= "" then
@@ -114,15 +120,15 @@ return {0}
 // gone or not ENQUEUED (cancelled, claimed already, a duplicate queue entry)
 // or was parked because its lambda or collection is paused (gate.go).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
-if redis.call("HGET", KEYS[1], "st") ~= ENQUEUED then
+local v = redis.call("HMGET", KEYS[1], "st", "att", "tok")
+if v[1] ~= ENQUEUED then
   return 0
 end
 if park(KEYS[1], KEYS[2], ARGV[1], ARGV[3]) then
   return 0
 end
-redis.call("HINCRBY", KEYS[1], "att", 1)
-redis.call("HINCRBY", KEYS[1], "tok", 1)
-redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3])
+redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3],
+  "att", (tonumber(v[2]) or 0) + 1, "tok", (tonumber(v[3]) or 0) + 1)
 set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
 return redis.call("HGETALL", KEYS[1])
 `)
@@ -214,18 +220,24 @@ elseif att >= max then
 else
   nst = RETRIABLE
 end
-redis.call("HSET", KEYS[1], "st", nst, "out", ARGV[4], "otr", ARGV[5],
-  "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9])
+local f = {"st", nst, "out", ARGV[4], "otr", ARGV[5],
+  "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9]}
 if not v[5] then
   -- never heartbeaten (it ran shorter than the executor's first beat):
   -- it started a duration ago.
-  redis.call("HSET", KEYS[1], "sa", math.floor(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000))
+  f[#f + 1] = "sa"
+  f[#f + 1] = math.floor(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000)
 end
 if nst == RETRIABLE then
-  redis.call("HSET", KEYS[1], "ra", ARGV[10])
+  f[#f + 1] = "ra"
+  f[#f + 1] = ARGV[10]
+  redis.call("HSET", KEYS[1], unpack(f))
   set_trigger(KEYS[2], ARGV[1], ARGV[10], ARGV[13], ARGV[14])
 else
-  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], v[6], v[7], v[8])
+  f[#f + 1] = "fa"
+  f[#f + 1] = ARGV[9]
+  redis.call("HSET", KEYS[1], unpack(f))
+  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], v[6], v[7], v[8], true)
 end
 return {tonumber(nst)}
 `)
