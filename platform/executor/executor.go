@@ -182,11 +182,14 @@ func (e *Executor) Run(ctx context.Context) error {
 		hbDone <- err
 	}()
 
-	// Several fetchers, so that slots freed while one long-polls are
-	// filled by another without waiting for its round trip.
+	// Several fetchers, each asking for at most its share of the slots, so
+	// that several long-polls wait at once: a task queued while one
+	// fetcher is busy with its round trips is taken by another at once.
 	var fetchers sync.WaitGroup
-	for range min(e.cfg.Slots, maxFetchers) {
-		fetchers.Go(func() { e.fetchLoop(fetchCtx, slots, &tasks) })
+	n := min(e.cfg.Slots, maxFetchers)
+	share := (e.cfg.Slots + n - 1) / n
+	for range n {
+		fetchers.Go(func() { e.fetchLoop(fetchCtx, slots, share, &tasks) })
 	}
 	fetchers.Wait()
 
@@ -210,17 +213,18 @@ func (e *Executor) Run(ctx context.Context) error {
 	return nil
 }
 
-func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, tasks *sync.WaitGroup) {
+func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int, tasks *sync.WaitGroup) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		// Wait for one free slot, then ask for as many as are free.
+		// Wait for one free slot, then ask for as many as are free, up to
+		// this fetcher's share.
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		free := 1
-		for free < cap(slots) {
+		for free < share {
 			select {
 			case slots <- struct{}{}:
 				free++
