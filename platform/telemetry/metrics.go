@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,36 +112,36 @@ func must[T any](v T, err error) T {
 
 // TaskScheduled counts a stored task.
 func TaskScheduled(ctx context.Context, lambda string) {
-	inst().tasksScheduled.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
+	inst().tasksScheduled.Add(ctx, 1, attrs1(KeyLambda, lambda))
 }
 
 // TaskEnqueued counts a push by the store consumer; a task that was due
 // (reason ReasonDue) records how late it was enqueued.
 func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration) {
-	inst().tasksEnqueued.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda), KeyReason.String(reason)))
+	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason, reason))
 	if reason == ReasonDue {
-		inst().lateness.Record(ctx, max(late, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda)))
+		inst().lateness.Record(ctx, max(late, 0).Seconds(), attrs1(KeyLambda, lambda))
 	}
 }
 
 // TaskClaimed records a claim's pickup latency.
 func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.Duration) {
-	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), metric.WithAttributes(KeyLambda.String(lambda), KeyPriority.Int(priority)))
+	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority, strconv.Itoa(priority)))
 }
 
 // TaskStarted counts an execution started.
 func TaskStarted(ctx context.Context, lambda string) {
-	inst().tasksStarted.Add(ctx, 1, metric.WithAttributes(KeyLambda.String(lambda)))
+	inst().tasksStarted.Add(ctx, 1, attrs1(KeyLambda, lambda))
 }
 
 // TaskFinished counts an execution's end and records how long it ran and,
 // when known (> 0), the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d time.Duration, memoryBytes uint64) {
-	attrs := metric.WithAttributes(KeyLambda.String(lambda), KeyOutcome.String(outcome))
+	attrs := attrs2(KeyLambda, lambda, KeyOutcome, outcome)
 	inst().tasksFinished.Add(ctx, 1, attrs)
 	inst().execDuration.Record(ctx, d.Seconds(), attrs)
 	if memoryBytes > 0 {
-		inst().sandboxMemory.Record(ctx, int64(memoryBytes), metric.WithAttributes(KeyLambda.String(lambda)))
+		inst().sandboxMemory.Record(ctx, int64(memoryBytes), attrs1(KeyLambda, lambda))
 	}
 }
 
@@ -191,4 +193,47 @@ func ObserveQueueDepth(depths func(context.Context) ([]QueueDepth, error)) (stop
 		return func() {}
 	}
 	return func() { _ = reg.Unregister() }
+}
+
+// Attribute sets of the per-task measurements, built once per distinct
+// value: building a set (sorting and hashing its attributes) costs more
+// than recording the measurement. Values are few (lambdas, outcomes,
+// reasons, priorities); past maxCachedSets distinct ones, sets are built
+// each time.
+var (
+	cachedSets sync.Map // string -> metric.MeasurementOption
+	numSets    atomic.Int64
+)
+
+const maxCachedSets = 10000
+
+func attrs1(k attribute.Key, v string) metric.MeasurementOption {
+	return cachedSet(string(k)+"\x00"+v, func() metric.MeasurementOption {
+		return metric.WithAttributes(k.String(v))
+	})
+}
+
+// attrs2: priority is passed as its decimal string and recorded as an int.
+func attrs2(k1 attribute.Key, v1 string, k2 attribute.Key, v2 string) metric.MeasurementOption {
+	return cachedSet(string(k1)+"\x00"+v1+"\x00"+string(k2)+"\x00"+v2, func() metric.MeasurementOption {
+		a2 := k2.String(v2)
+		if k2 == KeyPriority {
+			n, _ := strconv.Atoi(v2)
+			a2 = k2.Int(n)
+		}
+		return metric.WithAttributes(k1.String(v1), a2)
+	})
+}
+
+func cachedSet(key string, build func() metric.MeasurementOption) metric.MeasurementOption {
+	if o, ok := cachedSets.Load(key); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := build()
+	if numSets.Load() < maxCachedSets {
+		if _, loaded := cachedSets.LoadOrStore(key, o); !loaded {
+			numSets.Add(1)
+		}
+	}
+	return o
 }
