@@ -185,11 +185,27 @@ func (e *Executor) Run(ctx context.Context) error {
 	// Several fetchers, each asking for at most its share of the slots, so
 	// that several long-polls wait at once: a task queued while one
 	// fetcher is busy with its round trips is taken by another at once.
+	//
+	// Tasks run on a pool of one goroutine per slot rather than a new
+	// goroutine each: a task's goroutine needs a deep stack (wazero, the
+	// RPC clients), and a new one grows it again, copying, for every task.
+	work := make(chan *atfv1.Work)
+	var workers sync.WaitGroup
+	defer func() { close(work); workers.Wait() }()
+	for range e.cfg.Slots {
+		workers.Go(func() {
+			for w := range work {
+				e.execute(w)
+				<-slots
+				tasks.Done()
+			}
+		})
+	}
 	var fetchers sync.WaitGroup
 	n := min(e.cfg.Slots, maxFetchers)
 	share := (e.cfg.Slots + n - 1) / n
 	for range n {
-		fetchers.Go(func() { e.fetchLoop(fetchCtx, slots, share, &tasks) })
+		fetchers.Go(func() { e.fetchLoop(fetchCtx, slots, share, work, &tasks) })
 	}
 	fetchers.Wait()
 
@@ -213,7 +229,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	return nil
 }
 
-func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int, tasks *sync.WaitGroup) {
+func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int, work chan<- *atfv1.Work, tasks *sync.WaitGroup) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// Wait for one free slot, then ask for as many as are free, up to
@@ -260,11 +276,7 @@ func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int
 				break
 			}
 			tasks.Add(1)
-			go func() {
-				defer tasks.Done()
-				defer func() { <-slots }()
-				e.execute(w)
-			}()
+			work <- w // a worker is free: this task holds one of the slots
 		}
 		for range free - min(free, len(res.GetWork())) {
 			<-slots
