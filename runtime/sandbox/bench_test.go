@@ -40,21 +40,26 @@ func benchJob(wasm []byte, payload string) sandbox.Job {
 	}
 }
 
-// BenchmarkRunOverhead is the per-task cost of the command model once the
-// module is compiled: instantiate, run a module that echoes a small
-// payload, collect, close.
+// BenchmarkRunOverhead is the per-task cost once the module is compiled.
+// Command model: instantiate, run a module that echoes a small payload,
+// collect, close. Reactor model (-reactor): take the pooled instance, call
+// atf_handle with the payload, collect, put it back.
 func BenchmarkRunOverhead(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		wasm func(b *testing.B) []byte
+		name    string
+		wasm    func(b *testing.B) []byte
+		payload string
 	}{
-		{"wat", func(b *testing.B) []byte { return testmodules.WAT(b, "hello") }},
-		{"c", func(b *testing.B) []byte { return testmodules.C(b, "echo") }},
-		{"go", func(b *testing.B) []byte { return testmodules.Build(b, "echo") }},
+		{"wat", func(b *testing.B) []byte { return testmodules.WAT(b, "hello") }, `{"name":"Ada"}`},
+		{"c", func(b *testing.B) []byte { return testmodules.C(b, "echo") }, `{"name":"Ada"}`},
+		{"go", func(b *testing.B) []byte { return testmodules.Build(b, "echo") }, `{"name":"Ada"}`},
+		{"wat-reactor", func(b *testing.B) []byte { return testmodules.WAT(b, "reactor") }, `e{"name":"Ada"}`},
+		{"c-reactor", func(b *testing.B) []byte { return testmodules.C(b, "reactorecho") }, `{"name":"Ada"}`},
+		{"go-reactor", func(b *testing.B) []byte { return testmodules.Build(b, "reactorecho") }, `{"name":"Ada"}`},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := benchEngine(b, b.TempDir())
-			job := benchJob(tc.wasm(b), `{"name":"Ada"}`)
+			job := benchJob(tc.wasm(b), tc.payload)
 			if res := e.Run(context.Background(), job); res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
 				b.Fatalf("outcome %s, error %v", res.Outcome, res.Error)
 			}
