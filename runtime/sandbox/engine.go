@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 }
 
 // Close stops every running module, waits for the Runs in flight to end
-// (until ctx is done), closes the pooled reactor instances and frees all
+// (until ctx is done, 10 s at most), closes the pooled reactor instances and frees all
 // compiled code. Runs still in flight end with an error Result.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
@@ -216,20 +217,27 @@ func (e *Engine) Close(ctx context.Context) error {
 		e.closeInstance(inst)
 	}
 	// Runs stop within milliseconds ($stop); one blocked in a host function
-	// that ignores its context is cut short by runtime.Close after ctx.
+	// that ignores its context is cut short by runtime.Close after ctx, or
+	// after closeWait at most.
 	stopped := make(chan struct{})
 	go func() { // ends when the last Run does
 		e.inflight.Wait()
 		close(stopped)
 	}()
+	wait := time.NewTimer(closeWait)
+	defer wait.Stop()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
+	case <-wait.C:
 	}
 	return errors.Join(e.runtime.Close(ctx), e.cache.Close(ctx))
 }
 
 var errClosed = errors.New("sandbox: engine closed")
+
+// closeWait bounds how long Close waits for Runs in flight to stop.
+const closeWait = 10 * time.Second
 
 // enter counts a Run in flight unless the Engine is closed; the Run calls
 // e.inflight.Done when it ends.
