@@ -120,7 +120,7 @@ func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
 	ok := inst.call(rc, job.Payload, &st, e.stackBudget())
 	inst.uses++
 	res := classify(st)
-	if ok && res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS && inst.uses < e.cfg.ReactorMaxUses {
+	if ok && res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS && inst.uses < e.cfg.ReactorMaxUses && !e.evicted(c) {
 		for _, old := range e.pool.put(inst) {
 			e.closeInstance(old)
 		}
@@ -208,6 +208,14 @@ func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget 
 		st.status = true
 	}
 	return true
+}
+
+// evicted reports whether c left the compiled-module cache: its instances
+// are not pooled any more, so that its code can be freed.
+func (e *Engine) evicted(c *compiled) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return c.evicted
 }
 
 // closeInstance closes inst and gives back its reference to the module.

@@ -63,7 +63,8 @@ type Result struct {
 	// whatever the outcome: the executor stores it as the task's logs.
 	Stderr string
 	// MemoryPeakBytes is the largest linear memory the instance reached
-	// (0 when it never started).
+	// (0 when it never started); for a reactor, over the instance's life
+	// so far, not only this task.
 	MemoryPeakBytes uint64
 }
 
