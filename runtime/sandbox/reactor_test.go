@@ -305,7 +305,12 @@ func TestReactorGo(t *testing.T) {
 	wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_EXIT, "exit code 3", "")
 	wantExitCode(t, res, 3)
 	wantOutput(t, b.run(t, b.newJob(wasm, "d")), "d #1")
-	wantOutput(t, b.run(t, b.newJob(wasm, "e")), "e #2")
+	wantOutput(t, b.run(t, b.newJob(wasm, "sleep")), "sleep #2") // the Go scheduler runs inside atf_handle
+	job := b.newJob(wasm, "loop")
+	job.Timeout = 500 * time.Millisecond
+	wantFailure(t, b.run(t, job), atfv1.Outcome_OUTCOME_RETRY, atfv1.ErrorKind_ERROR_KIND_TIMEOUT,
+		"timeout: the module ran longer than 500ms (timeout=500ms)", "timeout=500ms")
+	wantOutput(t, b.run(t, b.newJob(wasm, "e")), "e #1")
 }
 
 func TestReactorC(t *testing.T) {

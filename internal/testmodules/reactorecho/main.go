@@ -3,7 +3,9 @@
 // Command reactorecho is a Go reactor (built with -buildmode=c-shared) on
 // the guest SDK: it answers the payload followed by " #N", N being the
 // tasks this instance has served, so tests see an instance reused. The
-// payloads "fail", "retry", "panic" and "exit" end the task those ways.
+// payloads "fail", "retry", "panic" and "exit" end the task those ways,
+// "loop" never ends, "sleep" sleeps 20 ms (in a goroutine it waits for)
+// before answering.
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/atfhq/atf/sdk/guest"
 )
@@ -29,6 +32,17 @@ func main() {
 			panic("asked to panic")
 		case "exit":
 			os.Exit(3)
+		case "loop":
+			for {
+				served++
+			}
+		case "sleep":
+			done := make(chan struct{})
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				close(done)
+			}()
+			<-done
 		}
 		return fmt.Appendf(payload, " #%d", served), nil
 	})
