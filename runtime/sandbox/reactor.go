@@ -120,7 +120,7 @@ func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
 	ok := inst.call(rc, job.Payload, &st, e.stackBudget())
 	inst.uses++
 	res := classify(st)
-	if ok && res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS && inst.uses < e.cfg.ReactorMaxUses && !e.evicted(c) {
+	if ok && res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS && inst.uses < e.cfg.ReactorMaxUses && !e.evicted(inst.c) {
 		for _, old := range e.pool.put(inst) {
 			e.closeInstance(old)
 		}
