@@ -7,6 +7,8 @@ EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 WASM     := $(foreach e,$(EXAMPLES),examples/$(e)/$(e).wasm)
 WAT_WASM := $(patsubst %.wat,%.wasm,$(wildcard examples/*/*.wat))
 C_WASM   := $(patsubst %.c,%.wasm,$(wildcard examples/*/*.c))
+# Go examples whose main.go has an //atf:reactor line build as reactors.
+REACTORS := $(patsubst examples/%/main.go,%,$(shell grep -lx '//atf:reactor' examples/*/main.go))
 DATA     ?= .data
 LISTEN   ?= 127.0.0.1:8080
 
@@ -17,7 +19,7 @@ all: build examples
 build: ## build bin/atf
 	$(GO) build -o bin/atf ./platform/cmd/atf
 
-examples: $(WASM) $(WAT_WASM) $(C_WASM) ## build the example lambdas (Go: GOOS=wasip1; WAT: wat2wasm; C: clang, lld, wasi-libc)
+examples: $(WASM) $(WAT_WASM) $(C_WASM) ## build the example lambdas (Go: GOOS=wasip1, reactors -buildmode=c-shared; WAT: wat2wasm; C: clang, lld, wasi-libc)
 
 $(WAT_WASM): %.wasm: %.wat
 	wat2wasm $< -o $@
@@ -26,7 +28,7 @@ $(C_WASM): %.wasm: %.c sdk/guest/c/atf.h
 	clang --target=wasm32-wasi -O2 -I sdk/guest/c -o $@ $<
 
 examples/%.wasm: FORCE
-	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./$(dir $@)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(if $(filter $(notdir $(patsubst %/,%,$(dir $@))),$(REACTORS)),-buildmode=c-shared) -o $@ ./$(dir $@)
 
 FORCE:
 

@@ -1,6 +1,11 @@
 // Package testmodules builds the WebAssembly modules that tests run in the
-// sandbox: Go programs under internal/testmodules/<name> (GOOS=wasip1) and
-// hand-written WAT under internal/testmodules/wat.
+// sandbox: Go programs under internal/testmodules/<name> (GOOS=wasip1), C
+// programs under internal/testmodules/c and hand-written WAT under
+// internal/testmodules/wat.
+//
+// A Go or C module whose name starts with "reactor" is built as a reactor
+// (runtime/sandbox/doc.go, "Reactor ABI (v1)"): Go with
+// -buildmode=c-shared, C with -mexec-model=reactor.
 package testmodules
 
 import (
@@ -9,9 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
+
+// IsReactor reports whether the Go or C module name is built as a reactor.
+func IsReactor(name string) bool { return strings.HasPrefix(name, "reactor") }
 
 // dir is the directory of this source file: internal/testmodules.
 var dir = func() string {
@@ -38,7 +47,7 @@ type build struct {
 }
 
 // Build compiles internal/testmodules/<name> with GOOS=wasip1 GOARCH=wasm
-// into a per-process temp dir and returns the .wasm bytes. Results are cached
+// (and -buildmode=c-shared when IsReactor(name)) into a per-process temp dir and returns the .wasm bytes. Results are cached
 // by name for the life of the process; Build is safe for concurrent use. It
 // calls t.Fatal on error.
 func Build(t testing.TB, name string) []byte {
@@ -88,7 +97,11 @@ func cBuild(name string) ([]byte, error) {
 		return nil, fmt.Errorf("testmodules: temp dir: %w", err)
 	}
 	wasm := filepath.Join(out, "c-"+name+".wasm")
-	if msg, err := exec.Command("clang", "--target=wasm32-wasi", "-O2", "-o", wasm, src).CombinedOutput(); err != nil {
+	args := []string{"--target=wasm32-wasi", "-O2", "-o", wasm, src}
+	if IsReactor(name) {
+		args = append(args, "-mexec-model=reactor")
+	}
+	if msg, err := exec.Command("clang", args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("testmodules: clang %s: %v\n%s", name, err, msg)
 	}
 	return os.ReadFile(wasm)
@@ -131,7 +144,11 @@ func goBuild(name string) ([]byte, error) {
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
 	}
-	cmd := exec.Command(goBin, "build", "-o", wasm, ".")
+	args := []string{"build", "-o", wasm}
+	if IsReactor(name) {
+		args = append(args, "-buildmode=c-shared")
+	}
+	cmd := exec.Command(goBin, append(args, ".")...)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {

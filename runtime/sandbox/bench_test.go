@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -21,7 +22,12 @@ import (
 
 func benchEngine(b *testing.B, dir string) *sandbox.Engine {
 	b.Helper()
-	e, err := sandbox.New(context.Background(), sandbox.Config{CompilationCacheDir: dir})
+	return benchEngineConfig(b, sandbox.Config{CompilationCacheDir: dir})
+}
+
+func benchEngineConfig(b *testing.B, cfg sandbox.Config) *sandbox.Engine {
+	b.Helper()
+	e, err := sandbox.New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,21 +46,32 @@ func benchJob(wasm []byte, payload string) sandbox.Job {
 	}
 }
 
-// BenchmarkRunOverhead is the per-task cost of the command model once the
-// module is compiled: instantiate, run a module that echoes a small
-// payload, collect, close.
+// BenchmarkRunOverhead is the per-task cost once the module is compiled.
+// Command model: instantiate, run a module that echoes a small payload,
+// collect, close. Reactor model (-reactor): take the pooled instance, call
+// atf_handle with the payload, collect, put it back; every
+// Config.ReactorMaxUses (1000) tasks the instance is replaced, which the
+// figure includes; go-reactor-reuse never replaces it.
 func BenchmarkRunOverhead(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		wasm func(b *testing.B) []byte
+		name    string
+		wasm    func(b *testing.B) []byte
+		payload string
+		cfg     sandbox.Config
 	}{
-		{"wat", func(b *testing.B) []byte { return testmodules.WAT(b, "hello") }},
-		{"c", func(b *testing.B) []byte { return testmodules.C(b, "echo") }},
-		{"go", func(b *testing.B) []byte { return testmodules.Build(b, "echo") }},
+		{"wat", func(b *testing.B) []byte { return testmodules.WAT(b, "hello") }, `{"name":"Ada"}`, sandbox.Config{}},
+		{"c", func(b *testing.B) []byte { return testmodules.C(b, "echo") }, `{"name":"Ada"}`, sandbox.Config{}},
+		{"go", func(b *testing.B) []byte { return testmodules.Build(b, "echo") }, `{"name":"Ada"}`, sandbox.Config{}},
+		{"wat-reactor", func(b *testing.B) []byte { return testmodules.WAT(b, "reactor") }, `e{"name":"Ada"}`, sandbox.Config{}},
+		{"c-reactor", func(b *testing.B) []byte { return testmodules.C(b, "reactorecho") }, `{"name":"Ada"}`, sandbox.Config{}},
+		{"go-reactor", func(b *testing.B) []byte { return testmodules.Build(b, "reactorecho") }, `{"name":"Ada"}`, sandbox.Config{}},
+		{"go-reactor-reuse", func(b *testing.B) []byte { return testmodules.Build(b, "reactorecho") }, `{"name":"Ada"}`,
+			sandbox.Config{ReactorMaxUses: math.MaxInt}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := benchEngine(b, b.TempDir())
-			job := benchJob(tc.wasm(b), `{"name":"Ada"}`)
+			tc.cfg.CompilationCacheDir = b.TempDir()
+			e := benchEngineConfig(b, tc.cfg)
+			job := benchJob(tc.wasm(b), tc.payload)
 			if res := e.Run(context.Background(), job); res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
 				b.Fatalf("outcome %s, error %v", res.Outcome, res.Error)
 			}

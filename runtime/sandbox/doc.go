@@ -1,5 +1,5 @@
 // Package sandbox validates and runs lambda modules: WebAssembly (WASI
-// preview 1) commands, in wazero.
+// preview 1) commands and reactors, in wazero.
 //
 // # Life of a module
 //
@@ -8,10 +8,13 @@
 // (exports _start) from a reactor (exports _initialize and atf_handle).
 //
 // Task: [Engine.Run] finds the module compiled under Job.SHA256, or loads
-// (Job.Load) and compiles it once, however many Runs ask at the same time.
-// Each Run instantiates the compiled module anonymously with its own stdin,
-// stdout, stderr, environment and memory limit, calls _start, and closes
-// the instance.
+// (Job.Load) and compiles it once, however many Runs ask at the same time;
+// compiled modules stay in an LRU bounded by Config.CompiledCacheBytes
+// (compile.go). For a command, each Run instantiates the compiled module
+// anonymously with its own stdin, stdout, stderr, environment and memory
+// limit, calls _start, and closes the instance. For a reactor, a Run takes
+// an instance from a pool, or instantiates one and runs _initialize, and
+// calls atf_handle (see "Reactor ABI (v1)" below, and reactor.go).
 //
 //	Run ──► compiled? ──no──► Load ► sha256 check ► instrument ► compile (single flight)
 //	         │yes                                        │
@@ -20,6 +23,7 @@
 //	         ▼
 //	      __atf_start (was the start section), _start under the run context
 //	      (timeout, output limit, caller cancel: they set $stop)
+//	      [reactor: pooled instance, or instantiate + _initialize; atf_handle]
 //	         ▼
 //	      classify ► Result
 //
@@ -27,9 +31,10 @@
 //
 // Run never returns a Go error; every ending is a Result (outcome.go):
 //
-//	exit 0                        SUCCESS
-//	exit 75                       RETRY    ERROR_KIND_EXIT
+//	exit 0 / status 0             SUCCESS
+//	exit 75 / status 75           RETRY    ERROR_KIND_EXIT
 //	other exit                    FATAL    ERROR_KIND_EXIT         "exit code N: <last stderr line>"
+//	other reactor status          FATAL    ERROR_KIND_EXIT         "status N: <last stderr line>"
 //	Go panic / fatal error        FATAL    ERROR_KIND_TRAP         "exit code 2: panic: …"
 //	trap                          FATAL    ERROR_KIND_TRAP         "trap: wasm error: unreachable"
 //	call stack over budget        FATAL    ERROR_KIND_TRAP         limit "max_stack_bytes=8388608"
@@ -39,7 +44,11 @@
 //	stderr over MaxLogBytes       FATAL    ERROR_KIND_OUTPUT_LIMIT limit "max_log_bytes=N"
 //	caller cancelled ctx          CANCELLED
 //	Load or sha256 failed         FATAL    ERROR_KIND_INTERNAL
-//	bad module / not a command    FATAL    ERROR_KIND_MODULE
+//	bad module / neither command
+//	nor reactor                   FATAL    ERROR_KIND_MODULE
+//
+// A failure inside a reactor's _initialize is classified the same way, its
+// message prefixed "_initialize: ".
 //
 // # Host modules (atf_v1)
 //
@@ -81,12 +90,25 @@
 // Instances are pooled per (module sha256, memory_mb), _initialize runs
 // once per instance, and an instance is reused for later tasks until a task
 // ends in anything but SUCCESS (error, trap, timeout, cancel, memory limit,
-// output limit, status != 0) or after Config.ReactorMaxUses tasks; then it
-// is closed. A guest must therefore not rely on state surviving between
-// calls, only tolerate it.
+// output limit, status != 0, proc_exit) or after Config.ReactorMaxUses
+// tasks (default 1000); then it is closed. A guest must therefore not rely
+// on state surviving between calls, only tolerate it. _initialize runs
+// under the first task's run context: its time counts against that task's
+// timeout and what it writes goes to that task's stdout and stderr. The
+// pool keeps at most Config.ReactorIdlePerModule idle instances per key
+// (default 8) and Config.ReactorIdleTotal in all (default 32); instances in
+// use are bounded by the Runs in flight. Evicting a module from the
+// compiled-module cache closes its idle instances.
+//
+// Builds: Go, GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared with the
+// guest SDK (sdk/guest exports atf_handle and runs main once to learn the
+// handler); C, clang --target=wasm32-wasi -mexec-model=reactor with an
+// exported atf_handle that reads fd 0 with read(2) (stdio's FILE would
+// keep the first task's EOF).
 //
 // The files follow the concerns: engine.go (runtime, lifecycle),
-// compile.go (compiled-module cache), inspect.go, run.go, instrument.go
+// compile.go (compiled-module cache, LRU), inspect.go, run.go (commands),
+// reactor.go (reactors), pool.go (idle reactor instances), instrument.go
 // (the binary rewrite that makes a module stoppable and bounds its stack),
 // timeout.go (how a running module is stopped), host.go (atf_v1 hooks),
 // limits.go (memory limit), writer.go (bounded stdout and stderr),

@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -47,6 +49,25 @@ type Config struct {
 	// [HostFrom](ctx). Default: none, and Inspect accepts any atf_v1
 	// function import unchecked (it fails when a task instantiates it).
 	HostModules []HostModule
+	// CompiledCacheBytes bounds the compiled modules kept in memory, by an
+	// estimate of 5x the module's size (compile.go); least recently used
+	// modules no Run holds are evicted past it and compiled again (from
+	// CompilationCacheDir when set) when a task needs them. The most
+	// recently used module is always kept. Default 256 MiB (about 20 Go
+	// modules of 2.5 MB).
+	CompiledCacheBytes int64
+
+	// ReactorMaxUses is how many tasks a reactor instance serves before it
+	// is closed and a fresh one instantiated (a bound on leaks the guest
+	// carries from task to task). Default 1000.
+	ReactorMaxUses int
+	// ReactorIdlePerModule bounds the idle reactor instances kept per
+	// (module, memory_mb); default 8, the executor's default slot count.
+	ReactorIdlePerModule int
+	// ReactorIdleTotal bounds the idle reactor instances kept in all; the
+	// least recently used goes first. Default 32. Instances in use are
+	// bounded by the Runs in flight, not by the pool.
+	ReactorIdleTotal int
 }
 
 // HostModule registers one host module on r, typically
@@ -59,6 +80,11 @@ const (
 	defaultStderrTailBytes = 4 << 10
 	defaultMaxStackBytes   = 8 << 20
 	defaultMaxLogBytes     = 16 << 20
+
+	defaultCompiledCacheBytes   = 256 << 20
+	defaultReactorMaxUses       = 1000
+	defaultReactorIdlePerModule = 8
+	defaultReactorIdleTotal     = 32
 )
 
 func (c Config) withDefaults() Config {
@@ -73,6 +99,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StderrTailBytes <= 0 {
 		c.StderrTailBytes = defaultStderrTailBytes
+	}
+	if c.CompiledCacheBytes <= 0 {
+		c.CompiledCacheBytes = defaultCompiledCacheBytes
+	}
+	if c.ReactorMaxUses <= 0 {
+		c.ReactorMaxUses = defaultReactorMaxUses
+	}
+	if c.ReactorIdlePerModule <= 0 {
+		c.ReactorIdlePerModule = defaultReactorIdlePerModule
+	}
+	if c.ReactorIdleTotal <= 0 {
+		c.ReactorIdleTotal = defaultReactorIdleTotal
 	}
 	return c
 }
@@ -97,9 +135,20 @@ type Engine struct {
 	closing   context.Context
 	closeRuns context.CancelFunc
 
+	// pool holds idle reactor instances (pool.go).
+	pool *pool
+	// inflight counts Runs past their closed check; Close waits for them
+	// before it closes the runtime under them.
+	inflight sync.WaitGroup
+
 	mu       sync.Mutex
 	closed   bool
-	compiled map[string]*compileCall
+	compiled map[string]*compiled // cached or being compiled, by SHA-256
+	// lru orders the cached modules, most recently used at the front;
+	// cachedBytes is the sum of their estimated sizes.
+	lru         *list.List
+	cachedBytes int64
+	evictions   int64
 }
 
 // New returns an Engine with the WASI preview 1 host module ready.
@@ -139,7 +188,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		cache:     cache,
 		runtime:   r,
 		wasi:      r.Module(wasiModule).ExportedFunctionDefinitions(),
-		compiled:  map[string]*compileCall{},
+		compiled:  map[string]*compiled{},
+		lru:       list.New(),
+		pool:      newPool(cfg.ReactorIdlePerModule, cfg.ReactorIdleTotal),
 	}
 	if m := r.Module(atfModule); m != nil {
 		e.atf = m.ExportedFunctionDefinitions()
@@ -147,8 +198,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops every running module and frees all compiled code. Runs still
-// in flight end with an error Result.
+// Close stops every running module, waits for the Runs in flight to end
+// (until ctx is done, 10 s at most), closes the pooled reactor instances and frees all
+// compiled code. Runs still in flight end with an error Result.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -156,13 +208,48 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
-	e.compiled = map[string]*compileCall{}
+	e.compiled = map[string]*compiled{}
+	e.lru.Init()
+	e.cachedBytes = 0
 	e.mu.Unlock()
 	e.closeRuns()
+	for _, inst := range e.pool.close() {
+		e.closeInstance(inst)
+	}
+	// Runs stop within milliseconds ($stop); one blocked in a host function
+	// that ignores its context is cut short by runtime.Close after ctx, or
+	// after closeWait at most.
+	stopped := make(chan struct{})
+	go func() { // ends when the last Run does
+		e.inflight.Wait()
+		close(stopped)
+	}()
+	wait := time.NewTimer(closeWait)
+	defer wait.Stop()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+	case <-wait.C:
+	}
 	return errors.Join(e.runtime.Close(ctx), e.cache.Close(ctx))
 }
 
 var errClosed = errors.New("sandbox: engine closed")
+
+// closeWait bounds how long Close waits for Runs in flight to stop.
+const closeWait = 10 * time.Second
+
+// enter counts a Run in flight unless the Engine is closed; the Run calls
+// e.inflight.Done when it ends.
+func (e *Engine) enter() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.inflight.Add(1)
+	return true
+}
 
 // stackBudget is the initial $budget of instrumented modules.
 func (e *Engine) stackBudget() int32 {

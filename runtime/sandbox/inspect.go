@@ -92,7 +92,7 @@ func (e *Engine) Inspect(ctx context.Context, wasm []byte) (Info, error) {
 	sum := sha256.Sum256(wasm)
 	info := Info{SHA256: hex.EncodeToString(sum[:]), ABI: abi, Imports: imports}
 	if e.cfg.KeepInspected {
-		keep = e.keepCompiled(info.SHA256, mod)
+		keep = e.keepCompiled(info.SHA256, mod, compiledSize(wasm))
 	}
 	return info, nil
 }
@@ -141,15 +141,15 @@ func (e *Engine) checkImports(mod wazero.CompiledModule) ([]string, error) {
 	var reasons []string
 	if len(foreign) > 0 {
 		reasons = append(reasons, fmt.Sprintf("module imports %s, which atf does not offer: a lambda may import only from %s and %s",
-			list(foreign), wasiModule, atfModule))
+			nameList(foreign), wasiModule, atfModule))
 	}
 	if len(badWASI) > 0 {
 		reasons = append(reasons, fmt.Sprintf("module imports %s, which WASI preview 1 does not define with that signature: build for wasip1 (GOOS=wasip1, or clang --target=wasm32-wasi)",
-			list(badWASI)))
+			nameList(badWASI)))
 	}
 	if len(badATF) > 0 {
 		reasons = append(reasons, fmt.Sprintf("module imports %s, which %s does not define with that signature: build against the guest SDK of this atf version (sdk/guest/ABI.md)",
-			list(badATF), atfModule))
+			nameList(badATF), atfModule))
 	}
 	if len(reasons) > 0 {
 		return nil, &InvalidModuleError{Reason: strings.Join(reasons, "; ")}
@@ -166,24 +166,46 @@ func has(host map[string]api.FunctionDefinition, f api.FunctionDefinition) bool 
 	return ok && slices.Equal(def.ParamTypes(), f.ParamTypes()) && slices.Equal(def.ResultTypes(), f.ResultTypes())
 }
 
-// list renders names as "a", "a and b" or "a, b and c".
-func list(names []string) string {
+// nameList renders names as "a", "a and b" or "a, b and c".
+func nameList(names []string) string {
 	if len(names) == 1 {
 		return names[0]
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// moduleABI tells a command from a reactor.
+// moduleABI tells a command from a reactor (doc.go, "Reactor ABI (v1)").
 func moduleABI(mod wazero.CompiledModule) (atfv1.Abi, error) {
 	exports := mod.ExportedFunctions()
 	if _, ok := exports["_start"]; ok {
 		return atfv1.Abi_ABI_COMMAND, nil
 	}
-	if _, ok := exports["_initialize"]; ok && len(exports) > 1 {
+	i32 := []api.ValueType{api.ValueTypeI32}
+	if init, ok := exports[initializeExport]; ok {
+		h, ok := exports[handleExport]
+		switch {
+		case !ok:
+			return atfv1.Abi_ABI_UNSPECIFIED, invalid("module exports _initialize but not atf_handle: a reactor must export atf_handle(payload_len i32) -> i32 (sdk/guest/ABI.md); or build a command (no -buildmode=c-shared, or clang without -mexec-model=reactor)")
+		case !slices.Equal(h.ParamTypes(), i32) || !slices.Equal(h.ResultTypes(), i32):
+			return atfv1.Abi_ABI_UNSPECIFIED, invalid("module exports atf_handle%s; a reactor's must be atf_handle(payload_len i32) -> i32 (sdk/guest/ABI.md)", signature(h))
+		case len(init.ParamTypes()) != 0 || len(init.ResultTypes()) != 0:
+			return atfv1.Abi_ABI_UNSPECIFIED, invalid("module exports _initialize%s; it must take and return nothing", signature(init))
+		}
 		return atfv1.Abi_ABI_REACTOR, nil
 	}
-	return atfv1.Abi_ABI_UNSPECIFIED, invalid("module does not export _start: atf runs WASI commands (build with GOOS=wasip1, or clang --target=wasm32-wasi)")
+	return atfv1.Abi_ABI_UNSPECIFIED, invalid("module exports neither _start (a WASI command) nor _initialize and atf_handle (a reactor): build with GOOS=wasip1 (add -buildmode=c-shared for a reactor), or clang --target=wasm32-wasi")
+}
+
+// signature renders f's type as "(i32, i64) -> (i32)".
+func signature(f api.FunctionDefinition) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return names(f.ParamTypes()) + " -> " + names(f.ResultTypes())
 }
 
 // oneLine returns the first line of s.

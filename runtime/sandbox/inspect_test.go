@@ -68,7 +68,9 @@ func TestInspectRefuses(t *testing.T) {
 			"module imports env.bar and env.foo, which atf does not offer: a lambda may import only from wasi_snapshot_preview1 and atf_v1; " +
 				"module imports wasi_snapshot_preview1.no_such_call, which WASI preview 1 does not define with that signature: build for wasip1 (GOOS=wasip1, or clang --target=wasm32-wasi)"},
 		{"no _start", func(t *testing.T) []byte { return testmodules.WAT(t, "nostart") },
-			"module does not export _start: atf runs WASI commands (build with GOOS=wasip1, or clang --target=wasm32-wasi)"},
+			"module exports neither _start (a WASI command) nor _initialize and atf_handle (a reactor): build with GOOS=wasip1 (add -buildmode=c-shared for a reactor), or clang --target=wasm32-wasi"},
+		{"reactor without atf_handle", func(t *testing.T) []byte { return testmodules.WAT(t, "badreactor") },
+			"module exports _initialize but not atf_handle: a reactor must export atf_handle(payload_len i32) -> i32 (sdk/guest/ABI.md); or build a command (no -buildmode=c-shared, or clang without -mexec-model=reactor)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := b.engine.Inspect(context.Background(), tc.wasm(t))

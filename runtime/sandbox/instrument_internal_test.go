@@ -57,7 +57,7 @@ func TestInstrumentedSpinStops(t *testing.T) {
 // FuzzInstrument: instrument never panics, and when wazero accepts the
 // original module it accepts the instrumented one.
 func FuzzInstrument(f *testing.F) {
-	for _, name := range []string{"spin", "hello", "recurse", "reactor", "bigmem", "oob", "unreachable", "startloop", "callspin", "manyimports", "nostart"} {
+	for _, name := range []string{"spin", "hello", "recurse", "reactor", "badreactor", "reactorhost", "reactorinitloop", "bigmem", "oob", "unreachable", "startloop", "callspin", "manyimports", "nostart"} {
 		out := filepath.Join(f.TempDir(), name+".wasm")
 		if err := exec.Command("wat2wasm", "../../internal/testmodules/wat/"+name+".wat", "-o", out).Run(); err != nil {
 			continue

@@ -44,6 +44,13 @@ func (l *memoryLimit) Allocate(capBytes, maxBytes uint64) experimental.LinearMem
 	return &linearMemory{limit: l}
 }
 
+// resetCall forgets a refused request before a reactor instance's next
+// task; the peak stays the instance's.
+func (l *memoryLimit) resetCall() {
+	l.hit.Store(false)
+	l.requested.Store(0)
+}
+
 // Hit reports whether the module asked for memory beyond the limit.
 func (l *memoryLimit) Hit() bool { return l.hit.Load() }
 

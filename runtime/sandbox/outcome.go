@@ -25,9 +25,12 @@ type runState struct {
 	maxLog   int
 	maxStack int
 	stackHit bool // the call-stack budget ran out
-	mem      *memoryLimit
-	stdout   *outputWriter
-	stderr   *tailWriter
+	// status: err is a reactor's non-zero atf_handle status as an
+	// ExitError, named "status N" rather than "exit code N".
+	status bool
+	mem    *memoryLimit
+	stdout *outputWriter
+	stderr *tailWriter
 }
 
 // classify turns how a run ended into a Result. The order matters:
@@ -101,6 +104,9 @@ func classify(s runState) Result {
 
 	case isExit:
 		msg := fmt.Sprintf("exit code %d", code)
+		if s.status {
+			msg = statusMessage(code)
+		}
 		kind := atfv1.ErrorKind_ERROR_KIND_EXIT
 		outcome := atfv1.Outcome_OUTCOME_FATAL
 		if crash := s.stderr.CrashLine(); code == 2 && crash != "" {

@@ -63,13 +63,15 @@ type Result struct {
 	// whatever the outcome: the executor stores it as the task's logs.
 	Stderr string
 	// MemoryPeakBytes is the largest linear memory the instance reached
-	// (0 when it never started).
+	// (0 when it never started); for a reactor, over the instance's life
+	// so far, not only this task.
 	MemoryPeakBytes uint64
 }
 
-// Run runs job's module as a WASI command. It never panics and never
-// returns a Go error: every failure is a Result. When ctx is cancelled the
-// module is stopped at once and the Result is OUTCOME_CANCELLED.
+// Run runs job's module: a WASI command in a fresh instance, a reactor in
+// a pooled one (reactor.go). It never panics and never returns a Go error:
+// every failure is a Result. When ctx is cancelled the module is stopped at
+// once and the Result is OUTCOME_CANCELLED.
 func (e *Engine) Run(ctx context.Context, job Job) (res Result) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -83,8 +85,12 @@ func (e *Engine) Run(ctx context.Context, job Job) (res Result) {
 	if ctx.Err() != nil {
 		return cancelled(ctx)
 	}
+	if !e.enter() {
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, errClosed.Error())
+	}
+	defer e.inflight.Done()
 
-	compiled, err := e.compiledModule(ctx, job)
+	c, err := e.acquire(ctx, job)
 	if err != nil {
 		var modErr *moduleError
 		switch {
@@ -96,20 +102,37 @@ func (e *Engine) Run(ctx context.Context, job Job) (res Result) {
 			return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
 		}
 	}
-	switch abi, _ := moduleABI(compiled); abi {
-	case atfv1.Abi_ABI_COMMAND:
-	case atfv1.Abi_ABI_REACTOR:
-		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
-			"module is a reactor (exports _initialize, no _start): atf runs only WASI commands for now; build a command (GOOS=wasip1, or clang --target=wasm32-wasi)")
-	default:
-		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
-			"module does not export _start: atf runs WASI commands (build with GOOS=wasip1, or clang --target=wasm32-wasi)")
-	}
+	defer e.release(c, true)
 
 	start := time.Now()
-	res = e.runCommand(ctx, compiled, job)
+	switch c.abi {
+	case atfv1.Abi_ABI_COMMAND:
+		res = e.runCommand(ctx, c.mod, job)
+	case atfv1.Abi_ABI_REACTOR:
+		res = e.runReactor(ctx, c, job)
+	default:
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE, c.abiErr.Error())
+	}
 	res.Duration = time.Since(start)
 	return res
+}
+
+// newRunState is the per-task part of a run: limits, stdout and stderr
+// (whose limits stop rc).
+func (e *Engine) newRunState(job Job, rc *runContext) runState {
+	st := runState{
+		timeout:  job.Timeout,
+		memoryMB: job.MemoryMB,
+		maxOut:   cmp.Or(max(job.MaxOutputBytes, 0), e.cfg.MaxOutputBytes),
+		maxLog:   cmp.Or(max(job.MaxLogBytes, 0), e.cfg.MaxLogBytes),
+		maxStack: e.cfg.MaxStackBytes,
+		stderr:   newTailWriter(e.cfg.StderrTailBytes),
+	}
+	st.stdout = &outputWriter{limit: st.maxOut}
+	st.stderr.limit = int64(st.maxLog)
+	st.stderr.onLimit = func() { rc.Stop(errLogLimit) }
+	st.stdout.onLimit = func() { rc.Stop(errOutputLimit) }
+	return st
 }
 
 // runCommand instantiates compiled for one task and calls _start.
@@ -117,43 +140,19 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 	rc := newRunContext(withJob(ctx, job), job.Timeout)
 	defer rc.release()
 
-	st := runState{
-		timeout:  job.Timeout,
-		memoryMB: job.MemoryMB,
-		maxOut:   cmp.Or(max(job.MaxOutputBytes, 0), e.cfg.MaxOutputBytes),
-		maxLog:   cmp.Or(max(job.MaxLogBytes, 0), e.cfg.MaxLogBytes),
-		mem:      newMemoryLimit(job.MemoryMB),
-		stderr:   newTailWriter(e.cfg.StderrTailBytes),
-	}
-	st.stdout = &outputWriter{limit: st.maxOut}
-	st.stderr.limit = int64(st.maxLog)
-	st.stderr.onLimit = func() { rc.Stop(errLogLimit) }
-	st.stdout.onLimit = func() { rc.Stop(errOutputLimit) }
+	st := e.newRunState(job, rc)
+	st.mem = newMemoryLimit(job.MemoryMB)
 	defer context.AfterFunc(e.closing, func() { rc.Stop(errClosed) })()
 
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st, rc))
 	if err != nil {
-		var initMem *initialMemoryError
-		switch {
-		case errors.As(err, &initMem):
-			r := failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MEMORY_LIMIT,
-				fmt.Sprintf("memory limit hit: memory_mb=%d (%s)", job.MemoryMB, initMem.Error()))
-			r.Error.Limit = fmt.Sprintf("memory_mb=%d", job.MemoryMB)
-			return r
-		case rc.Err() != nil:
-			st.err, st.cause = err, rc.Cause()
-			return classify(st)
-		default:
-			return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
-				"instantiate module: "+err.Error())
-		}
+		return instantiateFailure(err, job, st, rc)
 	}
 	defer mod.Close(context.WithoutCancel(ctx))
 	g, err := newGuard(mod)
 	if err != nil {
 		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
 	}
-	st.maxStack = e.cfg.MaxStackBytes
 
 	disarm := g.arm(rc)
 	if start := mod.ExportedFunction(startExport); start != nil {
@@ -166,6 +165,24 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 	st.cause = rc.Cause()
 	st.stackHit = g.stackExhausted()
 	return classify(st)
+}
+
+// instantiateFailure classifies an error of instantiate.
+func instantiateFailure(err error, job Job, st runState, rc *runContext) Result {
+	var initMem *initialMemoryError
+	switch {
+	case errors.As(err, &initMem):
+		r := failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MEMORY_LIMIT,
+			fmt.Sprintf("memory limit hit: memory_mb=%d (%s)", job.MemoryMB, initMem.Error()))
+		r.Error.Limit = fmt.Sprintf("memory_mb=%d", job.MemoryMB)
+		return r
+	case rc.Err() != nil:
+		st.err, st.cause = err, rc.Cause()
+		return classify(st)
+	default:
+		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
+			"instantiate module: "+err.Error())
+	}
 }
 
 // instantiate instantiates compiled without running any start function,

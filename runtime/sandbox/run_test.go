@@ -398,10 +398,10 @@ func TestRunHostSideFailures(t *testing.T) {
 		wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
 			`not a WebAssembly module: the upload does not start with the \0asm magic number; upload the .wasm file your compiler produced`, "")
 	})
-	t.Run("reactor", func(t *testing.T) {
-		res := b.run(t, b.newJob(testmodules.WAT(t, "reactor"), ""))
+	t.Run("reactor without atf_handle", func(t *testing.T) {
+		res := b.run(t, b.newJob(testmodules.WAT(t, "badreactor"), ""))
 		wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_MODULE,
-			"module is a reactor (exports _initialize, no _start): atf runs only WASI commands for now; build a command (GOOS=wasip1, or clang --target=wasm32-wasi)", "")
+			"module exports _initialize but not atf_handle: a reactor must export atf_handle(payload_len i32) -> i32 (sdk/guest/ABI.md); or build a command (no -buildmode=c-shared, or clang without -mexec-model=reactor)", "")
 	})
 	t.Run("bad import", func(t *testing.T) {
 		res := b.run(t, b.newJob(testmodules.WAT(t, "badimport"), ""))

@@ -122,3 +122,12 @@ func (g guard) arm(ctx context.Context) (disarm func()) {
 // stackExhausted reports whether the module ran out of call-stack budget.
 // Call it only when no guest code runs.
 func (g guard) stackExhausted() bool { return int32(uint32(g.budget.Get())) < 0 }
+
+// reset prepares a reused instance for its next call: $stop cleared (a stop
+// may have fired just as the last call returned) and $budget full.
+func (g guard) reset(budget int32) {
+	g.stop.Set(0)
+	if b, ok := g.budget.(api.MutableGlobal); ok {
+		b.Set(uint64(uint32(budget)))
+	}
+}

@@ -13,6 +13,19 @@
 // (the task is retried with backoff). The handler's context is cancelled
 // once [Progress] learns that the task was cancelled.
 //
+// The same program builds as a reactor, which atf instantiates once and
+// calls per task (a few µs per task instead of ~7 ms of Go runtime start):
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o my.wasm .
+//
+// Then Go does not run main by itself; the package's exported atf_handle
+// runs it on the first task, Handle registers the handler and returns, and
+// each task calls the handler with the same payload, output and error
+// rules (a status instead of an exit code). Keep main to calling Handle.
+// State in package variables survives from task to task on one instance
+// (tolerate it, do not rely on it), and TaskID is empty. See ABI.md,
+// "Reactors", and reactor.go.
+//
 // The rest of the package wraps the atf_v1 host functions (ABI.md):
 // logging ([Log], [Infof] …), [Progress], tracing spans ([StartSpan]),
 // outbound HTTP ([Transport], [Client]) to the lambda's allowed_hosts, a

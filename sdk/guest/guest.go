@@ -19,12 +19,23 @@ const (
 	exitRetry = 75 // EX_TEMPFAIL
 )
 
-// Handle runs h as a WASI command (the default model): it reads the
-// payload from stdin, calls h, writes its output to stdout and exits: 0 on
-// success, 75 when the error is a [Retry], 1 on any other error (the error
-// is written to stderr, where atf keeps its last line as the task's
-// error). It does not return.
+// Handle runs h for the task.
+//
+// In a command (the default model, built with GOOS=wasip1 GOARCH=wasm) it
+// reads the payload from stdin, calls h, writes its output to stdout and
+// exits: 0 on success, 75 when the error is a [Retry], 1 on any other error
+// (the error is written to stderr, where atf keeps its last line as the
+// task's error). It does not return.
+//
+// In a reactor (built with -buildmode=c-shared as well; reactor.go) it
+// registers h and returns: main should then return too. atf calls h once
+// per task, on an instance it reuses, with the same payload, output and
+// status rules.
 func Handle(h Handler) {
+	if inReactor {
+		reactorHandler = h
+		return
+	}
 	os.Exit(run(h, os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -49,30 +60,44 @@ func run(h Handler, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// call runs h with the task context; a panic is a fatal error.
+// call runs h with a fresh task context; a panic is a fatal error.
 func call(h Handler, payload []byte) (out []byte, err error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	setCancelTask(cancel)
 	defer func() {
+		setCancelTask(nil)
+		cancel(nil)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
 		}
 	}()
-	return h(taskContext(), payload)
+	return h(ctx, payload)
 }
 
 var (
-	ctxOnce   sync.Once
-	ctx       context.Context
-	cancelCtx context.CancelCauseFunc
+	cancelMu   sync.Mutex
+	cancelTask context.CancelCauseFunc // the running handler's, nil between tasks
 )
+
+func setCancelTask(cancel context.CancelCauseFunc) {
+	cancelMu.Lock()
+	cancelTask = cancel
+	cancelMu.Unlock()
+}
+
+// cancelRunning cancels the running handler's context with ErrCancelled.
+func cancelRunning() {
+	cancelMu.Lock()
+	cancel := cancelTask
+	cancelMu.Unlock()
+	if cancel != nil {
+		cancel(ErrCancelled)
+	}
+}
 
 // ErrCancelled is the cause of the handler's context when the task was
 // cancelled.
 var ErrCancelled = errors.New("atf: task cancelled")
-
-func taskContext() context.Context {
-	ctxOnce.Do(func() { ctx, cancelCtx = context.WithCancelCause(context.Background()) })
-	return ctx
-}
 
 // retryError marks an error as retriable.
 type retryError struct{ err error }
@@ -96,7 +121,8 @@ func IsRetry(err error) bool {
 }
 
 // TaskID is the running task's id (ATF_TASK_ID), Lambda its lambda
-// (ATF_LAMBDA).
+// (ATF_LAMBDA). In a reactor the WASI environment holds only ATF_LAMBDA,
+// so TaskID returns "" there.
 func TaskID() string { return os.Getenv("ATF_TASK_ID") }
 
 // Lambda is the running lambda's name.

@@ -47,3 +47,55 @@ func TestErrors(t *testing.T) {
 		t.Error("Progress cancelled natively")
 	}
 }
+
+func TestHandleTaskReactor(t *testing.T) {
+	defer func() { inReactor, reactorHandler = false, nil }()
+	mains := 0
+	main := func() {
+		mains++
+		Handle(func(ctx context.Context, p []byte) ([]byte, error) {
+			if string(p) == "fail" {
+				return nil, errors.New("failed")
+			}
+			return append([]byte("got "), p...), nil
+		})
+	}
+	for _, c := range []struct {
+		in, out, err string
+		code         int
+	}{{"a", "got a", "", 0}, {"fail", "", "failed\n", 1}, {"b", "got b", "", 0}} {
+		var out, errOut bytes.Buffer
+		code := handleTask(main, strings.NewReader(c.in), &out, &errOut)
+		if code != c.code || out.String() != c.out || errOut.String() != c.err {
+			t.Errorf("%s: code %d out %q err %q; want %d %q %q", c.in, code, out.String(), errOut.String(), c.code, c.out, c.err)
+		}
+	}
+	if mains != 1 {
+		t.Errorf("main ran %d times, want 1", mains)
+	}
+}
+
+func TestHandleTaskWithoutHandle(t *testing.T) {
+	defer func() { inReactor, reactorHandler = false, nil }()
+	var out, errOut bytes.Buffer
+	if code := handleTask(func() {}, strings.NewReader(""), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "without calling guest.Handle") {
+		t.Errorf("code %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestProgressCancelsOnlyTheRunningTask(t *testing.T) {
+	var seen context.Context
+	h := func(ctx context.Context, p []byte) ([]byte, error) {
+		seen = ctx
+		return nil, nil
+	}
+	run(h, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	cancelRunning() // between tasks: nothing to cancel
+	if seen.Err() == nil {
+		t.Error("a finished task's context is still live")
+	}
+	run(h, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	if context.Cause(seen) == ErrCancelled {
+		t.Error("the next task started cancelled")
+	}
+}

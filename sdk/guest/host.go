@@ -39,8 +39,7 @@ func Progress(percent int) (cancelled bool) {
 		return false
 	}
 	if hostProgress(int32(percent)) == 1 {
-		taskContext()
-		cancelCtx(ErrCancelled)
+		cancelRunning()
 		return true
 	}
 	return false

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,20 @@ func Build(t testing.TB, pkg string) []byte {
 	return load(t, pkg).wasm
 }
 
+// BuildReactor is Build with -buildmode=c-shared: a reactor (_initialize
+// and atf_handle, runtime/sandbox/doc.go), which Run cannot run; run it
+// with runtime/sandbox.
+func BuildReactor(t testing.TB, pkg string) []byte {
+	t.Helper()
+	v, _ := builds.LoadOrStore("reactor:"+pkg, new(build))
+	b := v.(*build)
+	b.once.Do(func() { b.err = b.build(t.TempDir(), pkg, "-buildmode=c-shared") })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.wasm
+}
+
 func load(t testing.TB, pkg string) *build {
 	t.Helper()
 	v, _ := builds.LoadOrStore(pkg, new(build))
@@ -68,18 +83,22 @@ func load(t testing.TB, pkg string) *build {
 	return b
 }
 
-func (b *build) build(dir, pkg string) error {
+func (b *build) build(dir, pkg string, flags ...string) error {
 	out := filepath.Join(dir, "lambda.wasm")
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", out, pkg)...)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("GOOS=wasip1 GOARCH=wasm go build %s: %v\n%s", pkg, err, stderr.Bytes())
+		return fmt.Errorf("GOOS=wasip1 GOARCH=wasm go build %s %s: %v\n%s", strings.Join(flags, " "), pkg, err, stderr.Bytes())
 	}
 	wasm, err := os.ReadFile(out)
 	if err != nil {
 		return err
+	}
+	if len(flags) > 0 {
+		b.wasm = wasm
+		return nil
 	}
 	ctx := context.Background()
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,8 +25,10 @@ import (
 	"github.com/atfhq/atf/internal/testmodules"
 )
 
-// buildExample builds examples/<name> for wasip1 (Go), or from its
-// <name>.wat or <name>.c, and returns the module.
+// buildExample builds examples/<name> for wasip1 (Go; a reactor with
+// -buildmode=c-shared when main.go has an //atf:reactor line, as the
+// Makefile does), or from its <name>.wat or <name>.c, and returns the
+// module.
 func buildExample(t *testing.T, name string) []byte {
 	t.Helper()
 	src := filepath.Join("..", "..", "..", "examples", name)
@@ -33,7 +36,11 @@ func buildExample(t *testing.T, name string) []byte {
 	var cmd *exec.Cmd
 	switch {
 	case exists(filepath.Join(src, "main.go")):
-		cmd = exec.Command("go", "build", "-o", out, "./"+src)
+		args := []string{"build", "-o", out}
+		if slices.Contains(strings.Split(string(readExample(t, name, "main.go")), "\n"), "//atf:reactor") {
+			args = append(args, "-buildmode=c-shared")
+		}
+		cmd = exec.Command("go", append(args, "./"+src)...)
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	case exists(filepath.Join(src, name+".wat")):
 		needTool(t, "wat2wasm", "wabt")
@@ -131,6 +138,26 @@ func TestExampleLambdas(t *testing.T) {
 		}
 		if got := succeed(t, p, "cvisits", []byte("Bob")); string(got.GetOutput()) != "Bob visit #1\n" {
 			t.Errorf("another key: %q", got.GetOutput())
+		}
+	})
+	t.Run("reverse (Go SDK, reactor)", func(t *testing.T) {
+		l := deploy(t, p, "reverse", buildExample(t, "reverse"), "")
+		if l.GetAbi() != atfv1.Abi_ABI_REACTOR {
+			t.Fatalf("abi %s, want ABI_REACTOR", l.GetAbi())
+		}
+		want := readExample(t, "reverse", "testdata/lines.golden")
+		for range 3 {
+			got := succeed(t, p, "reverse", readExample(t, "reverse", "testdata/lines.txt"))
+			if !bytes.Equal(got.GetOutput(), want) {
+				t.Errorf("output %q, want %q", got.GetOutput(), want)
+			}
+		}
+		got := finish(t, p, schedule(t, p, "reverse", []byte("a\xffb")).GetId(), 60*time.Second)
+		if got.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE || got.GetError().GetMessage() != "status 1: payload is not valid UTF-8 text" {
+			t.Errorf("invalid payload: state %s, error %v", got.GetState(), got.GetError())
+		}
+		if got := succeed(t, p, "reverse", []byte("ab")); string(got.GetOutput()) != "ba" {
+			t.Errorf("after a failure: output %q", got.GetOutput())
 		}
 	})
 	t.Run("crawl (Go SDK: HTTP, KV, follow-up)", func(t *testing.T) {
