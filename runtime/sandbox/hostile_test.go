@@ -26,6 +26,7 @@ func TestRunHostileTimeouts(t *testing.T) {
 		{"wat empty loop", func(t *testing.T) []byte { return testmodules.WAT(t, "spin") }, ""},
 		{"loop in the start section", func(t *testing.T) []byte { return testmodules.WAT(t, "startloop") }, ""},
 		{"calls without a loop", func(t *testing.T) []byte { return testmodules.WAT(t, "callspin") }, ""},
+		{"exponential calls, no loop, no recursion", func(t *testing.T) []byte { return testmodules.WAT(t, "dagspin") }, ""},
 		{"sleep in poll_oneoff past the deadline", func(t *testing.T) []byte { return testmodules.Build(t, "sleep") }, "60000"},
 		{"c cpu loop", func(t *testing.T) []byte { return testmodules.C(t, "xorshift") }, "100000000000"},
 	} {
