@@ -3,7 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"io"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -97,6 +101,62 @@ func BenchmarkCallBound(b *testing.B) {
 				}
 				mod.Close(ctx)
 			}
+		})
+	}
+}
+
+// BenchmarkInterleavedRatio runs plain and instrumented modules
+// alternately, one run each per round, and reports instrumented/plain of
+// the fastest runs (min-ratio) and of the medians (median-ratio): on a
+// shared, loaded machine the fastest run of each is the steadiest figure,
+// and interleaving exposes both to the same load.
+//
+//	go test -run '^$' -bench InterleavedRatio -benchtime 60x ./runtime/sandbox
+func BenchmarkInterleavedRatio(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		wasm  func(b *testing.B) []byte
+		stdin string
+	}{
+		{"CallBound", func(b *testing.B) []byte { return watFile(b, "fib") }, ""},
+		{"CPUBound", func(b *testing.B) []byte { return testmodules.C(b, "xorshift") }, "30000000"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			r := wazero.NewRuntime(ctx)
+			defer r.Close(ctx)
+			wasi_snapshot_preview1.MustInstantiate(ctx, r)
+			wasm := tc.wasm(b)
+			ins, err := instrument(wasm, 1<<19)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var compiled [2]wazero.CompiledModule
+			for i, w := range [][]byte{wasm, ins.wasm} {
+				if compiled[i], err = r.CompileModule(ctx, w); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var times [2][]time.Duration
+			for b.Loop() {
+				for i, c := range compiled {
+					cfg := wazero.NewModuleConfig().WithName("").WithStdin(strings.NewReader(tc.stdin)).WithStdout(io.Discard)
+					start := time.Now()
+					mod, err := r.InstantiateModule(ctx, c, cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					times[i] = append(times[i], time.Since(start))
+					mod.Close(ctx)
+				}
+			}
+			for i := range times {
+				slices.Sort(times[i])
+			}
+			mid := len(times[0]) / 2
+			b.ReportMetric(float64(times[0][0].Microseconds())/1000, "plain-min-ms")
+			b.ReportMetric(float64(times[1][0])/float64(times[0][0]), "min-ratio")
+			b.ReportMetric(float64(times[1][mid])/float64(times[0][mid]), "median-ratio")
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -13,25 +14,30 @@ import (
 //
 // Before compiling, the module's binary is rewritten (instrument):
 //
-//   - two mutable i32 globals are appended and exported:
-//     stopGlobal (0; the host sets it to 1 to stop the module) and
-//     budgetGlobal (the remaining call-stack budget);
-//   - every loop body starts with
-//     global.get $stop  if  unreachable  end
-//     so a running loop traps at its next iteration once the host sets
-//     $stop, at the cost of one load and one predicted branch;
-//   - every function body starts with the same check (recursion without
-//     loops) and charges its frame weight (4 + params + locals) to $budget,
-//     trapping when it goes negative; the body is wrapped in a block and
-//     each `return` becomes a branch to that block, after which the weight
-//     is given back. This bounds the call stack wazero grows on the Go heap
-//     (up to 400 MB otherwise) by Config.MaxStackBytes;
+//   - three mutable i32 globals are appended: $stop (0; the host sets it
+//     to 1 to stop the module) and $budget (the remaining call-stack
+//     budget), both exported, and $fuel (calls left before the next visit
+//     to Go);
+//   - every loop head counts down a local $f (set to loopPeriod at
+//     function entry); when it reaches zero the slow path calls
+//     memory.grow(0) (an exit to Go, so the Go scheduler can stop the
+//     world) and traps if $stop is set;
+//   - functions that can recur (a cycle in the call graph) are threaded:
+//     an inner clone takes the stack budget and the fuel as two extra
+//     parameters and returns the fuel, charges its frame weight (4 +
+//     params + locals) to the budget, trapping below zero, and counts the
+//     fuel down with the same slow path; recursive calls between clones
+//     move registers, not globals. The original index becomes a wrapper
+//     that passes the globals in. Other functions count $fuel at entry
+//     only if they loop, are address-taken or would run too long
+//     unchecked, and charge $budget only if the chain of uncharged frames
+//     could grow too deep (callgraph.go);
 //   - a start section is removed and its function exported as startExport,
 //     so no guest code runs inside InstantiateModule, where the host could
 //     not yet reach $stop; the sandbox calls it first.
 //
-// Appending globals and types shifts no index, so calls, the name section,
-// element segments and exports stay valid; DWARF custom sections (.debug_*),
+// Appending globals, types and functions shifts no index, so calls, the
+// name section, element segments and exports stay valid; DWARF custom sections (.debug_*),
 // whose code offsets would be stale, are dropped. The original bytes stay
 // the module's identity (Job.SHA256); instrumentation is deterministic, so
 // wazero's on-disk cache (keyed by the bytes compiled) still hits.
@@ -58,6 +64,10 @@ const stackUnitBytes = 16
 type instrumented struct {
 	wasm     []byte
 	hasStart bool // the start section became startExport
+	// stats counts the module's functions by treatment (callgraph.go):
+	// recursive (threaded), counting fuel at entry, neither; stack counts
+	// the non-recursive ones charging the stack budget.
+	stats struct{ rec, fuel, plain, stack int }
 }
 
 var errInstrument = errors.New("instrument")
@@ -76,7 +86,10 @@ const (
 	secGlobal   = 6
 	secExport   = 7
 	secStart    = 8
+	secElem     = 9
 	secCode     = 10
+	secData     = 11
+	secTag      = 13
 )
 
 type funcType struct {
@@ -114,7 +127,16 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 		defGlobals    int
 		startFunc     = -1
 		hasMemory     bool
+		importTables  bool
+		codeSec       []byte
+		elemSec       []byte
+		globalSec     []byte
 	)
+	for _, s := range secs {
+		if err := checkCounts(s); err != nil {
+			return instrumented{}, err
+		}
+	}
 	for _, s := range secs {
 		sr := reader{b: s.body}
 		switch s.id {
@@ -136,11 +158,14 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 				sr.name()
 				switch kind := sr.byte(); kind {
 				case 0:
-					sr.u32()
+					if t := sr.u32(); sr.err == nil && int(t) >= len(types) {
+						return instrumented{}, instrErr("import type index %d out of range", t)
+					}
 					importFuncs++
 				case 1:
 					sr.byte()
 					sr.limits()
+					importTables = true
 				case 2:
 					sr.limits()
 					hasMemory = true
@@ -159,18 +184,34 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 			}
 		case secGlobal:
 			defGlobals = int(sr.u32())
+			globalSec = s.body
+		case secElem:
+			elemSec = s.body
+			continue
+		case secCode:
+			codeSec = s.body
+			continue
 		case secMemory:
 			if sr.u32() > 0 {
 				hasMemory = true
 			}
 		case secStart:
 			startFunc = int(sr.u32())
+			if startFunc >= importFuncs+len(funcTypes) {
+				return instrumented{}, instrErr("start function %d out of range", startFunc)
+			}
 		case secExport:
+			// Indices past the module's own (invalid, so wazero would refuse
+			// them) would name what instrument appends: the inner clones
+			// (callable with any budget and fuel) or its globals.
 			n := sr.u32()
 			for range n {
 				name := sr.name()
-				sr.byte()
-				sr.u32()
+				kind := sr.byte()
+				idx := int(sr.u32())
+				if (kind == 0 && idx >= importFuncs+len(funcTypes)) || (kind == 3 && idx >= importGlobals+defGlobals) {
+					return instrumented{}, instrErr("export %q: index %d out of range", name, idx)
+				}
 				if strings.HasPrefix(name, "__atf_") {
 					return instrumented{}, instrErr("export %q uses the prefix __atf_, which atf reserves", name)
 				}
@@ -191,9 +232,18 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 	nGlobals := importGlobals + defGlobals
 	stopIdx, budgetIdx, fuelIdx := uint32(nGlobals), uint32(nGlobals+1), uint32(nGlobals+2)
 	nTypes := uint32(len(types))
-	extraTypes := map[string]uint32{} // results key -> new type index
+	extraTypes := map[string]uint32{} // params 0xFF results -> new type index
 	var newTypes []funcType
-
+	addType := func(ft funcType) uint32 {
+		key := string(ft.params) + "\xff" + string(ft.results)
+		idx, ok := extraTypes[key]
+		if !ok {
+			idx = nTypes + uint32(len(newTypes))
+			extraTypes[key] = idx
+			newTypes = append(newTypes, ft)
+		}
+		return idx
+	}
 	// wrapperType is the block type of a function's wrapper block.
 	wrapperType := func(results []byte) []byte {
 		switch len(results) {
@@ -202,14 +252,30 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 		case 1:
 			return []byte{results[0]}
 		}
-		key := string(results)
-		idx, ok := extraTypes[key]
-		if !ok {
-			idx = nTypes + uint32(len(newTypes))
-			extraTypes[key] = idx
-			newTypes = append(newTypes, funcType{results: results})
+		return appendS33(nil, int64(addType(funcType{results: results})))
+	}
+
+	ci := &codeInfo{
+		types: types, funcTypes: funcTypes, importFuncs: importFuncs,
+		nFuncs:   uint32(importFuncs + len(funcTypes)),
+		nGlobals: uint32(nGlobals), nTypes: nTypes, stop: stopIdx, budget: budgetIdx, fuel: fuelIdx,
+		wrapperType: wrapperType,
+	}
+	if err := ci.scan(codeSec, elemSec, globalSec, importTables); err != nil {
+		return instrumented{}, err
+	}
+	var innerTypes []uint32 // function section entries of the inner clones
+	for i := range ci.fns {
+		f := &ci.fns[i]
+		if !f.rec {
+			continue
 		}
-		return appendS33(nil, int64(idx))
+		ft := types[funcTypes[i]]
+		f.inner = ci.nFuncs + uint32(len(innerTypes))
+		innerTypes = append(innerTypes, addType(funcType{
+			params:  append(slices.Clip(ft.params), 0x7F, 0x7F),
+			results: append(slices.Clip(ft.results), 0x7F),
+		}))
 	}
 
 	var out []byte
@@ -238,7 +304,6 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 			sawExport = true
 		}
 	}
-	var codeBody []byte
 	for _, s := range secs {
 		if s.id != secCustom {
 			addMissing(s.id)
@@ -248,6 +313,8 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 			sr := reader{b: s.body}
 			if name := sr.name(); sr.err == nil && (strings.HasPrefix(name, ".debug_") || name == "sourceMappingURL" || name == "external_debug_info") {
 				continue
+			} else if name == "name" && !nameSectionOK(s.body[sr.i:]) {
+				continue // optional; wazero would size maps by its counts
 			}
 			emit(s.id, s.body)
 		case secType:
@@ -265,23 +332,23 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 			sawExport = true
 		case secStart:
 			// removed: exported as startExport instead
+		case secFunction:
+			body := appendU32(nil, uint32(len(funcTypes)+len(innerTypes)))
+			for _, t := range append(slices.Clip(funcTypes), innerTypes...) {
+				body = appendU32(body, t)
+			}
+			emit(s.id, body)
 		case secCode:
-			body, err := rewriteCode(s.body, codeInfo{
-				types: types, funcTypes: funcTypes, importFuncs: importFuncs,
-				nGlobals: uint32(nGlobals), nTypes: nTypes, stop: stopIdx, budget: budgetIdx, fuel: fuelIdx,
-				wrapperType: wrapperType,
-			})
+			body, err := rewriteCode(ci)
 			if err != nil {
 				return instrumented{}, err
 			}
-			codeBody = body
 			emit(s.id, body)
 		default:
 			emit(s.id, s.body)
 		}
 	}
 	addMissing(0xFE)
-	_ = codeBody
 
 	// Rebuild with the final type section (wrapper types are known only
 	// after the code was rewritten).
@@ -311,7 +378,21 @@ func instrument(wasm []byte, budget int32) (instrumented, error) {
 	if !hadTypes && len(newTypes) > 0 {
 		return instrumented{}, instrErr("multi-value function without a type section")
 	}
-	return instrumented{wasm: final, hasStart: startFunc >= 0}, nil
+	ins := instrumented{wasm: final, hasStart: startFunc >= 0}
+	for _, f := range ci.fns {
+		switch {
+		case f.rec:
+			ins.stats.rec++
+		case f.fuel:
+			ins.stats.fuel++
+		default:
+			ins.stats.plain++
+		}
+		if f.stack {
+			ins.stats.stack++
+		}
+	}
+	return ins, nil
 }
 
 // sectionOrder is the position of a section id in a module; unknown ids
@@ -374,36 +455,127 @@ type codeInfo struct {
 	types       []funcType
 	funcTypes   []uint32
 	importFuncs int
+	nFuncs      uint32 // imported and defined: the inner clones come after
 	nGlobals    uint32 // the module's own globals; higher indices are ours
 	nTypes      uint32 // the module's own types
 	stop        uint32
 	budget      uint32
 	fuel        uint32
 	wrapperType func(results []byte) []byte
+	fns         []funcInfo // the defined functions, analysed
 }
 
-func rewriteCode(sec []byte, ci codeInfo) ([]byte, error) {
-	r := reader{b: sec}
-	n := r.u32()
-	if r.err != nil || int(n) != len(ci.funcTypes) {
-		return nil, instrErr("code section has %d bodies for %d functions", n, len(ci.funcTypes))
+// scan decodes every function body and classifies the functions
+// (callgraph.go).
+func (ci *codeInfo) scan(code, elem, globals []byte, importTables bool) error {
+	taken := make([]bool, len(ci.funcTypes))
+	outOfRange := -1 // a function index past the module's own (see exports)
+	mark := func(x uint32) {
+		switch {
+		case x >= ci.nFuncs:
+			outOfRange = int(x)
+		case int(x) >= ci.importFuncs:
+			taken[int(x)-ci.importFuncs] = true
+		}
 	}
-	out := appendU32(nil, n)
-	for f := range n {
+	r := reader{b: code}
+	n := uint32(0)
+	if code != nil {
+		n = r.u32()
+	}
+	if r.err != nil || int(n) != len(ci.funcTypes) {
+		return instrErr("code section has %d bodies for %d functions", n, len(ci.funcTypes))
+	}
+	ci.fns = make([]funcInfo, n)
+	for i := range ci.fns {
 		size := r.u32()
 		body := r.bytes(int(size))
 		if r.err != nil {
-			return nil, instrErr("function %d: %v", ci.importFuncs+int(f), r.err)
+			return instrErr("function %d: %v", ci.importFuncs+i, r.err)
 		}
-		nb, err := rewriteBody(body, ci.types[ci.funcTypes[f]], ci)
+		fi, err := scanBody(body, ci, mark)
 		if err != nil {
-			return nil, instrErr("function %d: %v", ci.importFuncs+int(f), err)
+			return instrErr("function %d: %v", ci.importFuncs+i, err)
 		}
-		out = appendU32(out, uint32(len(nb)))
-		out = append(out, nb...)
+		ci.fns[i] = fi
 	}
 	if !r.done() {
-		return nil, instrErr("code section has trailing bytes")
+		return instrErr("code section has trailing bytes")
+	}
+	// Where a table's contents cannot be read, every function may be
+	// called indirectly.
+	if elem != nil {
+		if err := elemFuncs(elem, mark); err != nil {
+			return instrErr("element section: %v", err)
+		}
+	}
+	if globals != nil {
+		if err := globalFuncs(globals, mark); err != nil {
+			return instrErr("global section: %v", err)
+		}
+	}
+	if outOfRange >= 0 {
+		return instrErr("function index %d out of range", outOfRange)
+	}
+	if importTables { // its contents cannot be read: every function may be called indirectly
+		for i := range taken {
+			taken[i] = true
+		}
+	}
+	analyze(ci.fns, ci.importFuncs, taken, func(i int) int64 {
+		return ci.weight(i, false)
+	})
+	return nil
+}
+
+// weight is the frame weight of defined function i, or of its inner clone.
+func (ci *codeInfo) weight(i int, inner bool) int64 {
+	f := &ci.fns[i]
+	w := int64(4 + len(ci.types[ci.funcTypes[i]].params) + int(f.nLocals))
+	if f.loops {
+		w++ // $f
+	}
+	if inner {
+		w += 2 // $b $fu
+	}
+	return w
+}
+
+// rewriteCode returns the new code section: every defined function
+// rewritten (a recursive one becomes its wrapper), then the inner clones.
+func rewriteCode(ci *codeInfo) ([]byte, error) {
+	var inner []int
+	for i := range ci.fns {
+		if ci.fns[i].rec {
+			inner = append(inner, i)
+		}
+	}
+	out := appendU32(nil, uint32(len(ci.fns)+len(inner)))
+	add := func(i int, body []byte, err error) error {
+		if err != nil {
+			return instrErr("function %d: %v", ci.importFuncs+i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+		return nil
+	}
+	for i := range ci.fns {
+		var body []byte
+		var err error
+		if ci.fns[i].rec {
+			body = ci.wrapperBody(i)
+		} else {
+			body, err = ci.rewriteFunc(i, false)
+		}
+		if err := add(i, body, err); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range inner {
+		body, err := ci.rewriteFunc(i, true)
+		if err := add(i, body, err); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -414,46 +586,51 @@ func rewriteCode(sec []byte, ci codeInfo) ([]byte, error) {
 // slow paths leave it on purpose.
 //
 // Loop heads count down a local $f, set to loopPeriod at function entry (a
-// register: no memory traffic in the loop); function entries count down the
-// global $fuel. Between two slow paths run at most callPeriod calls, each
-// with at most loopPeriod loop iterations of its own before its own slow
-// path: callPeriod*loopPeriod iterations of straight-line code, ~1-10 ms.
+// register: no memory traffic in the loop); entries of checked functions
+// count down the fuel ($fuel, or the $fu register of threaded code). Between
+// two slow paths run at most callPeriod checked calls, each with at most
+// loopPeriod loop iterations of its own before its own slow path, and
+// unchecked calls of at most costLimit bytes of code each.
 const (
 	loopPeriod = 4096
 	callPeriod = 1024
 )
 
-// fuelCheck appends, at a loop head ($f is a local, a register):
+// slowPath appends the body of a fuel check's slow path:
 //
-//	$f = $f - 1
-//	if $f == 0 {
-//	  $f = loopPeriod
-//	  drop(memory.grow(0))     ;; into Go: a preemption point for the scheduler
-//	  if $stop { unreachable } ;; the host asked the module to stop
-//	}
-func fuelCheck(b []byte, ci codeInfo, f uint32) []byte {
-	b = append(b, 0x20) // local.get
-	b = appendU32(b, f)
-	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
-	b = appendU32(b, f)
-	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
-	b = append(b, 0x41)
-	b = appendS33(b, loopPeriod)
-	b = append(b, 0x21) // local.set
-	b = appendU32(b, f)
+//	drop(memory.grow(0))     ;; into Go: a preemption point for the scheduler
+//	if $stop { unreachable } ;; the host asked the module to stop
+func slowPath(b []byte, ci *codeInfo) []byte {
 	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0 memory.grow 0 drop
 	b = append(b, 0x23)
 	b = appendU32(b, ci.stop)
-	b = append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
-	return append(b, 0x0B)                // end
+	return append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
 }
 
-// entryCheck appends, at a function entry:
+// countDown appends, for the i32 local l:
+//
+//	l = l - 1
+//	if l == 0 { l = period; slow path }
+func countDown(b []byte, ci *codeInfo, l uint32, period int64) []byte {
+	b = append(b, 0x20) // local.get
+	b = appendU32(b, l)
+	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
+	b = appendU32(b, l)
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
+	b = append(b, 0x41)
+	b = appendS33(b, period)
+	b = append(b, 0x21) // local.set
+	b = appendU32(b, l)
+	b = slowPath(b, ci)
+	return append(b, 0x0B) // end
+}
+
+// globalFuelEntry appends, at the entry of a non-recursive function that
+// counts fuel:
 //
 //	$fuel = $fuel - 1
-//	if $fuel == 0 { $fuel = callPeriod; drop(memory.grow(0)); if $stop { unreachable } }
-//	$f = loopPeriod
-func entryCheck(b []byte, ci codeInfo, f uint32) []byte {
+//	if $fuel == 0 { $fuel = callPeriod; slow path }
+func globalFuelEntry(b []byte, ci *codeInfo) []byte {
 	b = append(b, 0x23)
 	b = appendU32(b, ci.fuel)
 	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1 i32.sub global.set
@@ -465,55 +642,158 @@ func entryCheck(b []byte, ci codeInfo, f uint32) []byte {
 	b = appendS33(b, callPeriod)
 	b = append(b, 0x24)
 	b = appendU32(b, ci.fuel)
-	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0 memory.grow 0 drop
-	b = append(b, 0x23)
-	b = appendU32(b, ci.stop)
-	b = append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
-	b = append(b, 0x0B)                   // end
-	b = append(b, 0x41)
-	b = appendS33(b, loopPeriod)
-	b = append(b, 0x21) // local.set
-	return appendU32(b, f)
+	b = slowPath(b, ci)
+	return append(b, 0x0B) // end
 }
 
-func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
+// budgetCharge appends $budget = $budget - w, trapping below zero.
+func budgetCharge(b []byte, ci *codeInfo, w int64) []byte {
+	b = append(b, 0x23)
+	b = appendU32(b, ci.budget)
+	b = append(b, 0x41)
+	b = appendS33(b, w)
+	b = append(b, 0x6B, 0x24) // i32.sub global.set
+	b = appendU32(b, ci.budget)
+	b = append(b, 0x23)
+	b = appendU32(b, ci.budget)
+	return append(b, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0B) // i32.const 0 i32.lt_s if unreachable end
+}
+
+// budgetCredit appends $budget = $budget + w.
+func budgetCredit(b []byte, ci *codeInfo, w int64) []byte {
+	b = append(b, 0x23)
+	b = appendU32(b, ci.budget)
+	b = append(b, 0x41)
+	b = appendS33(b, w)
+	b = append(b, 0x6A, 0x24) // i32.add global.set
+	return appendU32(b, ci.budget)
+}
+
+// innerEntry appends, at the entry of an inner clone with the budget in
+// local lb and the fuel in local lfu:
+//
+//	lb = lb - w
+//	if lb < 0 { $budget = -1; unreachable } ;; -1 tells the host why
+//	lfu = lfu - 1
+//	if lfu == 0 { lfu = callPeriod; slow path }
+func innerEntry(b []byte, ci *codeInfo, lb, lfu uint32, w int64) []byte {
+	b = append(b, 0x20)
+	b = appendU32(b, lb)
+	b = append(b, 0x41)
+	b = appendS33(b, w)
+	b = append(b, 0x6B, 0x22) // i32.sub local.tee
+	b = appendU32(b, lb)
+	b = append(b, 0x41, 0x00, 0x48, 0x04, 0x40) // i32.const 0 i32.lt_s if
+	b = append(b, 0x41, 0x7F, 0x24)             // i32.const -1 global.set
+	b = appendU32(b, ci.budget)
+	b = append(b, 0x00, 0x0B) // unreachable end
+	return countDown(b, ci, lfu, callPeriod)
+}
+
+// wrapperBody is the body at a recursive function's own index: it passes
+// the globals to the inner clone and stores the fuel back.
+//
+//	(local $s i32)
+//	local.get 0 … local.get p-1
+//	global.get $budget  local.tee $s  i32.const w  i32.sub ;; its own frame
+//	global.get $fuel
+//	call $inner
+//	global.set $fuel
+//	local.get $s  global.set $budget ;; out-calls of the clones lowered it
+func (ci *codeInfo) wrapperBody(i int) []byte {
+	p := uint32(len(ci.types[ci.funcTypes[i]].params))
+	b := []byte{0x01, 0x01, 0x7F} // one local: $s i32
+	for l := range p {
+		b = append(b, 0x20)
+		b = appendU32(b, l)
+	}
+	b = append(b, 0x23)
+	b = appendU32(b, ci.budget)
+	b = append(b, 0x22)
+	b = appendU32(b, p)
+	b = append(b, 0x41)
+	b = appendS33(b, int64(4+p+1))
+	b = append(b, 0x6B, 0x23) // i32.sub global.get
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x10)
+	b = appendU32(b, ci.fns[i].inner)
+	b = append(b, 0x24)
+	b = appendU32(b, ci.fuel)
+	b = append(b, 0x20)
+	b = appendU32(b, p)
+	b = append(b, 0x24)
+	b = appendU32(b, ci.budget)
+	return append(b, 0x0B)
+}
+
+// rewriteFunc rewrites defined function i, or builds its inner clone
+// (callgraph.go says which functions get what).
+func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
+	fi := &ci.fns[i]
+	ft := ci.types[ci.funcTypes[i]]
+	body := fi.body
 	r := reader{b: body}
-	// locals
-	var nLocals uint64
 	groups := r.u32()
 	groupsEnd := r.i
-	for range groups {
-		nLocals += uint64(r.u32())
-		r.byte()
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if nLocals > 50000 {
-		return nil, fmt.Errorf("%d locals, more than 50000", nLocals)
-	}
-	weight := int64(4 + len(ft.params) + int(nLocals))
-	f := uint32(len(ft.params)) + uint32(nLocals) // the fuel local, appended
 
-	out := make([]byte, 0, len(body)+len(body)/8+32)
-	out = appendU32(out, groups+1)
-	out = append(out, body[groupsEnd:r.i]...)
-	out = append(out, 0x01, 0x7F) // one more i32 local: $f
-	// prologue
-	out = entryCheck(out, ci, f)
-	out = append(out, 0x23)
-	out = appendU32(out, ci.budget)
-	out = append(out, 0x41)
-	out = appendS33(out, weight)
-	out = append(out, 0x6B, 0x24) // i32.sub global.set
-	out = appendU32(out, ci.budget)
-	out = append(out, 0x23)
-	out = appendU32(out, ci.budget)
-	out = append(out, 0x41, 0x00, 0x48, 0x04, 0x40, 0x00, 0x0B) // i32.const 0 i32.lt_s if unreachable end
-	out = append(out, 0x02)                                     // block
-	out = append(out, ci.wrapperType(ft.results)...)
+	p := uint32(len(ft.params))
+	var shift uint32 // inner clones have two more params before the locals
+	if inner {
+		shift = 2
+	}
+	lb, lfu := p, p+1 // inner: budget and fuel
+	lf := p + shift + fi.nLocals
+	wrap := inner || fi.stack
+	w := ci.weight(i, inner)
 
-	depth := 0 // blocks open inside the wrapper
+	out := make([]byte, 0, len(body)+len(body)/8+64)
+	if fi.loops {
+		out = appendU32(out, groups+1)
+		out = append(out, body[groupsEnd:fi.codeStart]...)
+		out = append(out, 0x01, 0x7F) // $f
+	} else {
+		out = append(out, body[:fi.codeStart]...)
+	}
+	if inner {
+		out = innerEntry(out, ci, lb, lfu, w)
+	}
+	if fi.fuel && !inner {
+		out = globalFuelEntry(out, ci)
+	}
+	if fi.stack && !inner {
+		out = budgetCharge(out, ci, w)
+	}
+	if fi.loops {
+		out = append(out, 0x41)
+		out = appendS33(out, loopPeriod)
+		out = append(out, 0x21) // local.set
+		out = appendU32(out, lf)
+	}
+	if wrap {
+		out = append(out, 0x02) // block
+		out = append(out, ci.wrapperType(ft.results)...)
+	}
+	// sync stores the clone's budget and fuel before a call that may use
+	// the globals; reload reads the fuel back.
+	sync := func(b []byte) []byte {
+		b = append(b, 0x20)
+		b = appendU32(b, lb)
+		b = append(b, 0x24)
+		b = appendU32(b, ci.budget)
+		b = append(b, 0x20)
+		b = appendU32(b, lfu)
+		b = append(b, 0x24)
+		return appendU32(b, ci.fuel)
+	}
+	reload := func(b []byte) []byte {
+		b = append(b, 0x23)
+		b = appendU32(b, ci.fuel)
+		b = append(b, 0x21)
+		return appendU32(b, lfu)
+	}
+
+	r.i = fi.codeStart
+	depth := 0 // blocks open inside the function (or its wrapper block)
 	for !r.done() {
 		start := r.i
 		op := r.byte()
@@ -523,38 +803,68 @@ func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
 			depth++
 			out = append(out, body[start:r.i]...)
 			if op == 0x03 {
-				out = fuelCheck(out, ci, f)
+				out = countDown(out, ci, lf, loopPeriod)
 			}
 			continue
 		case 0x0B: // end
 			if depth == 0 {
-				if !r.done() {
-					return nil, errors.New("code after the function's end")
+				if wrap {
+					out = append(out, 0x0B) // end of the wrapper block
 				}
-				out = append(out, 0x0B) // end of the wrapper block
-				out = append(out, 0x23)
-				out = appendU32(out, ci.budget)
-				out = append(out, 0x41)
-				out = appendS33(out, weight)
-				out = append(out, 0x6A, 0x24) // i32.add global.set
-				out = appendU32(out, ci.budget)
-				out = append(out, 0x0B) // end of the function
-				return out, nil
+				if fi.stack && !inner {
+					out = budgetCredit(out, ci, w)
+				}
+				if inner {
+					out = append(out, 0x20) // local.get $fu: the extra result
+					out = appendU32(out, lfu)
+				}
+				return append(out, 0x0B), nil // end of the function
 			}
 			depth--
-		case 0x0F: // return → br to the wrapper
-			out = append(out, 0x0C)
-			out = appendU32(out, uint32(depth))
-			continue
-		case 0x23, 0x24: // global.get global.set
-			if idx := r.u32(); idx >= ci.nGlobals {
-				return nil, fmt.Errorf("global index %d out of range", idx)
+		case 0x0F: // return
+			if wrap { // → br to the wrapper block
+				out = append(out, 0x0C)
+				out = appendU32(out, uint32(depth))
+				continue
 			}
-		case 0x11: // call_indirect typeidx tableidx
-			if idx := r.u32(); idx >= ci.nTypes {
-				return nil, fmt.Errorf("type index %d out of range", idx)
+		case 0x10: // call
+			x := r.u32()
+			if !inner || int(x) < ci.importFuncs {
+				break
 			}
+			switch g := &ci.fns[int(x)-ci.importFuncs]; {
+			case g.rec: // threaded: call the clone
+				out = append(out, 0x20)
+				out = appendU32(out, lb)
+				out = append(out, 0x20)
+				out = appendU32(out, lfu)
+				out = append(out, 0x10)
+				out = appendU32(out, g.inner)
+				out = append(out, 0x21)
+				out = appendU32(out, lfu)
+				continue
+			case g.touches:
+				out = sync(out)
+				out = append(out, body[start:r.i]...)
+				out = reload(out)
+				continue
+			}
+		case 0x11: // call_indirect
 			r.u32()
+			r.u32()
+			if inner {
+				out = sync(out)
+				out = append(out, body[start:r.i]...)
+				out = reload(out)
+				continue
+			}
+		case 0x20, 0x21, 0x22: // local.get local.set local.tee
+			l := r.u32()
+			if inner && l >= p {
+				out = append(out, op)
+				out = appendU32(out, l+shift)
+				continue
+			}
 		default:
 			if err := r.skipImmediates(op); err != nil {
 				return nil, err
@@ -574,12 +884,12 @@ func rewriteBody(body []byte, ft funcType, ci codeInfo) ([]byte, error) {
 // skipImmediates reads the immediates of op (already read).
 func (r *reader) skipImmediates(op byte) error {
 	switch {
-	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x1A || op == 0x1B:
+	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0F || op == 0x1A || op == 0x1B:
 	case op == 0x0C || op == 0x0D: // br br_if
 		r.u32()
 	case op == 0x0E: // br_table
 		n := r.u32()
-		for range n {
+		for i := uint32(0); i < n && r.err == nil; i++ {
 			r.u32()
 		}
 		r.u32()
@@ -587,10 +897,10 @@ func (r *reader) skipImmediates(op byte) error {
 		r.u32()
 	case op == 0x1C: // select t*
 		n := r.u32()
-		for range n {
+		for i := uint32(0); i < n && r.err == nil; i++ {
 			r.valtype()
 		}
-	case op >= 0x20 && op <= 0x22: // local.*
+	case op >= 0x20 && op <= 0x24: // local.* global.get global.set
 		r.u32()
 	case op == 0x25 || op == 0x26: // table.get table.set
 		r.u32()
@@ -861,4 +1171,88 @@ func appendS33(b []byte, v int64) []byte {
 func appendName(b []byte, s string) []byte {
 	b = appendU32(b, uint32(len(s)))
 	return append(b, s...)
+}
+
+// checkCounts refuses a section whose vectors declare more entries than
+// its bytes could hold. wazero's decoder (v1.12.0, internal/wasm/binary)
+// allocates by the declared count before reading the entries: a 15-byte
+// module whose element section claims 2^32-1 segments makes it ask for
+// hundreds of GiB, which kills the process ("fatal error: runtime: out of
+// memory"); instrument runs before every compilation, so this is where it
+// is stopped. Every entry takes one byte at least.
+func checkCounts(s rawSection) error {
+	switch s.id {
+	case secType, secImport, secFunction, 4 /* table */, secMemory, secGlobal, secExport, secElem, secCode, secData, secTag:
+	default:
+		return nil
+	}
+	r := reader{b: s.body}
+	n := r.u32()
+	if r.err != nil {
+		return instrErr("section %d: %v", s.id, r.err)
+	}
+	if int64(n) > int64(len(r.b)-r.i) {
+		return instrErr("section %d declares %d entries in %d bytes", s.id, n, len(r.b)-r.i)
+	}
+	if s.id != secData {
+		return nil
+	}
+	// data segments: each one's bytes are allocated by their declared length
+	for range n {
+		switch flags := r.u32(); flags {
+		case 0:
+			r.constExprFuncs(func(uint32) {})
+		case 1:
+		case 2:
+			r.u32()
+			r.constExprFuncs(func(uint32) {})
+		default:
+			return instrErr("data segment flags %d", flags)
+		}
+		size := r.u32()
+		r.bytes(int(size))
+		if r.err != nil {
+			return instrErr("data section: %v", r.err)
+		}
+	}
+	return nil
+}
+
+// nameSectionOK reports whether the name section's maps declare no more
+// entries than their bytes could hold (wazero sizes maps by them).
+func nameSectionOK(b []byte) bool {
+	r := reader{b: b}
+	for !r.done() {
+		id := r.byte()
+		sub := reader{b: r.bytes(int(r.u32()))}
+		if r.err != nil {
+			return false
+		}
+		if id != 1 && id != 2 {
+			continue
+		}
+		n := sub.u32()
+		for i := uint32(0); i < n && sub.err == nil; i++ {
+			if int64(n-i) > int64(len(sub.b)-sub.i) {
+				return false
+			}
+			sub.u32()
+			if id == 1 {
+				sub.name()
+				continue
+			}
+			m := sub.u32()
+			if int64(m) > int64(len(sub.b)-sub.i) {
+				return false
+			}
+			for j := uint32(0); j < m && sub.err == nil; j++ {
+				sub.u32()
+				sub.name()
+			}
+		}
+		if sub.err != nil {
+			return false
+		}
+	}
+	return r.err == nil
 }

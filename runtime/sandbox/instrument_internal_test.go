@@ -1,10 +1,13 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +60,7 @@ func TestInstrumentedSpinStops(t *testing.T) {
 // FuzzInstrument: instrument never panics, and when wazero accepts the
 // original module it accepts the instrumented one.
 func FuzzInstrument(f *testing.F) {
-	for _, name := range []string{"spin", "hello", "recurse", "reactor", "badreactor", "reactorhost", "reactorinitloop", "bigmem", "oob", "unreachable", "startloop", "callspin", "manyimports", "nostart"} {
+	for _, name := range []string{"spin", "hello", "recurse", "reactor", "badreactor", "reactorhost", "reactorinitloop", "bigmem", "oob", "unreachable", "startloop", "callspin", "manyimports", "nostart", "calls", "dagspin", "recurseindirect", "fib"} {
 		out := filepath.Join(f.TempDir(), name+".wasm")
 		if err := exec.Command("wat2wasm", "../../internal/testmodules/wat/"+name+".wat", "-o", out).Run(); err != nil {
 			continue
@@ -84,4 +87,140 @@ func FuzzInstrument(f *testing.F) {
 		}
 		m.Close(ctx)
 	})
+}
+
+// watText compiles WAT source with wat2wasm.
+func watText(t *testing.T, src string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "m.wat"), filepath.Join(dir, "m.wasm")
+	if err := os.WriteFile(in, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := exec.Command("wat2wasm", in, "-o", out).CombinedOutput(); err != nil {
+		t.Skipf("wat2wasm: %v %s", err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Which functions pay what (callgraph.go).
+func TestInstrumentClassifies(t *testing.T) {
+	type stats = struct{ rec, fuel, plain, stack int }
+	// a chain of 40 non-recursive functions with 4,000 locals each: the
+	// uncharged frames would weigh 160,000 units, over unaccountedLimit.
+	var chain strings.Builder
+	chain.WriteString("(module\n")
+	for i := range 40 {
+		fmt.Fprintf(&chain, "  (func $c%d (local i32 i32) (local", i)
+		chain.WriteString(strings.Repeat(" i64", 4000))
+		if i < 39 {
+			fmt.Fprintf(&chain, ") (call $c%d))\n", i+1)
+		} else {
+			chain.WriteString("))\n")
+		}
+	}
+	chain.WriteString("  (func (export \"_start\") (call $c0)))")
+	for _, tc := range []struct {
+		name string
+		wasm []byte
+		want stats
+	}{
+		// fib is recursive; _start is not and has no loop.
+		{"fib", watBytes(t, "fib"), stats{rec: 1, plain: 1}},
+		// sum, pair, even, odd and ind recur; tri loops; sq is in the table.
+		{"calls", watBytes(t, "calls"), stats{rec: 5, fuel: 2, plain: 1}},
+		// 2^48 calls without a loop: every ~9th level counts fuel.
+		{"dagspin", watBytes(t, "dagspin"), stats{fuel: 5, plain: 44}},
+		{"spin", watBytes(t, "spin"), stats{fuel: 1}},
+		// 16 frames of 4,006 units fit under unaccountedLimit: the 24
+		// other functions of the chain charge the stack.
+		{"chain", watText(t, chain.String()), stats{plain: 41, stack: 24}},
+	} {
+		ins, err := instrument(tc.wasm, 1000)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if ins.stats != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, ins.stats, tc.want)
+		}
+	}
+}
+
+// Modules whose vectors declare more entries than their bytes could hold:
+// wazero's decoder allocates by the declared count and the process dies
+// ("fatal error: runtime: out of memory"). instrument, which runs before
+// every compilation, refuses them (or drops an optional name section).
+func TestInstrumentRefusesCountBombs(t *testing.T) {
+	hdr := "\x00asm\x01\x00\x00\x00"
+	big := "\xff\xff\xff\xff\x0f" // 2^32-1
+	sec := func(id byte, body string) string {
+		return string([]byte{id, byte(len(body))}) + body
+	}
+	for name, wasm := range map[string]string{
+		"elements":      sec(9, big+"0"),
+		"globals":       sec(6, big+"0"),
+		"tables":        sec(4, big+"0"),
+		"imports":       sec(2, big+"0"),
+		"data segments": sec(11, big+"0"),
+		"data bytes":    sec(5, "\x01\x00\x01") + sec(11, "\x01\x01"+big),
+		"element funcs": sec(1, "\x01\x60\x00\x00") + sec(3, "\x01\x00") + sec(4, "\x01\x70\x00\x01") + sec(9, "\x01\x00\x41\x00\x0b"+big) + sec(10, "\x01\x02\x00\x0b"),
+		"element exprs": sec(4, "\x01\x70\x00\x01") + sec(9, "\x01\x05\x70"+big),
+		"tags":          sec(13, big+"0"),
+		"code":          sec(10, big+"0"),
+		"func section":  sec(3, big+"0"),
+		"type valtypes": sec(1, "\x01\x60"+big),
+	} {
+		if _, err := instrument([]byte(hdr+wasm), 1000); err == nil {
+			t.Errorf("%s: instrumented", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	// A name section with a bomb is dropped; the module still compiles.
+	names := "\x04name" + "\x01\x05" + big
+	wasm := hdr + sec(1, "\x01\x60\x00\x00") + sec(3, "\x01\x00") + sec(10, "\x01\x02\x00\x0b") + sec(0, names)
+	ins, err := instrument([]byte(wasm), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(ins.wasm, []byte("name")) {
+		t.Error("the name section was kept")
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if _, err := r.CompileModule(ctx, ins.wasm); err != nil {
+		t.Error(err)
+	}
+}
+
+// A reference past the module's own functions is invalid, but after
+// instrumentation it would name an inner clone, which takes its stack
+// budget and fuel as parameters: refused wherever it can appear.
+func TestInstrumentRefusesIndicesPastTheModule(t *testing.T) {
+	hdr := "\x00asm\x01\x00\x00\x00"
+	sec := func(id byte, body string) string { return string([]byte{id, byte(len(body))}) + body }
+	// one recursive function: $f calls itself
+	types, funcs, code := sec(1, "\x01\x60\x00\x00"), sec(3, "\x01\x00"), sec(10, "\x01\x04\x00\x10\x00\x0b")
+	table := sec(4, "\x01\x70\x00\x01")
+	for name, wasm := range map[string]string{
+		"export":  types + funcs + sec(7, "\x01\x01x\x00\x01") + code,
+		"start":   types + funcs + sec(8, "\x01") + code,
+		"element": types + funcs + table + sec(9, "\x01\x00\x41\x00\x0b\x01\x01") + code,
+		"global":  types + funcs + sec(6, "\x01\x70\x00\xd2\x01\x0b") + code,
+		"call":    types + funcs + sec(10, "\x01\x04\x00\x10\x01\x0b"),
+	} {
+		if _, err := instrument([]byte(hdr+wasm), 1000); err == nil {
+			t.Errorf("%s: instrumented", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+	if _, err := instrument([]byte(hdr+types+funcs+sec(7, "\x01\x01x\x00\x00")+code), 1000); err != nil {
+		t.Errorf("a valid export: %v", err)
+	}
 }

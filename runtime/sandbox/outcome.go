@@ -153,3 +153,18 @@ func failure(outcome atfv1.Outcome, kind atfv1.ErrorKind, msg string) Result {
 }
 
 func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// abandonedResult is the Result of a run given up on while the module was
+// blocked in a host function past the run context's end (timeout.go). The
+// module's streams and memory are still in use, so none of it is read.
+func abandonedResult(s runState, cause error) Result {
+	const why = " (the module was blocked in a host function and did not stop; it was abandoned)"
+	if errors.Is(cause, errTimeout) {
+		r := failure(atfv1.Outcome_OUTCOME_RETRY, atfv1.ErrorKind_ERROR_KIND_TIMEOUT,
+			fmt.Sprintf("timeout: the module ran longer than %s (timeout=%s)", s.timeout, s.timeout)+why)
+		r.Error.Limit = "timeout=" + s.timeout.String()
+		return r
+	}
+	return failure(atfv1.Outcome_OUTCOME_CANCELLED, atfv1.ErrorKind_ERROR_KIND_UNSPECIFIED,
+		"cancelled: "+cause.Error()+why)
+}

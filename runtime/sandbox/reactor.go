@@ -117,7 +117,10 @@ func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
 			return res
 		}
 	}
-	ok := inst.call(rc, job.Payload, &st, e.stackBudget())
+	ok, abandoned := inst.call(rc, job.Payload, &st, e.stackBudget(), func() { e.closeInstance(inst) })
+	if abandoned { // the instance is closed when the host call returns
+		return abandonedResult(st, rc.Cause())
+	}
 	inst.uses++
 	res := classify(st)
 	if ok && res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS && inst.uses < e.cfg.ReactorMaxUses && !e.evicted(inst.c) {
@@ -186,28 +189,39 @@ func (e *Engine) newInstance(rc *runContext, c *compiled, job Job, st *runState)
 
 // call runs atf_handle for one task and fills st with how it ended. It
 // reports whether the instance can serve another task as far as the call
-// is concerned: it returned (no trap, stop or proc_exit).
-func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget int32) bool {
+// is concerned: it returned (no trap, stop or proc_exit). When the module
+// is blocked in a host function past its deadline (callGuest), call
+// returns abandoned at once and closeInst runs when the host call returns;
+// the instance must not be touched meanwhile.
+func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget int32, closeInst func()) (ok, abandoned bool) {
 	st.mem = inst.mem
 	inst.mem.resetCall()
 	inst.guard.reset(budget)
 	inst.attach(payload, st, rc)
-	defer inst.detach()
 
 	disarm := inst.guard.arm(rc)
-	results, err := inst.handle.Call(rc, uint64(uint32(len(payload))))
+	var results []uint64
+	err, abandoned := callGuest(rc, func() error {
+		var err error
+		results, err = inst.handle.Call(rc, uint64(uint32(len(payload))))
+		return err
+	}, func() { disarm(); inst.detach(); closeInst() })
+	if abandoned {
+		return false, true
+	}
 	disarm()
+	inst.detach()
 	st.cause = rc.Cause()
 	st.stackHit = inst.guard.stackExhausted()
 	if err != nil {
 		st.err = err
-		return false
+		return false, false
 	}
 	if status := int32(uint32(results[0])); status != 0 {
 		st.err = sys.NewExitError(uint32(status))
 		st.status = true
 	}
-	return true
+	return true, false
 }
 
 // evicted reports whether c left the compiled-module cache: its instances

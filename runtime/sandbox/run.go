@@ -148,18 +148,32 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 	if err != nil {
 		return instantiateFailure(err, job, st, rc)
 	}
-	defer mod.Close(context.WithoutCancel(ctx))
+	closeMod := func() { mod.Close(context.WithoutCancel(ctx)) }
+	owned := true // false once an abandoned call owns the instance
+	defer func() {
+		if owned {
+			closeMod()
+		}
+	}()
 	g, err := newGuard(mod)
 	if err != nil {
 		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
 	}
 
 	disarm := g.arm(rc)
-	if start := mod.ExportedFunction(startExport); start != nil {
-		_, st.err = start.Call(rc)
-	}
-	if st.err == nil {
-		_, st.err = mod.ExportedFunction("_start").Call(rc)
+	var abandoned bool
+	st.err, abandoned = callGuest(rc, func() error {
+		if start := mod.ExportedFunction(startExport); start != nil {
+			if _, err := start.Call(rc); err != nil {
+				return err
+			}
+		}
+		_, err := mod.ExportedFunction("_start").Call(rc)
+		return err
+	}, func() { disarm(); closeMod() })
+	if abandoned {
+		owned = false
+		return abandonedResult(st, rc.Cause())
 	}
 	disarm()
 	st.cause = rc.Cause()

@@ -301,20 +301,37 @@ func TestRunTraps(t *testing.T) {
 // Not parallel: TotalAlloc counts every goroutine in the process.
 func TestRunStackLimit(t *testing.T) {
 	b := setup(t, sandbox.Config{MaxStackBytes: 1 << 20})
-	job := b.newJob(testmodules.WAT(t, "recurse"), "")
-	b.requireCompiled(t, job)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	res := b.run(t, job)
-	runtime.ReadMemStats(&after)
-	wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
-		"stack limit hit: the module's call stack went over max_stack_bytes=1048576 (runaway recursion?)", "max_stack_bytes=1048576")
-	// Without the bound wazero grows the stack to 400 MB on the Go heap.
-	if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
-		t.Errorf("the host allocated %d MiB during the run, want < 16 MiB", grown>>20)
+	// recurse: direct self-recursion; recurseindirect: through a table,
+	// calling a looping helper on every level.
+	for _, name := range []string{"recurse", "recurseindirect"} {
+		job := b.newJob(testmodules.WAT(t, name), "")
+		b.requireCompiled(t, job)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		res := b.run(t, job)
+		runtime.ReadMemStats(&after)
+		wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
+			"stack limit hit: the module's call stack went over max_stack_bytes=1048576 (runaway recursion?)", "max_stack_bytes=1048576")
+		// Without the bound wazero grows the stack to 400 MB on the Go heap.
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
+			t.Errorf("%s: the host allocated %d MiB during the run, want < 16 MiB", name, grown>>20)
+		}
 	}
 	b.requireEcho(t)
+}
+
+// The instrumentation rewrites recursive functions into threaded clones;
+// calls.wat traps if any of its recursive computations comes out wrong.
+func TestRunRewrittenCallsKeepTheirMeaning(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{})
+	for _, name := range []string{"calls", "fib"} {
+		res := b.run(t, b.newJob(testmodules.WAT(t, name), ""))
+		if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
+			t.Errorf("%s: outcome %s, error %v", name, res.Outcome, res.Error)
+		}
+	}
 }
 
 func TestRunCancel(t *testing.T) {

@@ -106,7 +106,7 @@ func TestMain(m *testing.M) {
 // -race: wazero compiles ~15x slower under the race detector, and its cache
 // key does not depend on it. (A `go run` helper would not do: wazero names the
 // cache directory after its version, which test binaries report as "dev".)
-func sharedCache(t *testing.T) string {
+func sharedCache(t testing.TB) string {
 	t.Helper()
 	names := testmodules.GoModules()
 	wasm := make([][]byte, len(names))

@@ -29,7 +29,11 @@ import (
 // A module blocked in a host function is not at a loop head: WASI sleeps
 // (poll_oneoff) use runContext.sleep, which returns when the run context is
 // done, and atf_v1 host functions get the run context and must return when
-// it is done. A host function that ignores it keeps the module running.
+// it is done. For one that ignores it, callGuest gives up on the module
+// abandonAfter after the run context is done: Run returns (timeout,
+// cancelled …) and the instance is closed whenever the host function
+// returns. The sandbox cannot stop a Go function; until it returns, its
+// goroutine and the instance's memory stay allocated.
 
 var (
 	errTimeout     = errors.New("sandbox: timeout")
@@ -129,5 +133,86 @@ func (g guard) reset(budget int32) {
 	g.stop.Set(0)
 	if b, ok := g.budget.(api.MutableGlobal); ok {
 		b.Set(uint64(uint32(budget)))
+	}
+}
+
+// abandonAfter is how long callGuest waits, once the run context is done,
+// for the module to stop. An instrumented module stops within milliseconds
+// at its next loop head or call; one that has not is blocked in a host
+// function that does not return.
+const abandonAfter = 250 * time.Millisecond
+
+// callGuest runs call, which calls into the module, on its own goroutine,
+// and returns its error. When ctx is done and call has not returned
+// abandonAfter later, callGuest returns abandoned = true at once and leaves
+// call running; then, and only then, finish runs on call's goroutine once
+// call returns (it closes the instance).
+func callGuest(ctx context.Context, call func() error, finish func()) (err error, abandoned bool) {
+	var (
+		mu       sync.Mutex
+		returned bool
+		gaveUp   bool
+	)
+	done := make(chan error, 1)
+	goGuest(func() {
+		err := call()
+		mu.Lock()
+		returned = true
+		g := gaveUp
+		mu.Unlock()
+		if g {
+			finish()
+			return
+		}
+		done <- err
+	})
+	select {
+	case err := <-done:
+		return err, false
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(abandonAfter)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err, false
+	case <-t.C:
+	}
+	mu.Lock()
+	if returned {
+		mu.Unlock()
+		return <-done, false
+	}
+	gaveUp = true
+	mu.Unlock()
+	return nil, true
+}
+
+// goGuest runs f on a pooled goroutine. Calls into a module need a deep Go
+// stack (wazero's entry, host functions); a new goroutine per task would
+// grow one again, copying, every time.
+func goGuest(f func()) {
+	select {
+	case w := <-idleGuestWorkers:
+		w <- f
+	default:
+		go guestWorker(f)
+	}
+}
+
+// idleGuestWorkers holds parked workers, each waiting on its own channel;
+// one finding the pool full exits instead.
+var idleGuestWorkers = make(chan chan func(), 256)
+
+func guestWorker(f func()) {
+	w := make(chan func())
+	for {
+		f()
+		select {
+		case idleGuestWorkers <- w:
+		default:
+			return
+		}
+		f = <-w
 	}
 }

@@ -58,7 +58,7 @@ var crashPrefixes = []string{"panic: ", "fatal error: "}
 type tailWriter struct {
 	size  int    // of ring
 	ring  []byte // allocated at the first write: most tasks write no stderr
-	pos   int // next write position in ring
+	pos   int    // next write position in ring
 	full  bool
 	total int64
 
