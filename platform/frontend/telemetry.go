@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
 	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/platform/tracectx"
@@ -41,7 +43,11 @@ func scheduleTraceParent(ctx context.Context, span trace.Span, h http.Header) st
 	return tracectx.FromRequest(ctx, h)
 }
 
-func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, err error) {
+// endSchedule ends a task's atf.schedule span and counts the task. A task
+// stored ENQUEUED (due now) was pushed to its queue by the store call that
+// began at stored: it gets the atf.enqueue span the store consumer gives
+// the tasks it enqueues, under its atf.schedule span.
+func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, stored time.Time, err error) {
 	defer span.End()
 	if err != nil {
 		span.RecordError(err)
@@ -59,6 +65,23 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 		return
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
+	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED && span.IsRecording() && !stored.IsZero() {
+		_, enq := telemetry.Tracer().Start(trace.ContextWithSpan(ctx, span), "atf.enqueue",
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithTimestamp(stored),
+			trace.WithAttributes(
+				telemetry.KeyTaskID.String(t.ID),
+				telemetry.KeyLambda.String(t.Lambda),
+				telemetry.KeyReason.String(telemetry.ReasonDue),
+				attrEnqueuedBy.String("frontend"),
+			))
+		enq.End()
+	}
 }
 
-const attrDeduplicated = attribute.Key("atf.task.deduplicated")
+const (
+	attrDeduplicated = attribute.Key("atf.task.deduplicated")
+	// attrEnqueuedBy marks the atf.enqueue spans of tasks the frontend
+	// pushed itself (due now); the store consumer's have none.
+	attrEnqueuedBy = attribute.Key("atf.enqueue.by")
+)
