@@ -137,10 +137,12 @@ func (f *Frontend) RetryTask(ctx context.Context, req *atfv1.RetryTaskRequest) (
 	if req.GetId() == "" {
 		return nil, toConnect(invalidf("task id is missing"))
 	}
+	start := time.Now()
 	t, err := f.cfg.Store.Retry(ctx, namespace(ctx), req.GetId())
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	retryEnqueueSpan(ctx, t, start)
 	return &atfv1.RetryTaskResponse{Task: TaskToProto(t)}, nil
 }
 

@@ -66,17 +66,34 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
 	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED && span.IsRecording() && !stored.IsZero() {
-		_, enq := telemetry.Tracer().Start(trace.ContextWithSpan(ctx, span), "atf.enqueue",
-			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithTimestamp(stored),
-			trace.WithAttributes(
-				telemetry.KeyTaskID.String(t.ID),
-				telemetry.KeyLambda.String(t.Lambda),
-				telemetry.KeyReason.String(telemetry.ReasonDue),
-				attrEnqueuedBy.String("frontend"),
-			))
-		enq.End()
+		enqueueSpan(trace.ContextWithSpan(ctx, span), t, telemetry.ReasonDue, stored)
 	}
+}
+
+// enqueueSpan records the frontend's push of t to its queue, which began
+// at start, as an atf.enqueue span under the span of ctx.
+func enqueueSpan(ctx context.Context, t store.Task, reason string, start time.Time) {
+	_, enq := telemetry.Tracer().Start(ctx, "atf.enqueue",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithTimestamp(start),
+		trace.WithAttributes(
+			telemetry.KeyTaskID.String(t.ID),
+			telemetry.KeyLambda.String(t.Lambda),
+			telemetry.KeyReason.String(reason),
+			attrEnqueuedBy.String("frontend"),
+		))
+	enq.End()
+}
+
+// retryEnqueueSpan records RetryTask's push of a dead letter in the task's
+// own trace, under its atf.schedule span, as the store consumer's pushes
+// are.
+func retryEnqueueSpan(ctx context.Context, t store.Task, start time.Time) {
+	parent := tracectx.Parse(t.TraceParent)
+	if !parent.IsSampled() {
+		return
+	}
+	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t, telemetry.ReasonManualRetry, start)
 }
 
 const (

@@ -16,7 +16,8 @@
 //	   └─ atf.schedule                  frontend, one per task (a batch's too); its
 //	      │                             context is stored on the task
 //	      ├─ atf.enqueue                store consumer: NEW → ENQUEUED, re-enqueues;
-//	      │                             frontend (atf.enqueue.by=frontend): due now
+//	      │                             frontend (atf.enqueue.by=frontend): due
+//	      │                             now, dead letter retried (manual_retry)
 //	      ├─ atf.claim                  controller: ENQUEUED → CLAIMED
 //	      ├─ atf.execute                executor, one per attempt (a retry links
 //	      │  │                          the attempt before it); heartbeats and the

@@ -34,13 +34,15 @@ const (
 	KeyExecutor      = attribute.Key("atf.executor.id")
 )
 
-// Enqueue reasons (KeyReason): why the store consumer pushed a task.
+// Enqueue reasons (KeyReason): why the store consumer (or, for a task due
+// now and a dead letter retried by hand, the frontend) pushed a task.
 const (
 	ReasonDue              = "due"               // NEW reached its execute_at
 	ReasonRetry            = "retry"             // RETRIABLE_FAILURE's backoff passed
 	ReasonEnqueueTimeout   = "enqueue_timeout"   // ENQUEUED too long: pushed again
 	ReasonClaimTimeout     = "claim_timeout"     // CLAIMED, never started
 	ReasonHeartbeatTimeout = "heartbeat_timeout" // PROCESSING, executor went quiet
+	ReasonManualRetry      = "manual_retry"      // a dead letter sent back by RetryTask (span only)
 )
 
 // secondsBuckets suit latencies from a millisecond to minutes.
