@@ -480,6 +480,13 @@ func TestSeparateProcesses(t *testing.T) {
 	if out := cli("lambda", "list"); !strings.Contains(out, `"name": "echo"`) {
 		t.Errorf("atf lambda list:\n%s", out)
 	}
+	wasm := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := os.WriteFile(wasm, testmodules.Build(t, "echo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := cli("lambda", "deploy", "echo2", wasm, "--max-output-bytes", "1000", "--max-log-bytes", "2000"); !strings.Contains(out, `"maxOutputBytes": 1000`) || !strings.Contains(out, `"maxLogBytes": 2000`) {
+		t.Errorf("atf lambda deploy --max-output-bytes 1000 --max-log-bytes 2000:\n%s", out)
+	}
 	out := cli("task", "schedule", "echo", "--payload", "from the cli", "--wait")
 	if !strings.Contains(out, `"state": "TASK_STATE_SUCCESS"`) || !strings.Contains(out, `"output": "ZnJvbSB0aGUgY2xp"`) {
 		t.Errorf("atf task schedule --wait:\n%s", out)
