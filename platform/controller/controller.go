@@ -275,6 +275,8 @@ func workFor(t store.Task, s served) *atfv1.Work {
 		FencingToken:      t.Token,
 		Timeout:           durationpb.New(l.Timeout),
 		MemoryMb:          int32(l.MemoryMB),
+		MaxOutputBytes:    int32(l.MaxOutputBytes),
+		MaxLogBytes:       int32(l.MaxLogBytes),
 		Traceparent:       t.TraceParent,
 		PreviousExecution: t.LastExecution,
 		Priority:          int32(t.Priority),

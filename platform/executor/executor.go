@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -306,6 +307,10 @@ func (e *Executor) execute(w *atfv1.Work) {
 	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
 	e.audit("start", w, "")
 	host := e.hostTask(w, guest, log)
+	// The run stays on this goroutine's thread, so the thread's CPU clock
+	// measures it (a module not compiled yet: its compilation included).
+	runtime.LockOSThread()
+	cpu0, cpuOK := threadCPU()
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -322,17 +327,24 @@ func (e *Executor) execute(w *atfv1.Work) {
 			"ATF_ATTEMPT": strconv.Itoa(int(w.GetAttempt())),
 			"TRACEPARENT": guestTraceParent(span, w),
 		},
-		Timeout:  w.GetTimeout().AsDuration(),
-		MemoryMB: int(w.GetMemoryMb()),
-		Host:     host,
+		Timeout:        w.GetTimeout().AsDuration(),
+		MemoryMB:       int(w.GetMemoryMb()),
+		MaxOutputBytes: int(w.GetMaxOutputBytes()),
+		MaxLogBytes:    int(w.GetMaxLogBytes()),
+		Host:           host,
 	})
+	var cpu time.Duration
+	if cpu1, ok := threadCPU(); ok && cpuOK {
+		cpu = cpu1 - cpu0
+	}
+	runtime.UnlockOSThread()
 	host.Finish()
 	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
 		cancel(errCancelled)
 	}
 	e.audit("end", w, res.Outcome.String())
 	cause := context.Cause(ctx)
-	defer func() { endExecute(ctx, span, w, res, cause) }()
+	defer func() { endExecute(ctx, span, w, res, cpu, cause) }()
 	switch {
 	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
 		// Another claim owns the task, or we cannot tell: report nothing and
@@ -345,7 +357,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 	if res.Error != nil {
 		res.Error.Attempt = w.GetAttempt()
 	}
-	e.report(ctx, log, w, res)
+	e.report(ctx, log, w, res, attemptLogs(w.GetAttempt(), res.Outcome, guest.logs.String(), res.Stderr))
 }
 
 // audit writes one ExecutionLog line.
@@ -360,7 +372,7 @@ func (e *Executor) audit(event string, w *atfv1.Work, outcome string) {
 
 // report sends SetResult, retrying transient failures for a while: a lost
 // result costs a whole re-execution after the heartbeat timeout.
-func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, res sandbox.Result) {
+func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, res sandbox.Result, logs string) {
 	// ctx carries the execute span, the parent of SetResult's; it may be
 	// cancelled (a cancelled task still reports).
 	ctx = context.WithoutCancel(ctx)
@@ -374,7 +386,7 @@ func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, 
 		OutputTruncated: res.OutputTruncated,
 		Error:           res.Error,
 		Duration:        durationpb.New(res.Duration),
-		Logs:            res.Stderr,
+		Logs:            logs,
 	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		req.ExecutionTraceparent = tracectx.Format(span.SpanContext())

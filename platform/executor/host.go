@@ -34,6 +34,7 @@ const DefaultCancelGrace = 500 * time.Millisecond
 type guestState struct {
 	progress        atomic.Int32 // -1 until the module reports
 	cancelRequested atomic.Bool  // set by a DIRECTIVE_CANCEL
+	logs            logLines     // the module's log calls
 }
 
 func newGuestState() *guestState {
@@ -54,8 +55,14 @@ func (e *Executor) hostTask(w *atfv1.Work, g *guestState, log *slog.Logger) *hos
 			return g.cancelRequested.Load()
 		},
 		Log: func(level slog.Level, msg string) {
+			g.logs.add(level, msg)
 			log.Log(context.Background(), level, "lambda log", "msg", msg)
 		},
+	}
+	// The lambda's max_log_bytes caps its log calls too, below hostmod's
+	// own budget.
+	if n := int(w.GetMaxLogBytes()); n > 0 && n < hostmod.DefaultMaxLogBytes {
+		t.Limits.MaxLogBytes = n
 	}
 	if e.cfg.Host != nil {
 		t.Services = hostServices{host: e.cfg.Host, caller: &atfv1.Caller{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -67,7 +68,8 @@ func heartbeatEvent(span trace.Span, d atfv1.Directive) {
 
 // endExecute records how the attempt ended on its span and in the metrics.
 // cause is why the run's context ended, nil when it did not.
-func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cause error) {
+// cpu is the CPU time of the run, 0 when not measured.
+func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cpu time.Duration, cause error) {
 	defer span.End()
 	outcome := strings.ToLower(strings.TrimPrefix(res.Outcome.String(), "OUTCOME_"))
 	switch {
@@ -76,7 +78,7 @@ func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox
 		span.SetAttributes(attribute.String("atf.abort.reason", cause.Error()))
 	}
 	memory := sandboxMemory(res)
-	telemetry.TaskFinished(ctx, w.GetLambda(), outcome, res.Duration, memory)
+	telemetry.TaskFinished(ctx, w.GetLambda(), outcome, res.Duration, cpu, memory)
 	if !span.IsRecording() {
 		return
 	}
@@ -86,6 +88,9 @@ func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox
 	)
 	if memory > 0 {
 		span.SetAttributes(attribute.Int64("atf.sandbox.memory.peak_bytes", int64(memory)))
+	}
+	if cpu > 0 {
+		span.SetAttributes(attribute.Float64("atf.task.cpu_seconds", cpu.Seconds()))
 	}
 	if e := res.Error; e != nil {
 		if e.GetLimit() != "" {

@@ -2,18 +2,20 @@ package frontend
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
-	"github.com/atfhq/atf/platform/tracectx"
 )
 
 // indexError is the error of one task of a batch; the whole batch is
@@ -46,8 +48,9 @@ func batchResponse(res []store.BatchResult) *atfv1.ScheduleBatchResponse {
 
 // scheduleBatch checks every task — its lambda deployed, its size, its
 // priority, key and collection — before the store writes any, and refuses
-// the batch with the index of the first bad one. The tasks share the
-// caller's trace context.
+// the batch with the index of the first bad one. Each task gets its own
+// atf.schedule span, as if scheduled alone: children of the caller's
+// context, so the tasks of a batch with one share its trace.
 func (f *Frontend) scheduleBatch(ctx context.Context, reqs []*atfv1.ScheduleRequest, h http.Header) ([]store.BatchResult, error) {
 	if len(reqs) == 0 {
 		return nil, invalidf("the batch is empty: send 1-%d tasks", store.MaxBatch)
@@ -79,17 +82,33 @@ func (f *Frontend) scheduleBatch(ctx context.Context, reqs []*atfv1.ScheduleRequ
 		lambdas[name] = lambdaRead{l, err}
 		return l, err
 	}
-	traceParent := tracectx.FromRequest(ctx, h)
 	tasks := make([]store.NewTask, len(reqs))
 	for i, r := range reqs {
 		nt, err := f.newTask(ctx, r, getLambda)
 		if err != nil {
 			return nil, &indexError{index: i, err: err}
 		}
-		nt.TraceParent = traceParent
 		tasks[i] = nt
 	}
+	type scheduleSpan struct {
+		ctx  context.Context
+		span trace.Span
+	}
+	spans := make([]scheduleSpan, len(tasks))
+	for i := range tasks {
+		sctx, span := startSchedule(ctx, tasks[i].Lambda, h)
+		tasks[i].TraceParent = scheduleTraceParent(sctx, span, h)
+		spans[i] = scheduleSpan{sctx, span}
+	}
+	stored := time.Now()
 	res, err := f.cfg.Store.ScheduleBatch(ctx, tasks)
+	for i, s := range spans {
+		if err != nil || i >= len(res) {
+			endSchedule(s.ctx, s.span, store.Task{}, false, stored, cmp.Or(err, errors.New("no result")))
+			continue
+		}
+		endSchedule(s.ctx, s.span, res[i].Task, res[i].Deduplicated, stored, nil)
+	}
 	var be *store.BatchError
 	if errors.As(err, &be) {
 		return nil, &indexError{index: be.Index, err: be.Err}

@@ -26,6 +26,8 @@ func lambdaToProto(l store.Lambda) *atfv1.Lambda {
 		AllowedHosts:    l.AllowedHosts,
 		RetryBackoff:    durationpb.New(l.RetryBackoff),
 		RetryBackoffMax: durationpb.New(l.RetryBackoffMax),
+		MaxOutputBytes:  int32(l.MaxOutputBytes),
+		MaxLogBytes:     int32(l.MaxLogBytes),
 		Imports:         l.Imports,
 		CreatedAt:       ts(l.CreatedAt),
 		UpdatedAt:       ts(l.UpdatedAt),

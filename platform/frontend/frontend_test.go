@@ -231,6 +231,18 @@ func TestDeadLetters(t *testing.T) {
 	if _, body := b.do(t, "GET", "/v1/lambdas/once/dead-letters", ""); strings.Contains(body, dead) {
 		t.Fatalf("retried task still listed: %s", body)
 	}
+	// Its push back to the queue is an atf.enqueue span in its trace,
+	// under its atf.schedule span.
+	var retried []string
+	for _, s := range taskSpans("atf.enqueue", dead) {
+		if attr(s, "atf.enqueue.reason") == "manual_retry" {
+			retried = append(retried, s.Parent().SpanID().String())
+		}
+	}
+	sched := taskSpans("atf.schedule", dead)
+	if len(retried) != 1 || len(sched) != 1 || retried[0] != sched[0].SpanContext().SpanID().String() {
+		t.Errorf("retry's atf.enqueue spans under %v, want one under atf.schedule", retried)
+	}
 }
 
 // runToResult schedules a task of lambda, claims it and records outcome,

@@ -45,11 +45,13 @@ func (f *Frontend) deploy(ctx context.Context, req *atfv1.DeployLambdaRequest) (
 		AllowedHosts:    req.GetAllowedHosts(),
 		RetryBackoff:    req.GetRetryBackoff().AsDuration(),
 		RetryBackoffMax: req.GetRetryBackoffMax().AsDuration(),
+		MaxOutputBytes:  int(req.GetMaxOutputBytes()),
+		MaxLogBytes:     int(req.GetMaxLogBytes()),
 	}
 	if req.GetTimeout() != nil && l.Timeout <= 0 {
 		return store.Lambda{}, invalidf("timeout %s is out of range: use a duration between 1ms and %s, e.g. 30s", l.Timeout, maxTimeout)
 	}
-	if err := validateLambdaSettings(l.Timeout, l.MemoryMB, l.MaxAttempts, l.MaxConcurrency, l.RetryBackoff, l.RetryBackoffMax); err != nil {
+	if err := validateLambdaSettings(l.Timeout, l.MemoryMB, l.MaxAttempts, l.MaxConcurrency, l.MaxOutputBytes, l.MaxLogBytes, l.RetryBackoff, l.RetryBackoffMax); err != nil {
 		return store.Lambda{}, err
 	}
 	info, err := f.cfg.Inspector.Inspect(ctx, req.GetWasm())

@@ -129,7 +129,8 @@ func deployRequestFromQuery(r *http.Request) (*atfv1.DeployLambdaRequest, error)
 	ints := []struct {
 		param string
 		dst   *int32
-	}{{"memory_mb", &req.MemoryMb}, {"max_attempts", &req.MaxAttempts}, {"max_concurrency", &req.MaxConcurrency}}
+	}{{"memory_mb", &req.MemoryMb}, {"max_attempts", &req.MaxAttempts}, {"max_concurrency", &req.MaxConcurrency},
+		{"max_output_bytes", &req.MaxOutputBytes}, {"max_log_bytes", &req.MaxLogBytes}}
 	for _, i := range ints {
 		if v := q.Get(i.param); v != "" {
 			n, err := strconv.ParseInt(v, 10, 32)

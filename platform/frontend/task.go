@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -22,12 +23,14 @@ func (f *Frontend) Schedule(ctx context.Context, req *atfv1.ScheduleRequest) (*a
 
 func (f *Frontend) schedule(ctx context.Context, req *atfv1.ScheduleRequest, h http.Header) (t store.Task, dedup bool, err error) {
 	ctx, span := startSchedule(ctx, req.GetLambda(), h)
-	defer func() { endSchedule(ctx, span, t, dedup, err) }()
+	var stored time.Time
+	defer func() { endSchedule(ctx, span, t, dedup, stored, err) }()
 	nt, err := f.newTask(ctx, req, f.cachedLambda)
 	if err != nil {
 		return store.Task{}, false, err
 	}
 	nt.TraceParent = scheduleTraceParent(ctx, span, h)
+	stored = time.Now()
 	return f.cfg.Store.Schedule(ctx, nt)
 }
 
@@ -134,10 +137,12 @@ func (f *Frontend) RetryTask(ctx context.Context, req *atfv1.RetryTaskRequest) (
 	if req.GetId() == "" {
 		return nil, toConnect(invalidf("task id is missing"))
 	}
+	start := time.Now()
 	t, err := f.cfg.Store.Retry(ctx, namespace(ctx), req.GetId())
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	retryEnqueueSpan(ctx, t, start)
 	return &atfv1.RetryTaskResponse{Task: TaskToProto(t)}, nil
 }
 

@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
 	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/platform/tracectx"
@@ -41,7 +43,11 @@ func scheduleTraceParent(ctx context.Context, span trace.Span, h http.Header) st
 	return tracectx.FromRequest(ctx, h)
 }
 
-func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, err error) {
+// endSchedule ends a task's atf.schedule span and counts the task. A task
+// stored ENQUEUED (due now) was pushed to its queue by the store call that
+// began at stored: it gets the atf.enqueue span the store consumer gives
+// the tasks it enqueues, under its atf.schedule span.
+func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, stored time.Time, err error) {
 	defer span.End()
 	if err != nil {
 		span.RecordError(err)
@@ -59,6 +65,40 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 		return
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
+	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED && span.IsRecording() && !stored.IsZero() {
+		enqueueSpan(trace.ContextWithSpan(ctx, span), t, telemetry.ReasonDue, stored)
+	}
 }
 
-const attrDeduplicated = attribute.Key("atf.task.deduplicated")
+// enqueueSpan records the frontend's push of t to its queue, which began
+// at start, as an atf.enqueue span under the span of ctx.
+func enqueueSpan(ctx context.Context, t store.Task, reason string, start time.Time) {
+	_, enq := telemetry.Tracer().Start(ctx, "atf.enqueue",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithTimestamp(start),
+		trace.WithAttributes(
+			telemetry.KeyTaskID.String(t.ID),
+			telemetry.KeyLambda.String(t.Lambda),
+			telemetry.KeyReason.String(reason),
+			attrEnqueuedBy.String("frontend"),
+		))
+	enq.End()
+}
+
+// retryEnqueueSpan records RetryTask's push of a dead letter in the task's
+// own trace, under its atf.schedule span, as the store consumer's pushes
+// are.
+func retryEnqueueSpan(ctx context.Context, t store.Task, start time.Time) {
+	parent := tracectx.Parse(t.TraceParent)
+	if !parent.IsSampled() {
+		return
+	}
+	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t, telemetry.ReasonManualRetry, start)
+}
+
+const (
+	attrDeduplicated = attribute.Key("atf.task.deduplicated")
+	// attrEnqueuedBy marks the atf.enqueue spans of tasks the frontend
+	// pushed itself (due now); the store consumer's have none.
+	attrEnqueuedBy = attribute.Key("atf.enqueue.by")
+)

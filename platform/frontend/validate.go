@@ -3,6 +3,8 @@ package frontend
 import (
 	"regexp"
 	"time"
+
+	"github.com/atfhq/atf/platform/store"
 )
 
 var (
@@ -17,6 +19,12 @@ const (
 	maxKeyBytes    = 256
 	maxPriority    = 9
 	maxConcurrency = 100000
+	// max_output_bytes: the output is stored with the task and sent in
+	// SetResult, so it stays far below a Redis value's and a request's cap.
+	maxOutputBytes = 16 << 20
+	// max_log_bytes: only stderr's end is stored; this bounds time spent
+	// writing it.
+	maxLogBytes = 1 << 30
 )
 
 func validateName(what, name string) error {
@@ -29,7 +37,7 @@ func validateName(what, name string) error {
 	return nil
 }
 
-func validateLambdaSettings(timeout time.Duration, memoryMB, attempts, concurrency int, backoff, backoffMax time.Duration) error {
+func validateLambdaSettings(timeout time.Duration, memoryMB, attempts, concurrency, outputBytes, logBytes int, backoff, backoffMax time.Duration) error {
 	switch {
 	case timeout < 0 || timeout > maxTimeout:
 		return invalidf("timeout %s is out of range: use a duration between 1ms and %s, e.g. 30s", timeout, maxTimeout)
@@ -41,6 +49,10 @@ func validateLambdaSettings(timeout time.Duration, memoryMB, attempts, concurren
 		return invalidf("max_attempts %d is out of range: use 1-%d", attempts, maxAttempts)
 	case concurrency < 0 || concurrency > maxConcurrency:
 		return invalidf("max_concurrency %d is out of range: use 0 (no cap) to %d", concurrency, maxConcurrency)
+	case outputBytes < 0 || outputBytes > maxOutputBytes:
+		return invalidf("max_output_bytes %d is out of range: use 1-%d (16 MiB), or 0 for the default %d (1 MiB)", outputBytes, maxOutputBytes, store.DefaultMaxOutputBytes)
+	case logBytes < 0 || logBytes > maxLogBytes:
+		return invalidf("max_log_bytes %d is out of range: use 1-%d (1 GiB), or 0 for the default %d (16 MiB)", logBytes, maxLogBytes, store.DefaultMaxLogBytes)
 	case backoff < 0 || backoffMax < 0:
 		return invalidf("retry backoff must not be negative")
 	case backoff > 0 && backoffMax > 0 && backoffMax < backoff:

@@ -35,8 +35,11 @@ type AttemptRecorder interface {
 	RecordAttempt(ctx context.Context, id string, token int64, traceparent, logs string) error
 }
 
-// recordAttempt stores the attempt's logs and span context before its
-// result, so that a client seeing the task finished finds its logs.
+// recordAttempt appends the attempt's logs to the task's and stores its
+// span context, before its result, so that a client seeing the task
+// finished finds its logs. An attempt with neither (a first attempt that
+// logged nothing, tracing off) costs no write: the executor sends a later
+// attempt's header even when it logged nothing.
 func (h *HSC) recordAttempt(ctx context.Context, req *atfv1.SetResultRequest) error {
 	rec, ok := h.cfg.Store.(AttemptRecorder)
 	if !ok || (req.GetLogs() == "" && req.GetExecutionTraceparent() == "") {

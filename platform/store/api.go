@@ -34,6 +34,8 @@ const (
 	DefaultMaxAttempts     = 3
 	DefaultRetryBackoff    = time.Second
 	DefaultRetryBackoffMax = 10 * time.Minute
+	DefaultMaxOutputBytes  = 1 << 20  // stdout of one execution
+	DefaultMaxLogBytes     = 16 << 20 // stderr of one execution
 	DefaultPartitions      = 16
 	DefaultRetention       = 7 * 24 * time.Hour
 	DefaultEnqueueTimeout  = 30 * time.Second
@@ -73,6 +75,8 @@ type Lambda struct {
 	AllowedHosts    []string
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
+	MaxOutputBytes  int // stdout of one execution
+	MaxLogBytes     int // stderr of one execution
 	Imports         []string
 	CreatedAt       time.Time
 	UpdatedAt       time.Time

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -139,8 +140,10 @@ const (
 	lRetryBackoff    = "rb"    // ms
 	lRetryBackoffMax = "rbm"   // ms
 	lImports         = "imp"   // JSON array
-	lCreatedAt       = "ca"    // ms
-	lUpdatedAt       = "ua"    // ms
+	lMaxOutputBytes  = "mout"
+	lMaxLogBytes     = "mlog"
+	lCreatedAt       = "ca" // ms
+	lUpdatedAt       = "ua" // ms
 )
 
 func encodeLambda(l Lambda) ([]any, error) {
@@ -165,6 +168,8 @@ func encodeLambda(l Lambda) ([]any, error) {
 		lRetryBackoff, durMS(l.RetryBackoff),
 		lRetryBackoffMax, durMS(l.RetryBackoffMax),
 		lImports, string(imports),
+		lMaxOutputBytes, strconv.Itoa(l.MaxOutputBytes),
+		lMaxLogBytes, strconv.Itoa(l.MaxLogBytes),
 	}, nil
 }
 
@@ -182,8 +187,11 @@ func decodeLambda(ns string, h map[string]string) (Lambda, error) {
 		MaxConcurrency:  int(atoi64(h[lMaxConcurrency])),
 		RetryBackoff:    time.Duration(atoi64(h[lRetryBackoff])) * time.Millisecond,
 		RetryBackoffMax: time.Duration(atoi64(h[lRetryBackoffMax])) * time.Millisecond,
-		CreatedAt:       msTime(h[lCreatedAt]),
-		UpdatedAt:       msTime(h[lUpdatedAt]),
+		// Lambdas deployed before these limits existed have the defaults.
+		MaxOutputBytes: cmp.Or(int(atoi64(h[lMaxOutputBytes])), DefaultMaxOutputBytes),
+		MaxLogBytes:    cmp.Or(int(atoi64(h[lMaxLogBytes])), DefaultMaxLogBytes),
+		CreatedAt:      msTime(h[lCreatedAt]),
+		UpdatedAt:      msTime(h[lUpdatedAt]),
 	}
 	if v := h[lAllowedHosts]; v != "" && v != "[]" {
 		if err := json.Unmarshal([]byte(v), &l.AllowedHosts); err != nil {

@@ -12,6 +12,8 @@
 //	atf:{lam}:<ns>:versions                hash: lambda name -> last version
 //	                                       (kept across deletes: a version
 //	                                       number never names two deploys)
+//	atf:{lam}:namespaces                   set of namespaces that deployed a
+//	                                       lambda (queue depth gauge)
 //	atf:{p<P>}:task:<id>                   task hash (P = partition of id)
 //	atf:{p<P>}:trigger                     zset: task id -> next trigger (ms)
 //	atf:{p<P>}:idx:<ns>:<lambda>           zset: task id -> created (ms)
@@ -34,7 +36,8 @@
 //
 // Gating adds atf:{lam}:<ns>:gate:<name>, atf:{p<P>}:gate and
 // atf:{p<P>}:parked:<ns>:<lambda> (gate.go); periodic tasks add
-// atf:{lam}:schedules and the atf:cron channel (schedule.go).
+// atf:{lam}:schedules and the atf:cron channel (schedule.go); task logs
+// add atf:{p<P>}:logs:<id> (logs.go).
 //
 // P is the partition number in decimal. Task hash fields have short names
 // (codec.go): ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb

@@ -50,6 +50,12 @@ func (l Lambda) withDefaults() Lambda {
 	if l.RetryBackoffMax <= 0 {
 		l.RetryBackoffMax = DefaultRetryBackoffMax
 	}
+	if l.MaxOutputBytes <= 0 {
+		l.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if l.MaxLogBytes <= 0 {
+		l.MaxLogBytes = DefaultMaxLogBytes
+	}
 	if l.ABI == atfv1.Abi_ABI_UNSPECIFIED {
 		l.ABI = atfv1.Abi_ABI_COMMAND
 	}
@@ -71,9 +77,9 @@ func (s *Store) DeployLambda(ctx context.Context, l Lambda) (Lambda, error) {
 		return Lambda{}, fmt.Errorf("store: deploy lambda %q: %w", l.Name, err)
 	}
 	now := s.now()
-	args := append([]any{l.Name, ms(now)}, fields...)
+	args := append([]any{l.Name, ms(now), l.Namespace}, fields...)
 	res, err := deployLambdaScript.Run(ctx, s.rdb,
-		[]string{lambdaKey(l.Namespace, l.Name), lambdasKey(l.Namespace), lambdaVersionsKey(l.Namespace)},
+		[]string{lambdaKey(l.Namespace, l.Name), lambdasKey(l.Namespace), lambdaVersionsKey(l.Namespace), namespacesKey()},
 		args...).Slice()
 	if err != nil {
 		return Lambda{}, fmt.Errorf("store: deploy lambda %q: %w", l.Name, err)

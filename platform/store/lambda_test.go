@@ -36,12 +36,13 @@ func TestDeployLambda(t *testing.T) {
 	}
 	if first.Version != 1 || first.Timeout != DefaultTimeout || first.MemoryMB != DefaultMemoryMB ||
 		first.MaxAttempts != DefaultMaxAttempts || first.RetryBackoff != DefaultRetryBackoff ||
-		first.RetryBackoffMax != DefaultRetryBackoffMax || first.ABI != atfv1.Abi_ABI_COMMAND {
+		first.RetryBackoffMax != DefaultRetryBackoffMax || first.ABI != atfv1.Abi_ABI_COMMAND ||
+		first.MaxOutputBytes != DefaultMaxOutputBytes || first.MaxLogBytes != DefaultMaxLogBytes {
 		t.Fatalf("first deploy: %+v", first)
 	}
 	created := b.clock.Now()
 	b.clock.Advance(time.Minute)
-	second, err := b.store.DeployLambda(b.ctx, Lambda{Namespace: ns, Name: "echo", SHA256: "s2", MaxAttempts: 5, Timeout: time.Second})
+	second, err := b.store.DeployLambda(b.ctx, Lambda{Namespace: ns, Name: "echo", SHA256: "s2", MaxAttempts: 5, Timeout: time.Second, MaxOutputBytes: 10, MaxLogBytes: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,8 @@ func TestDeployLambda(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Version != 2 || got.SHA256 != "s2" || got.MaxAttempts != 5 || got.Timeout != time.Second ||
-		len(got.AllowedHosts) != 0 || !got.CreatedAt.Equal(created) || got.Namespace != ns {
+		len(got.AllowedHosts) != 0 || !got.CreatedAt.Equal(created) || got.Namespace != ns ||
+		got.MaxOutputBytes != 10 || got.MaxLogBytes != 20 {
 		t.Fatalf("GetLambda after redeploy: %+v", got)
 	}
 

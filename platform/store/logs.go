@@ -12,8 +12,8 @@ import (
 // latest attempt's execute span.
 const fLastExecution = "xs"
 
-// MaxLogBytes caps the logs kept per task (the latest attempt's stderr
-// tail; the sandbox keeps 4 KiB by default).
+// MaxLogBytes caps the logs kept per task: what its attempts logged, in
+// order; when they pass it, the oldest lines go.
 const MaxLogBytes = 64 << 10
 
 func logsKey(p int, id string) string { return partPrefix(p) + "logs:" + id }
@@ -25,8 +25,9 @@ func logsKey(p int, id string) string { return partPrefix(p) + "logs:" + id }
 // KEYS[2] logs string
 // ARGV[1] fencing token
 // ARGV[2] traceparent of the attempt's execute span ("" keeps the old one)
-// ARGV[3] logs ("" deletes them)
+// ARGV[3] the attempt's logs, appended ("" appends nothing)
 // ARGV[4] retention (ms)
+// ARGV[5] MaxLogBytes: beyond it the start is cut, up to a line start
 //
 // Returns 1, or 0 when the token is not the task's current claim.
 var recordAttemptScript = redis.NewScript(`
@@ -37,17 +38,26 @@ if ARGV[2] ~= "" then
   redis.call("HSET", KEYS[1], "xs", ARGV[2])
 end
 if ARGV[3] ~= "" then
-  redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[4])
-else
-  redis.call("DEL", KEYS[2])
+  local n = redis.call("APPEND", KEYS[2], ARGV[3])
+  local max = tonumber(ARGV[5])
+  if n > max then
+    local kept = redis.call("GETRANGE", KEYS[2], n - max, -1)
+    local nl = string.find(kept, "\n", 1, true)
+    if nl and nl < #kept then
+      kept = string.sub(kept, nl + 1)
+    end
+    redis.call("SET", KEYS[2], kept)
+  end
+  redis.call("PEXPIRE", KEYS[2], ARGV[4])
 end
 return 1
 `)
 
 // RecordAttempt stores, for the claim holding token, the traceparent of
 // its execute span (Task.LastExecution, which the next attempt's span
-// links to) and its logs, capped at MaxLogBytes (the end is kept) and kept
-// for the retention. A stale token is ErrClaimLost and changes nothing.
+// links to) and appends its logs to the task's: the task keeps the last
+// MaxLogBytes of what its attempts logged (cut at a line start), for the
+// retention. A stale token is ErrClaimLost and changes nothing.
 func (s *Store) RecordAttempt(ctx context.Context, id string, token int64, traceparent, logs string) error {
 	p, err := s.PartitionOf(id)
 	if err != nil {
@@ -57,7 +67,7 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, token int64, trace
 		logs = logs[len(logs)-MaxLogBytes:]
 	}
 	n, err := recordAttemptScript.Run(ctx, s.rdb, []string{taskKey(p, id), logsKey(p, id)},
-		token, traceparent, logs, s.opts.Retention.Milliseconds()).Int()
+		token, traceparent, logs, s.opts.Retention.Milliseconds(), MaxLogBytes).Int()
 	if err != nil {
 		return fmt.Errorf("store: record attempt of task %s: %w", id, err)
 	}
@@ -67,8 +77,8 @@ func (s *Store) RecordAttempt(ctx context.Context, id string, token int64, trace
 	return nil
 }
 
-// TaskLogs returns the logs of a task's latest attempt ("" when it has
-// none, or has not run yet).
+// TaskLogs returns what a task's attempts logged ("" when they logged
+// nothing, or none has ended yet).
 func (s *Store) TaskLogs(ctx context.Context, ns, id string) (string, error) {
 	p, err := s.checkOwner(ctx, ns, id)
 	if err != nil {

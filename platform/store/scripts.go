@@ -382,9 +382,11 @@ return {1, redis.call("HGETALL", KEYS[1])}
 // KEYS[2] namespace's set of lambda names
 // KEYS[3] namespace's hash of name -> last version (it survives
 // DeleteLambda, so one version number never names two deploys)
+// KEYS[4] set of namespaces that ever deployed a lambda
 // ARGV[1] lambda name
 // ARGV[2] now (ms)
-// ARGV[3...] lambda hash field, value, ...
+// ARGV[3] namespace
+// ARGV[4...] lambda hash field, value, ...
 //
 // Returns {version, created (ms)}.
 var deployLambdaScript = redis.NewScript(`
@@ -393,9 +395,10 @@ local last = tonumber(redis.call("HGET", KEYS[3], ARGV[1])) or 0
 local version = math.max(tonumber(prev[1]) or 0, last) + 1
 local created = prev[2] or ARGV[2]
 redis.call("DEL", KEYS[1])
-redis.call("HSET", KEYS[1], "v", version, "ca", created, "ua", ARGV[2], unpack(ARGV, 3))
+redis.call("HSET", KEYS[1], "v", version, "ca", created, "ua", ARGV[2], unpack(ARGV, 4))
 redis.call("SADD", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[3], ARGV[1], version)
+redis.call("SADD", KEYS[4], ARGV[3])
 return {version, created}
 `)
 

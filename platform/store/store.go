@@ -108,6 +108,7 @@ const wakeChannel = "atf:wake"
 func moduleKey(sha string) string              { return "atf:{mod}:" + sha }
 func lambdaKey(ns, name string) string         { return "atf:{lam}:" + ns + ":lambda:" + name }
 func lambdasKey(ns string) string              { return "atf:{lam}:" + ns + ":lambdas" }
+func namespacesKey() string                    { return "atf:{lam}:namespaces" }
 func lambdaVersionsKey(ns string) string       { return "atf:{lam}:" + ns + ":versions" }
 func partPrefix(p int) string                  { return "atf:{p" + strconv.Itoa(p) + "}:" }
 func taskKey(p int, id string) string          { return partPrefix(p) + "task:" + id }

@@ -13,13 +13,19 @@
 //
 //	client span (the caller's traceparent, if any)
 //	└─ atf.v1.TaskService/Schedule      otelconnect server span (Connect, gRPC)
-//	   └─ atf.schedule                  frontend; its context is stored on the task
-//	      ├─ atf.enqueue                store consumer: NEW → ENQUEUED, re-enqueues
+//	   └─ atf.schedule                  frontend, one per task (a batch's too); its
+//	      │                             context is stored on the task
+//	      ├─ atf.enqueue                store consumer: NEW → ENQUEUED, re-enqueues;
+//	      │                             frontend (atf.enqueue.by=frontend): due
+//	      │                             now, dead letter retried (manual_retry)
 //	      ├─ atf.claim                  controller: ENQUEUED → CLAIMED
 //	      ├─ atf.execute                executor, one per attempt (a retry links
-//	      │  │                          the attempt before it); heartbeats are events
-//	      │  ├─ (guest spans)           sandbox host functions, from the ctx of Run
+//	      │  │                          the attempt before it); heartbeats and the
+//	      │  │                          lambda's log calls are events; CPU time
+//	      │  │                          (atf.task.cpu_seconds) and peak memory
+//	      │  ├─ (guest spans)           atf_v1 span_start/span_end, from the ctx of Run
 //	      │  └─ atf.v1.HeartbeatService/SetResult   client, then server span
+//	      │     └─ atf.set_result       HSC
 //	      └─ …
 //
 // # Cost when off

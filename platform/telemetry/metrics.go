@@ -36,13 +36,15 @@ const (
 	KeyExecutor      = attribute.Key("atf.executor.id")
 )
 
-// Enqueue reasons (KeyReason): why the store consumer pushed a task.
+// Enqueue reasons (KeyReason): why the store consumer (or, for a task due
+// now and a dead letter retried by hand, the frontend) pushed a task.
 const (
 	ReasonDue              = "due"               // NEW reached its execute_at
 	ReasonRetry            = "retry"             // RETRIABLE_FAILURE's backoff passed
 	ReasonEnqueueTimeout   = "enqueue_timeout"   // ENQUEUED too long: pushed again
 	ReasonClaimTimeout     = "claim_timeout"     // CLAIMED, never started
 	ReasonHeartbeatTimeout = "heartbeat_timeout" // PROCESSING, executor went quiet
+	ReasonManualRetry      = "manual_retry"      // a dead letter sent back by RetryTask (span only)
 )
 
 // secondsBuckets suit latencies from a millisecond to minutes.
@@ -59,6 +61,7 @@ type instruments struct {
 	pickupLatency    metric.Float64Histogram
 	lateness         metric.Float64Histogram
 	execDuration     metric.Float64Histogram
+	execCPU          metric.Float64Histogram
 	sandboxMemory    metric.Int64Histogram
 	heartbeatsFailed metric.Int64Counter
 	runningGauge     metric.Int64ObservableUpDownCounter
@@ -90,6 +93,9 @@ func newInstruments(meter metric.Meter) *instruments {
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		execDuration: must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
 			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
+			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
+		execCPU: must(meter.Float64Histogram("atf.task.cpu.time", metric.WithUnit("s"),
+			metric.WithDescription("CPU time of the executor thread that ran a task (its module's compilation included when it was not cached), by lambda."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		sandboxMemory: must(meter.Int64Histogram("atf.sandbox.memory.peak", metric.WithUnit("By"),
 			metric.WithDescription("Largest linear memory a task's module instance reached."),
@@ -135,11 +141,14 @@ func TaskStarted(ctx context.Context, lambda string) {
 }
 
 // TaskFinished counts an execution's end and records how long it ran and,
-// when known (> 0), the memory it reached.
-func TaskFinished(ctx context.Context, lambda, outcome string, d time.Duration, memoryBytes uint64) {
+// when known (> 0), the CPU time it used and the memory it reached.
+func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
 	attrs := attrs2(KeyLambda, lambda, KeyOutcome, outcome)
 	inst().tasksFinished.Add(ctx, 1, attrs)
 	inst().execDuration.Record(ctx, d.Seconds(), attrs)
+	if cpu > 0 {
+		inst().execCPU.Record(ctx, cpu.Seconds(), attrs1(KeyLambda, lambda))
+	}
 	if memoryBytes > 0 {
 		inst().sandboxMemory.Record(ctx, int64(memoryBytes), attrs1(KeyLambda, lambda))
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -62,7 +63,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	defer tel.Close(context.Background())
 	TaskScheduled(context.Background(), "hello")
-	TaskFinished(context.Background(), "hello", "success", 0, 1<<20)
+	TaskFinished(context.Background(), "hello", "success", 0, time.Millisecond, 1<<20)
 	stop := ObserveRunning(func() int { return 3 })
 	defer stop()
 	rec := httptest.NewRecorder()
@@ -73,6 +74,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`atf_tasks_finished_total{atf_lambda_name="hello",atf_task_outcome="success"`,
 		`atf_task_execution_duration_seconds_bucket`,
 		`atf_sandbox_memory_peak_bytes_bucket`,
+		`atf_task_cpu_time_seconds_bucket{atf_lambda_name="hello"`,
 		`atf_executor_sandboxes_running`,
 		`go_goroutines`,
 	} {

@@ -266,8 +266,12 @@ type Work struct {
 	// The traceparent of the previous attempt's execute span, empty on the
 	// first: a retry's span links to it.
 	PreviousExecution string `protobuf:"bytes,20,opt,name=previous_execution,json=previousExecution,proto3" json:"previous_execution,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The lambda's max_output_bytes and max_log_bytes; 0 takes the
+	// executor's defaults.
+	MaxOutputBytes int32 `protobuf:"varint,21,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	MaxLogBytes    int32 `protobuf:"varint,22,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Work) Reset() {
@@ -417,6 +421,20 @@ func (x *Work) GetPreviousExecution() string {
 		return x.PreviousExecution
 	}
 	return ""
+}
+
+func (x *Work) GetMaxOutputBytes() int32 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
+func (x *Work) GetMaxLogBytes() int32 {
+	if x != nil {
+		return x.MaxLogBytes
+	}
+	return 0
 }
 
 type GetModuleRequest struct {
@@ -679,7 +697,10 @@ type SetResultRequest struct {
 	Namespace string `protobuf:"bytes,8,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// The Work's slot.
 	Slot string `protobuf:"bytes,9,opt,name=slot,proto3" json:"slot,omitempty"`
-	// The end of the module's stderr, stored as the task's logs.
+	// What the attempt logged, appended to the task's logs: a header line
+	// "--- attempt N: OUTCOME ---", its atf_v1 log calls as "[level] message"
+	// lines, then the end of its stderr. Empty when there is nothing to add
+	// (a first attempt that logged nothing).
 	Logs string `protobuf:"bytes,20,opt,name=logs,proto3" json:"logs,omitempty"`
 	// The traceparent of this attempt's execute span.
 	ExecutionTraceparent string `protobuf:"bytes,21,opt,name=execution_traceparent,json=executionTraceparent,proto3" json:"execution_traceparent,omitempty"`
@@ -850,7 +871,7 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\tmax_tasks\x18\x02 \x01(\x05R\bmaxTasks\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"4\n" +
 	"\x10NextWorkResponse\x12 \n" +
-	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xb4\x04\n" +
+	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\x82\x05\n" +
 	"\x04Work\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -869,7 +890,9 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\bpriority\x18\x0e \x01(\x05R\bpriority\x12\x12\n" +
 	"\x04slot\x18\x0f \x01(\tR\x04slot\x12#\n" +
 	"\rallowed_hosts\x18\x10 \x03(\tR\fallowedHosts\x12-\n" +
-	"\x12previous_execution\x18\x14 \x01(\tR\x11previousExecution\"*\n" +
+	"\x12previous_execution\x18\x14 \x01(\tR\x11previousExecution\x12(\n" +
+	"\x10max_output_bytes\x18\x15 \x01(\x05R\x0emaxOutputBytes\x12\"\n" +
+	"\rmax_log_bytes\x18\x16 \x01(\x05R\vmaxLogBytes\"*\n" +
 	"\x10GetModuleRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"'\n" +
 	"\x11GetModuleResponse\x12\x12\n" +

@@ -108,7 +108,17 @@ type Lambda struct {
 	// Collections of the lambda that are paused, sorted.
 	PausedCollections []string `protobuf:"bytes,18,rep,name=paused_collections,json=pausedCollections,proto3" json:"paused_collections,omitempty"`
 	// The periodic schedule, when one is set (SetSchedule).
-	Schedule      *Schedule `protobuf:"bytes,19,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Schedule *Schedule `protobuf:"bytes,19,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// Most bytes one execution may write to stdout (its output); writing
+	// more stops it: FATAL_FAILURE, ERROR_KIND_OUTPUT_LIMIT, limit
+	// "max_output_bytes=N". 1 B to 16 MiB; default 1 MiB.
+	MaxOutputBytes int32 `protobuf:"varint,20,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	// Most bytes one execution may write to stderr; writing more stops it:
+	// FATAL_FAILURE, ERROR_KIND_OUTPUT_LIMIT, limit "max_log_bytes=N". It
+	// also caps the atf_v1 log calls of one execution (at most 64 KiB of
+	// those are kept whatever it is). 1 B to 1 GiB; default 16 MiB. Only the
+	// end of stderr is stored with the task (GetTaskLogs).
+	MaxLogBytes   int32 `protobuf:"varint,21,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +286,20 @@ func (x *Lambda) GetSchedule() *Schedule {
 	return nil
 }
 
+func (x *Lambda) GetMaxOutputBytes() int32 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
+func (x *Lambda) GetMaxLogBytes() int32 {
+	if x != nil {
+		return x.MaxLogBytes
+	}
+	return 0
+}
+
 // Schedule creates one task of a lambda per tick of a cron expression.
 type Schedule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -362,7 +386,7 @@ var File_atf_v1_lambda_proto protoreflect.FileDescriptor
 
 const file_atf_v1_lambda_proto_rawDesc = "" +
 	"\n" +
-	"\x13atf/v1/lambda.proto\x12\x06atf.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x05\n" +
+	"\x13atf/v1/lambda.proto\x12\x06atf.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x06\n" +
 	"\x06Lambda\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -386,7 +410,9 @@ const file_atf_v1_lambda_proto_rawDesc = "" +
 	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
 	"\x06paused\x18\x11 \x01(\bR\x06paused\x12-\n" +
 	"\x12paused_collections\x18\x12 \x03(\tR\x11pausedCollections\x12,\n" +
-	"\bschedule\x18\x13 \x01(\v2\x10.atf.v1.ScheduleR\bschedule\"\xad\x01\n" +
+	"\bschedule\x18\x13 \x01(\v2\x10.atf.v1.ScheduleR\bschedule\x12(\n" +
+	"\x10max_output_bytes\x18\x14 \x01(\x05R\x0emaxOutputBytes\x12\"\n" +
+	"\rmax_log_bytes\x18\x15 \x01(\x05R\vmaxLogBytes\"\xad\x01\n" +
 	"\bSchedule\x12\x12\n" +
 	"\x04cron\x18\x01 \x01(\tR\x04cron\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1a\n" +

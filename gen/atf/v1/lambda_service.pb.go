@@ -27,7 +27,8 @@ type DeployLambdaRequest struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Wasm  []byte                 `protobuf:"bytes,2,opt,name=wasm,proto3" json:"wasm,omitempty"`
 	// Unset fields take the platform defaults (timeout 30s, memory 128 MiB,
-	// 3 attempts, no concurrency cap, backoff 1s doubling up to 10m).
+	// 3 attempts, no concurrency cap, backoff 1s doubling up to 10m, output
+	// 1 MiB, stderr 16 MiB).
 	Timeout         *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	MemoryMb        int32                `protobuf:"varint,4,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
 	MaxAttempts     int32                `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
@@ -35,8 +36,12 @@ type DeployLambdaRequest struct {
 	AllowedHosts    []string             `protobuf:"bytes,7,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	RetryBackoff    *durationpb.Duration `protobuf:"bytes,8,opt,name=retry_backoff,json=retryBackoff,proto3" json:"retry_backoff,omitempty"`
 	RetryBackoffMax *durationpb.Duration `protobuf:"bytes,9,opt,name=retry_backoff_max,json=retryBackoffMax,proto3" json:"retry_backoff_max,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Lambda.max_output_bytes: 1 B to 16 MiB; 0 takes the default, 1 MiB.
+	MaxOutputBytes int32 `protobuf:"varint,10,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	// Lambda.max_log_bytes: 1 B to 1 GiB; 0 takes the default, 16 MiB.
+	MaxLogBytes   int32 `protobuf:"varint,11,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeployLambdaRequest) Reset() {
@@ -130,6 +135,20 @@ func (x *DeployLambdaRequest) GetRetryBackoffMax() *durationpb.Duration {
 		return x.RetryBackoffMax
 	}
 	return nil
+}
+
+func (x *DeployLambdaRequest) GetMaxOutputBytes() int32 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
+func (x *DeployLambdaRequest) GetMaxLogBytes() int32 {
+	if x != nil {
+		return x.MaxLogBytes
+	}
+	return 0
 }
 
 type DeployLambdaResponse struct {
@@ -851,7 +870,7 @@ var File_atf_v1_lambda_service_proto protoreflect.FileDescriptor
 
 const file_atf_v1_lambda_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1batf/v1/lambda_service.proto\x12\x06atf.v1\x1a\x13atf/v1/lambda.proto\x1a\x1egoogle/protobuf/duration.proto\"\x87\x03\n" +
+	"\x1batf/v1/lambda_service.proto\x12\x06atf.v1\x1a\x13atf/v1/lambda.proto\x1a\x1egoogle/protobuf/duration.proto\"\xd5\x03\n" +
 	"\x13DeployLambdaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04wasm\x18\x02 \x01(\fR\x04wasm\x123\n" +
@@ -861,7 +880,10 @@ const file_atf_v1_lambda_service_proto_rawDesc = "" +
 	"\x0fmax_concurrency\x18\x06 \x01(\x05R\x0emaxConcurrency\x12#\n" +
 	"\rallowed_hosts\x18\a \x03(\tR\fallowedHosts\x12>\n" +
 	"\rretry_backoff\x18\b \x01(\v2\x19.google.protobuf.DurationR\fretryBackoff\x12E\n" +
-	"\x11retry_backoff_max\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fretryBackoffMax\">\n" +
+	"\x11retry_backoff_max\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fretryBackoffMax\x12(\n" +
+	"\x10max_output_bytes\x18\n" +
+	" \x01(\x05R\x0emaxOutputBytes\x12\"\n" +
+	"\rmax_log_bytes\x18\v \x01(\x05R\vmaxLogBytes\">\n" +
 	"\x14DeployLambdaResponse\x12&\n" +
 	"\x06lambda\x18\x01 \x01(\v2\x0e.atf.v1.LambdaR\x06lambda\"&\n" +
 	"\x10GetLambdaRequest\x12\x12\n" +

@@ -616,8 +616,14 @@ func (x *GetTaskLogsRequest) GetId() string {
 
 type GetTaskLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The end of the latest attempt's stderr; empty before the first attempt
-	// ends.
+	// What the task's attempts logged, oldest first, as text. Each attempt
+	// that logged anything (and every attempt after the first) starts with a
+	// line "--- attempt N: OUTCOME ---", followed by the lambda's atf_v1 log
+	// calls as "[debug|info|warn|error] message" lines, then the end of its
+	// stderr (the last 4 KiB). The two are captured apart, so a log call is
+	// not placed among the stderr lines around it. At most the last 64 KiB
+	// are kept, cut at a line start. Empty before the first attempt ends, or
+	// when nothing was logged.
 	Logs          string `protobuf:"bytes,1,opt,name=logs,proto3" json:"logs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

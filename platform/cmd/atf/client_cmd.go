@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 const clientUsage = `Usage:
   atf lambda deploy NAME FILE.wasm [--timeout 30s] [--memory-mb 128] [--max-attempts 3] [--max-concurrency 0]
+                    [--max-output-bytes 1048576] [--max-log-bytes 16777216]
   atf lambda list | get NAME | delete NAME | pause NAME [--collection C] | resume NAME [--collection C]
   atf task schedule LAMBDA [--payload TEXT | --payload-file FILE | -] [--at 30s|RFC3339] [--priority N] [--key K] [--collection C] [--wait]
   atf task get ID | cancel ID | retry ID | watch ID | list LAMBDA [--state S] [--collection C]
@@ -114,6 +116,8 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 	memoryMB := fs.Int("memory-mb", 0, "deploy: linear memory cap in MiB (default 128)")
 	attempts := fs.Int("max-attempts", 0, "deploy: executions before a task is a dead letter (default 3)")
 	concurrency := fs.Int("max-concurrency", 0, "deploy: tasks running at once across executors (0: no cap)")
+	maxOutput := fs.Int("max-output-bytes", 0, "deploy: most bytes one execution may write to stdout (default 1 MiB, at most 16 MiB)")
+	maxLog := fs.Int("max-log-bytes", 0, "deploy: most bytes one execution may write to stderr (default 16 MiB, at most 1 GiB)")
 	collection := fs.String("collection", "", "pause/resume: only this collection")
 	c, pos, err := clientFlags(fs, args[1:], getenv, stdout)
 	if err != nil {
@@ -128,7 +132,13 @@ func runLambda(ctx context.Context, args []string, getenv func(string) string, s
 		if err != nil {
 			return err
 		}
-		req := &atfv1.DeployLambdaRequest{Name: pos[0], Wasm: wasm, MemoryMb: int32(*memoryMB), MaxAttempts: int32(*attempts), MaxConcurrency: int32(*concurrency)}
+		for name, v := range map[string]int{"max-output-bytes": *maxOutput, "max-log-bytes": *maxLog} {
+			if v < 0 || v > math.MaxInt32 {
+				return fmt.Errorf("--%s %d is out of range", name, v)
+			}
+		}
+		req := &atfv1.DeployLambdaRequest{Name: pos[0], Wasm: wasm, MemoryMb: int32(*memoryMB), MaxAttempts: int32(*attempts), MaxConcurrency: int32(*concurrency),
+			MaxOutputBytes: int32(*maxOutput), MaxLogBytes: int32(*maxLog)}
 		if *timeout > 0 {
 			req.Timeout = durationpb.New(*timeout)
 		}

@@ -331,6 +331,25 @@ func TestWasmContract(t *testing.T) {
 			t.Fatalf("got state %s error %v", got.GetState(), e)
 		}
 	})
+	t.Run("stdout over max_output_bytes=1000 and stderr over max_log_bytes=5000 are fatal", func(t *testing.T) {
+		l := deploy(t, p, "flood", testmodules.Build(t, "flood"), "max_output_bytes=1000")
+		if l.GetMaxOutputBytes() != 1000 || l.GetMaxLogBytes() != 16<<20 {
+			t.Errorf("deployed limits: max_output_bytes %d, max_log_bytes %d; want 1000 and the default 16 MiB", l.GetMaxOutputBytes(), l.GetMaxLogBytes())
+		}
+		got := finish(t, p, schedule(t, p, "flood", nil).GetId(), 20*time.Second)
+		e := got.GetError()
+		if got.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE || e.GetKind() != atfv1.ErrorKind_ERROR_KIND_OUTPUT_LIMIT ||
+			e.GetLimit() != "max_output_bytes=1000" || !strings.Contains(e.GetMessage(), "max_output_bytes=1000") {
+			t.Fatalf("got state %s error %v", got.GetState(), e)
+		}
+		deploy(t, p, "stderrflood", testmodules.Build(t, "stderrflood"), "max_log_bytes=5000")
+		got = finish(t, p, schedule(t, p, "stderrflood", nil).GetId(), 20*time.Second)
+		e = got.GetError()
+		if got.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE || e.GetKind() != atfv1.ErrorKind_ERROR_KIND_OUTPUT_LIMIT ||
+			e.GetLimit() != "max_log_bytes=5000" {
+			t.Fatalf("got state %s error %v", got.GetState(), e)
+		}
+	})
 	t.Run("the sandbox hides the host", func(t *testing.T) {
 		deploy(t, p, "envprobe", testmodules.Build(t, "envprobe"), "")
 		task := schedule(t, p, "envprobe", nil)
@@ -460,6 +479,13 @@ func TestSeparateProcesses(t *testing.T) {
 	}
 	if out := cli("lambda", "list"); !strings.Contains(out, `"name": "echo"`) {
 		t.Errorf("atf lambda list:\n%s", out)
+	}
+	wasm := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := os.WriteFile(wasm, testmodules.Build(t, "echo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := cli("lambda", "deploy", "echo2", wasm, "--max-output-bytes", "1000", "--max-log-bytes", "2000"); !strings.Contains(out, `"maxOutputBytes": 1000`) || !strings.Contains(out, `"maxLogBytes": 2000`) {
+		t.Errorf("atf lambda deploy --max-output-bytes 1000 --max-log-bytes 2000:\n%s", out)
 	}
 	out := cli("task", "schedule", "echo", "--payload", "from the cli", "--wait")
 	if !strings.Contains(out, `"state": "TASK_STATE_SUCCESS"`) || !strings.Contains(out, `"output": "ZnJvbSB0aGUgY2xp"`) {

@@ -290,6 +290,86 @@ func TestTraceInJaeger(t *testing.T) {
 			t.Errorf("a NextWork poll joined the task's trace")
 		}
 	}
+	if cpu, err := strconv.ParseFloat(execute.tag("atf.task.cpu_seconds"), 64); err != nil || cpu <= 0 || cpu > 5 {
+		t.Errorf("atf.execute's atf.task.cpu_seconds = %q, want a CPU time", execute.tag("atf.task.cpu_seconds"))
+	}
+
+	// A lambda's own spans (atf_v1 span_start/span_end) are children of
+	// its execute span, its log calls events of it; a task due now, pushed
+	// by the frontend itself, has its atf.enqueue span too.
+	deploy(t, srv, "watprogress", buildExample(t, "watprogress"), "")
+	const guestTrace = "4bf92f3577b34a0e9ff1e7ad0e0d3c04"
+	res = do(t, "POST", srv.url+"/v1/lambdas/watprogress/tasks", nil, "traceparent", "00-"+guestTrace+"-"+callerSpan+"-01")
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule watprogress: %d %s", res.status, res.body)
+	}
+	if got := finish(t, srv, decodeTask(t, res.body).GetId(), 20*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("watprogress ended %s: %v", got.GetState(), got.GetError())
+	}
+	tr = fetchTrace(t, query, guestTrace, map[string]int{
+		"atf.schedule": 1, "atf.enqueue": 1, "atf.claim": 1, "atf.execute": 1, "step": 1, "atf.set_result": 1,
+	}, 30*time.Second)
+	byID, byName = map[string]jaegerSpan{}, map[string]jaegerSpan{}
+	for _, s := range tr.Spans {
+		byID[s.SpanID] = s
+		byName[s.OperationName] = s
+	}
+	schedule, execute = byName["atf.schedule"], byName["atf.execute"]
+	if schedule.parent() != callerSpan {
+		t.Errorf("watprogress: atf.schedule's parent is %q, want the caller's span %s", schedule.parent(), callerSpan)
+	}
+	for _, name := range []string{"atf.enqueue", "atf.claim", "atf.execute"} {
+		if p := byName[name].parent(); p != schedule.SpanID {
+			t.Errorf("watprogress: %s's parent is %q (%s), want atf.schedule %s", name, p, byID[p].OperationName, schedule.SpanID)
+		}
+	}
+	if enq := byName["atf.enqueue"]; enq.tag("atf.enqueue.by") != "frontend" || enq.tag("atf.enqueue.reason") != "due" {
+		t.Errorf("watprogress: atf.enqueue by %q reason %q, want frontend, due", enq.tag("atf.enqueue.by"), enq.tag("atf.enqueue.reason"))
+	}
+	step := byName["step"]
+	if step.parent() != execute.SpanID {
+		t.Errorf("the lambda's span \"step\" has parent %q (%s), want atf.execute %s", step.parent(), byID[step.parent()].OperationName, execute.SpanID)
+	}
+	if step.tag("wat.step") != "half" {
+		t.Errorf("the lambda's span lacks its attribute wat.step=half: %+v", step.Tags)
+	}
+	if execute.events("log") != 1 {
+		t.Errorf("watprogress's atf.execute has %d log events, want its one log call", execute.events("log"))
+	}
+
+	// Each task of a batch is scheduled as if alone: its own atf.schedule
+	// span under the caller's, and its own execute span under that.
+	const batchTrace = "4bf92f3577b34a0e9ff1e7ad0e0d3c05"
+	res = do(t, "POST", srv.url+"/v1/lambdas/wat-hello/tasks:batch", []byte(`[{"payloadText":"a"},{"payloadText":"b"}]`),
+		"traceparent", "00-"+batchTrace+"-"+callerSpan+"-01")
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule batch: %d %s", res.status, res.body)
+	}
+	tr = fetchTrace(t, query, batchTrace, map[string]int{
+		"atf.schedule": 2, "atf.enqueue": 2, "atf.claim": 2, "atf.execute": 2, "atf.set_result": 2,
+	}, 30*time.Second)
+	schedules := map[string]bool{}
+	for _, s := range tr.Spans {
+		if s.OperationName == "atf.schedule" {
+			schedules[s.SpanID] = true
+			if s.parent() != callerSpan {
+				t.Errorf("a batch task's atf.schedule has parent %q, want the caller's span %s", s.parent(), callerSpan)
+			}
+		}
+	}
+	executes := map[string]bool{}
+	for _, s := range tr.Spans {
+		if s.OperationName == "atf.execute" {
+			if !schedules[s.parent()] {
+				t.Errorf("a batch task's atf.execute has parent %q, not an atf.schedule", s.parent())
+			}
+			executes[s.parent()] = true
+		}
+	}
+	if len(executes) != 2 {
+		t.Errorf("the batch's two execute spans share an atf.schedule parent")
+	}
+
 	// A task that runs into its 1s timeout: heartbeats are events of its
 	// execute span, and the limit it hit is an attribute.
 	deploy(t, srv, "loop", testmodules.Build(t, "loop"), "timeout=1s&max_attempts=1")

@@ -34,8 +34,8 @@ func TestObservability(t *testing.T) {
 	if got.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE {
 		t.Fatalf("state %s", got.GetState())
 	}
-	if res := do(t, "GET", srv.url+"/v1/tasks/"+task.GetId()+"/logs", nil); res.status != 200 || !strings.Contains(string(res.body), "bye") {
-		t.Errorf("GET logs: %d %q, want the module's stderr", res.status, res.body)
+	if res := do(t, "GET", srv.url+"/v1/tasks/"+task.GetId()+"/logs", nil); res.status != 200 || string(res.body) != "--- attempt 1: fatal ---\nbye\n" {
+		t.Errorf("GET logs: %d %q, want the module's stderr under the attempt's header", res.status, res.body)
 	}
 	client := atfv1connect.NewTaskServiceClient(http.DefaultClient, srv.url, connect.WithGRPC())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -45,8 +45,27 @@ func TestObservability(t *testing.T) {
 		t.Errorf("GetTaskLogs: %v %q", err, logs.GetLogs())
 	}
 
+	// Each attempt's logs follow the one before, under its own header: an
+	// attempt that logged nothing is not shown the previous one's.
+	deploy(t, srv, "flaky", testmodules.Build(t, "flaky"), "max_attempts=3&retry_backoff=20ms")
+	flaky := schedule(t, srv, "flaky", []byte("2"))
+	if got := finish(t, srv, flaky.GetId(), 20*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("flaky ended %s", got.GetState())
+	}
+	want := "--- attempt 1: retry ---\nattempt 1 < 2, try again\n--- attempt 2: success ---\n"
+	if res := do(t, "GET", srv.url+"/v1/tasks/"+flaky.GetId()+"/logs", nil); string(res.body) != want {
+		t.Errorf("flaky's logs %q, want %q", res.body, want)
+	}
+	// The atf_v1 log calls are kept with the task, with their level.
+	deploy(t, srv, "watprogress", buildExample(t, "watprogress"), "")
+	wp := schedule(t, srv, "watprogress", nil)
+	finish(t, srv, wp.GetId(), 20*time.Second)
+	if res := do(t, "GET", srv.url+"/v1/tasks/"+wp.GetId()+"/logs", nil); string(res.body) != "--- attempt 1: success ---\n[info] hello from wat\n" {
+		t.Errorf("watprogress's logs %q, want its log call", res.body)
+	}
+
 	m := do(t, "GET", srv.url+"/metrics", nil)
-	for _, want := range []string{`atf_tasks_scheduled_total{atf_lambda_name="exit"`, `atf_queue_depth{`, `rpc_server_`} {
+	for _, want := range []string{`atf_tasks_scheduled_total{atf_lambda_name="exit"`, `atf_queue_depth{atf_lambda_name="exit",atf_namespace="default",atf_task_priority="0"`, `rpc_server_`} {
 		if !strings.Contains(string(m.body), want) {
 			t.Errorf("server /metrics lacks %s", want)
 		}
@@ -68,9 +87,13 @@ func TestObservability(t *testing.T) {
 	if exURL == "" {
 		t.Fatalf("the executor did not say where its health endpoint is:\n%s", ex.logs)
 	}
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": `atf_tasks_finished_total{atf_lambda_name="exit",atf_task_outcome="fatal"`} {
-		if res := do(t, "GET", exURL+path, nil); res.status != 200 || !strings.Contains(string(res.body), want) {
-			t.Errorf("executor %s: %d, lacks %q", path, res.status, want)
+	for _, c := range []struct{ path, want string }{
+		{"/healthz", "ok"}, {"/readyz", "ready"},
+		{"/metrics", `atf_tasks_finished_total{atf_lambda_name="exit",atf_task_outcome="fatal"`},
+		{"/metrics", `atf_task_cpu_time_seconds_count{atf_lambda_name="exit"`},
+	} {
+		if res := do(t, "GET", exURL+c.path, nil); res.status != 200 || !strings.Contains(string(res.body), c.want) {
+			t.Errorf("executor %s: %d, lacks %q", c.path, res.status, c.want)
 		}
 	}
 	st, err := grpchealth.NewClient(http.DefaultClient, exURL, connect.WithGRPC()).Check(ctx, &grpchealth.CheckRequest{})

@@ -103,11 +103,12 @@ func newPlatform(cfg platformConfig) *platform {
 	if p.controller != nil {
 		srvCfg.Controller = p.controller
 		// One gauge per deployment would do; one per controller is cheap.
+		// Every namespace's queues: those that ever deployed a lambda.
 		telemetry.ObserveQueueDepth(func(ctx context.Context) ([]telemetry.QueueDepth, error) {
 			ds, err := st.QueueDepths(ctx, frontend.DefaultNamespace)
 			out := make([]telemetry.QueueDepth, len(ds))
 			for i, d := range ds {
-				out[i] = telemetry.QueueDepth{Namespace: frontend.DefaultNamespace, Lambda: d.Lambda, Priority: d.Priority, Length: d.Length}
+				out[i] = telemetry.QueueDepth{Namespace: d.Namespace, Lambda: d.Lambda, Priority: d.Priority, Length: d.Length}
 			}
 			return out, err
 		})

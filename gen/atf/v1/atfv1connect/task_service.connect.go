@@ -63,8 +63,8 @@ type TaskServiceClient interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
-	// GetTaskLogs returns what the task's latest attempt wrote to stderr
-	// (its end, capped).
+	// GetTaskLogs returns what the task's attempts logged: their atf_v1 log
+	// calls and the end of their stderr, per attempt (capped).
 	GetTaskLogs(context.Context, *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error)
 	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
 	// checked first (lambda deployed, payload size, priority, key,
@@ -237,8 +237,8 @@ type TaskServiceHandler interface {
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
 	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
-	// GetTaskLogs returns what the task's latest attempt wrote to stderr
-	// (its end, capped).
+	// GetTaskLogs returns what the task's attempts logged: their atf_v1 log
+	// calls and the end of their stderr, per attempt (capped).
 	GetTaskLogs(context.Context, *v1.GetTaskLogsRequest) (*v1.GetTaskLogsResponse, error)
 	// ScheduleBatch stores up to 1000 tasks, all or none. Every task is
 	// checked first (lambda deployed, payload size, priority, key,
