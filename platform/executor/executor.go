@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -307,10 +306,6 @@ func (e *Executor) execute(w *atfv1.Work) {
 	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
 	e.audit("start", w, "")
 	host := e.hostTask(w, guest, log)
-	// The run stays on this goroutine's thread, so the thread's CPU clock
-	// measures it (a module not compiled yet: its compilation included).
-	runtime.LockOSThread()
-	cpu0, cpuOK := threadCPU()
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -333,11 +328,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 		MaxLogBytes:    int(w.GetMaxLogBytes()),
 		Host:           host,
 	})
-	var cpu time.Duration
-	if cpu1, ok := threadCPU(); ok && cpuOK {
-		cpu = cpu1 - cpu0
-	}
-	runtime.UnlockOSThread()
+	cpu := res.CPUTime
 	host.Finish()
 	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
 		cancel(errCancelled)

@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"log/slog"
-	"runtime"
 	"testing"
 	"time"
 
@@ -61,20 +60,5 @@ func TestAttemptLogs(t *testing.T) {
 		if got := attemptLogs(c.attempt, atfv1.Outcome_OUTCOME_SUCCESS, c.calls, c.stderr); got != c.want {
 			t.Errorf("attemptLogs(%d, %q, %q) = %q, want %q", c.attempt, c.calls, c.stderr, got, c.want)
 		}
-	}
-}
-
-func TestThreadCPU(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	start, ok := threadCPU()
-	if !ok {
-		t.Skip("no thread CPU clock here")
-	}
-	for deadline := time.Now().Add(20 * time.Millisecond); time.Now().Before(deadline); {
-	}
-	end, _ := threadCPU()
-	if d := end - start; d < 5*time.Millisecond || d > time.Second {
-		t.Errorf("20ms of spinning measured %s of thread CPU", d)
 	}
 }

@@ -31,6 +31,7 @@ type runState struct {
 	mem    *memoryLimit
 	stdout *outputWriter
 	stderr *tailWriter
+	cpu    time.Duration // CPU time of the guest's calls (callGuest)
 }
 
 // classify turns how a run ended into a Result. The order matters:
@@ -48,7 +49,7 @@ type runState struct {
 //  9. any other error              → FATAL TRAP (unreachable, out of bounds, stack overflow …)
 func classify(s runState) Result {
 	tail := validUTF8(s.stderr.Tail())
-	r := Result{Output: s.stdout.Bytes(), OutputTruncated: s.stdout.exceeded, Stderr: tail, MemoryPeakBytes: s.mem.Peak()}
+	r := Result{Output: s.stdout.Bytes(), OutputTruncated: s.stdout.exceeded, Stderr: tail, MemoryPeakBytes: s.mem.Peak(), CPUTime: s.cpu}
 	fail := func(outcome atfv1.Outcome, kind atfv1.ErrorKind, msg string) Result {
 		r.Outcome = outcome
 		r.Error = &atfv1.TaskError{Kind: kind, Message: validUTF8(oneLine(msg)), StderrTail: tail}

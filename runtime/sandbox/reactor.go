@@ -205,7 +205,7 @@ func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget 
 		var err error
 		results, err = inst.handle.Call(rc, uint64(uint32(len(payload))))
 		return err
-	}, func() { disarm(); inst.detach(); closeInst() })
+	}, func() { disarm(); inst.detach(); closeInst() }, &st.cpu)
 	if abandoned {
 		return false, true
 	}

@@ -66,6 +66,11 @@ type Result struct {
 	// (0 when it never started); for a reactor, over the instance's life
 	// so far, not only this task.
 	MemoryPeakBytes uint64
+	// CPUTime is the CPU time the module's own calls used (its start
+	// function and _start, or atf_handle), measured on the thread that ran
+	// them; instantiation and compilation are not in it. 0 where the
+	// thread CPU clock is not available (outside Linux).
+	CPUTime time.Duration
 }
 
 // Run runs job's module: a WASI command in a fresh instance, a reactor in
@@ -170,7 +175,7 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 		}
 		_, err := mod.ExportedFunction("_start").Call(rc)
 		return err
-	}, func() { disarm(); closeMod() })
+	}, func() { disarm(); closeMod() }, &st.cpu)
 	if abandoned {
 		owned = false
 		return abandonedResult(st, rc.Cause())

@@ -131,6 +131,11 @@ func TestRunTimeout(t *testing.T) {
 	if elapsed < time.Second || elapsed > 1500*time.Millisecond {
 		t.Errorf("run took %s, want 1s to 1.5s", elapsed)
 	}
+	// A busy loop's CPU time is about its run time (less when the box is
+	// loaded and the thread waits for a core).
+	if runtime.GOOS == "linux" && (res.CPUTime < 100*time.Millisecond || res.CPUTime > elapsed+100*time.Millisecond) {
+		t.Errorf("CPUTime = %s for a %s busy loop", res.CPUTime, elapsed)
+	}
 	b.requireEcho(t)
 }
 

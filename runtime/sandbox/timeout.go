@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 
@@ -147,7 +148,11 @@ const abandonAfter = 250 * time.Millisecond
 // abandonAfter later, callGuest returns abandoned = true at once and leaves
 // call running; then, and only then, finish runs on call's goroutine once
 // call returns (it closes the instance).
-func callGuest(ctx context.Context, call func() error, finish func()) (err error, abandoned bool) {
+//
+// cpu, when not nil, gets the CPU time call used (the goroutine is locked
+// to its thread meanwhile, and the thread's CPU clock read around it); it
+// is set before callGuest returns unless abandoned.
+func callGuest(ctx context.Context, call func() error, finish func(), cpu *time.Duration) (err error, abandoned bool) {
 	var (
 		mu       sync.Mutex
 		returned bool
@@ -155,7 +160,13 @@ func callGuest(ctx context.Context, call func() error, finish func()) (err error
 	)
 	done := make(chan error, 1)
 	goGuest(func() {
+		runtime.LockOSThread()
+		c0, ok0 := threadCPU()
 		err := call()
+		if c1, ok1 := threadCPU(); ok0 && ok1 && cpu != nil {
+			*cpu = c1 - c0
+		}
+		runtime.UnlockOSThread()
 		mu.Lock()
 		returned = true
 		g := gaveUp
