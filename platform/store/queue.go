@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -119,13 +120,32 @@ func (s *Store) Pop(ctx context.Context, lambdas []PopLambda, max int, wait time
 			return out, nil
 		}
 	}
-	got, err := s.brpop(ctx, block, wait)
-	if err != nil || got == nil || got[0] == control {
+	// A burst arriving at empty queues is taken whole (up to max) by the
+	// one blocked pop it wakes, rather than one task per round trip. Only
+	// when no lambda blocked on has a cap: a capped lambda's tasks are
+	// admitted to their slots one by one.
+	count := max
+	for i, l := range lambdas {
+		if !capped[i] && l.Cap > 0 {
+			count = 1
+		}
+	}
+	q, ids, err := s.blockingPop(ctx, block, wait, count)
+	if err != nil || len(ids) == 0 {
 		return out, err
 	}
-	l := lambdas[owner[got[0]]]
+	if q == control {
+		// Tokens for other blocked pops: give them back.
+		if len(ids) > 1 {
+			if err := s.Interrupt(ctx, control, len(ids)-1); err != nil {
+				return out, err
+			}
+		}
+		return out, nil
+	}
+	l := lambdas[owner[q]]
 	if l.Cap > 0 {
-		ok, err := admitScript.Run(ctx, s.rdb, []string{l.Running, got[0]}, got[1], l.Cap, s.now().UnixMilli(), l.Lease.Milliseconds()).Int()
+		ok, err := admitScript.Run(ctx, s.rdb, []string{l.Running, q}, ids[0], l.Cap, s.now().UnixMilli(), l.Lease.Milliseconds()).Int()
 		if err != nil {
 			return out, fmt.Errorf("store: pop: admit: %w", err)
 		}
@@ -133,7 +153,62 @@ func (s *Store) Pop(ctx context.Context, lambdas []PopLambda, max int, wait time
 			return out, nil
 		}
 	}
-	return append(out, Popped{Queue: got[0], TaskID: got[1]}), nil
+	for _, id := range ids {
+		out = append(out, Popped{Queue: q, TaskID: id})
+	}
+	return out, nil
+}
+
+// blockingPop blocks up to wait for the first of keys to hold an element
+// and pops up to count of them from its tail (BLMPOP, Redis 7), or one
+// (BRPOP) where BLMPOP is missing. It returns the key and the elements,
+// none when nothing came.
+func (s *Store) blockingPop(ctx context.Context, keys []string, wait time.Duration, count int) (string, []string, error) {
+	if count <= 1 || s.noBLMPOP.Load() {
+		got, err := s.brpop(ctx, keys, wait)
+		if err != nil || got == nil {
+			return "", nil, err
+		}
+		return got[0], got[1:], nil
+	}
+	var (
+		key  string
+		vals []string
+		err  error
+	)
+	if wait < time.Second {
+		args := make([]any, 0, len(keys)+6)
+		args = append(args, "blmpop", strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64), len(keys))
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		args = append(args, "right", "count", count)
+		var res []any
+		res, err = s.rdb.Do(ctx, args...).Slice()
+		if err == nil && len(res) == 2 {
+			key, _ = res[0].(string)
+			elems, _ := res[1].([]any)
+			for _, e := range elems {
+				if v, ok := e.(string); ok {
+					vals = append(vals, v)
+				}
+			}
+		}
+	} else {
+		// go-redis gives blocking commands a read timeout of whole seconds.
+		key, vals, err = s.rdb.BLMPop(ctx, wait.Round(time.Second), "right", int64(count), keys...).Result()
+	}
+	if errors.Is(err, redis.Nil) {
+		return "", nil, nil
+	}
+	if err != nil && strings.Contains(strings.ToLower(err.Error()), "unknown command") {
+		s.noBLMPOP.Store(true)
+		return s.blockingPop(ctx, keys, wait, 1)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("store: pop: %w", err)
+	}
+	return key, vals, nil
 }
 
 // brpop blocks up to wait on keys; nil when nothing came.

@@ -164,3 +164,64 @@ func TestScheduleAfterScriptFlush(t *testing.T) {
 		t.Fatalf("the task is not claimable from its queue after a script flush: popped %v, claimed %v, %v", got, claimed, err)
 	}
 }
+
+// TestPopBlockedTakesBurst: tasks pushed at once while a pop is blocked
+// are taken together by it (BLMPOP), not one per round trip; where the
+// server lacks BLMPOP (miniredis) the pop falls back to one.
+func TestPopBlockedTakesBurst(t *testing.T) {
+	for name, setup := range map[string]func(*testing.T) *testBundle{"redis": setup, "miniredis": setupMiniredis} {
+		t.Run(name, func(t *testing.T) {
+			b := setup(t)
+			l := b.popLambda("burst", 0)
+			done := make(chan []Popped, 1)
+			go func() {
+				got, err := b.store.Pop(b.ctx, []PopLambda{l}, 5, 3*time.Second, "")
+				if err != nil {
+					t.Error(err)
+				}
+				done <- got
+			}()
+			time.Sleep(100 * time.Millisecond)
+			q := b.store.QueueKey(ns, "burst", 0)
+			if err := b.rdb.LPush(b.ctx, q, "a", "b", "c").Err(); err != nil {
+				t.Fatal(err)
+			}
+			var got []Popped
+			select {
+			case got = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("blocked Pop did not return")
+			}
+			want := []string{"a", "b", "c"}
+			if name == "miniredis" {
+				want = want[:1]
+			}
+			if !slices.Equal(ids(got), want) {
+				t.Fatalf("Pop = %v, want %v", ids(got), want)
+			}
+		})
+	}
+}
+
+// TestPopInterruptGivesBackTokens: a blocked pop that takes several
+// control tokens at once leaves the others' for the other blocked pops.
+func TestPopInterruptGivesBackTokens(t *testing.T) {
+	b := setup(t)
+	control := b.store.ControlKey("c2")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		got, err := b.store.Pop(b.ctx, []PopLambda{b.popLambda("echo", 0)}, 5, 3*time.Second, control)
+		if err != nil || len(got) != 0 {
+			t.Errorf("interrupted Pop = %v %v", got, err)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := b.store.Interrupt(b.ctx, control, 3); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if n, err := b.rdb.LLen(b.ctx, control).Result(); err != nil || n != 2 {
+		t.Fatalf("control list holds %d tokens (%v), want the 2 others'", n, err)
+	}
+}

@@ -22,6 +22,9 @@ type Store struct {
 	// scheduleLoaded: the server is known to have scheduleScript, so
 	// Schedule may pipeline EVALSHA with the queue push.
 	scheduleLoaded atomic.Bool
+	// noBLMPOP: the server lacks BLMPOP (Redis < 7, miniredis); blocking
+	// pops take one task at a time with BRPOP.
+	noBLMPOP atomic.Bool
 	// pipe batches the hot path's commands (Schedule, SetResult) of many
 	// callers into shared round trips.
 	pipe *autoPipe
