@@ -174,5 +174,15 @@ func openRedis(url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--redis %q: %w (use e.g. redis://127.0.0.1:6379/0)", url, err)
 	}
+	if opts.PoolSize == 0 { // not set in the URL (?pool_size=)
+		// Each executor keeps several NextWork long-polls open, and each
+		// holds a connection in a blocking pop for up to 10 s; go-redis's
+		// default (10 per CPU) would leave heartbeats and results waiting
+		// for a connection. Connections are opened only when needed.
+		opts.PoolSize = minPoolSize
+	}
 	return redis.NewClient(opts), nil
 }
+
+// minPoolSize is the Redis connection pool's size unless the URL sets one.
+const minPoolSize = 256
