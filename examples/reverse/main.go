@@ -31,6 +31,8 @@ func main() {
 
 func handle(ctx context.Context, payload []byte) ([]byte, error) {
 	tasks++
-	guest.Debugf("task %d of this instance: %d bytes", tasks, len(payload))
+	// TaskID and Attempt are the running task's, also in a reactor (the
+	// SDK asks the host: the instance's WASI environment is fixed).
+	guest.Debugf("task %s (attempt %d), %d of this instance: %d bytes", guest.TaskID(), guest.Attempt(), tasks, len(payload))
 	return reverse(payload)
 }

@@ -1,7 +1,9 @@
 // Package hostmod is atf_v1, the host functions a lambda imports: log,
 // progress (which answers "cancel requested"), tracing spans, outbound
-// HTTP to the lambda's allowed hosts, a per-namespace key-value store and
-// scheduling follow-up tasks. sdk/guest/ABI.md is the contract, precise
+// HTTP to the lambda's allowed hosts, a per-namespace key-value store,
+// scheduling follow-up tasks and the task's environment (task_env: a
+// reactor instance serves many tasks, but its WASI environment is fixed at
+// instantiation). sdk/guest/ABI.md is the contract, precise
 // enough to write a guest in any language; sdk/guest (Go) and
 // sdk/guest/c/atf.h (C) are guests.
 //
@@ -27,6 +29,6 @@
 // service down — is a negative [Code] it can handle.
 //
 // The files follow the functions: task.go (log, progress, spans,
-// result_read), http.go, kv.go (kv_*, schedule), hostmod.go (the module,
+// result_read, task_env), http.go, kv.go (kv_*, schedule), hostmod.go (the module,
 // Task, Services, codes, limits).
 package hostmod

@@ -21,7 +21,7 @@ var abiFuncs = []struct {
 	{"span_set_attribute", 5, -1}, {"span_end", 4, -1},
 	{"http_request", 10, -1}, {"result_read", 2, -1},
 	{"kv_get", 3, -1}, {"kv_set", 5, 4}, {"kv_delete", 2, -1},
-	{"schedule", 8, 4},
+	{"schedule", 8, 4}, {"task_env", 4, -1},
 }
 
 // FuzzABI calls atf_v1 functions with arbitrary arguments over arbitrary
@@ -34,10 +34,12 @@ func FuzzABI(f *testing.F) {
 	f.Add(uint8(8), []byte("k v"), uint32(1024), uint32(1), uint32(1026), uint32(1), uint32(1000), uint32(0), uint32(0), uint32(0))
 	f.Add(uint8(10), []byte("lam"), uint32(1024), uint32(3), uint32(0xffffffff), uint32(2), uint32(7), uint32(0), uint32(0), uint32(65532))
 	f.Add(uint8(6), []byte{}, uint32(65535), uint32(1), uint32(0), uint32(0), uint32(0), uint32(0), uint32(0), uint32(0))
+	f.Add(uint8(11), []byte("ATF_TASK_ID"), uint32(1024), uint32(11), uint32(2048), uint32(3), uint32(0), uint32(0), uint32(0), uint32(0))
 	fake := newFake()
 	f.Fuzz(func(t *testing.T, which uint8, mem []byte, a0, a1, a2, a3, a4, a5, a6, a7 uint32) {
 		fn := abiFuncs[int(which)%len(abiFuncs)]
-		h := setup(t, &hostmod.Task{Lambda: "self", Services: fake, AllowedHosts: []string{"127.0.0.1:1"}})
+		h := setup(t, &hostmod.Task{Lambda: "self", Services: fake, AllowedHosts: []string{"127.0.0.1:1"},
+			Env: map[string]string{"ATF_TASK_ID": "t-1"}})
 		if len(mem) > 4096 {
 			mem = mem[:4096]
 		}

@@ -207,6 +207,11 @@ type Task struct {
 	// host outside AllowedHosts is refused.
 	HTTPClient *http.Client
 	Limits     Limits
+	// Env is the task's environment for task_env when the call's context
+	// carries none (outside the sandbox). In the sandbox, task_env reads
+	// sandbox.TaskEnv(ctx), the Job.Env that is also a command's WASI
+	// environment, and Env is not used.
+	Env map[string]string
 
 	once   sync.Once
 	mu     sync.Mutex
@@ -304,6 +309,7 @@ var functions = []fn{
 	{"span_end", n(i32t, 4), n(i32t, 1), hostSpanEnd},
 	{"http_request", n(i32t, 10), n(i32t, 1), hostHTTPRequest},
 	{"result_read", n(i32t, 2), n(i32t, 1), hostResultRead},
+	{"task_env", n(i32t, 4), n(i32t, 1), hostTaskEnv},
 	{"kv_get", n(i32t, 3), n(i32t, 1), hostKVGet},
 	{"kv_set", append(n(i32t, 4), i64t), n(i32t, 1), hostKVSet},
 	{"kv_delete", n(i32t, 2), n(i32t, 1), hostKVDelete},

@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/atfhq/atf/runtime/sandbox"
 )
 
 // Log levels as the guest passes them.
@@ -170,4 +172,44 @@ func hostResultRead(ctx context.Context, t *Task, g guestMem, stack []uint64) {
 	t.mu.Unlock()
 	g.put("buffer", ptr, chunk)
 	stack[0] = status(int32(k))
+}
+
+// MaxEnvNameBytes bounds the name task_env looks up (longer: CodeInvalid).
+const MaxEnvNameBytes = 256
+
+// task_env(name_ptr i32, name_len i32, buf_ptr i32, buf_len i32) -> i32
+//
+// Returns the length of the task's environment variable name and, when it
+// fits in buf_len bytes, copies the value to buf_ptr (else nothing is
+// copied: the guest calls again with a buffer that large). The pending
+// result is left alone. In the sandbox the environment is the Job's (per
+// task, also for a reactor instance whose WASI environment was fixed at
+// instantiation); outside it, Task.Env.
+func hostTaskEnv(ctx context.Context, t *Task, g guestMem, stack []uint64) {
+	nptr, nlen := u32(stack[0]), u32(stack[1])
+	bptr, blen := u32(stack[2]), u32(stack[3])
+	g.check("name", nptr, nlen)
+	g.check("buffer", bptr, blen)
+	if nlen == 0 || nlen > MaxEnvNameBytes {
+		stack[0] = status(int32(CodeInvalid))
+		return
+	}
+	name := g.string("name", nptr, nlen)
+	env := sandbox.TaskEnv(ctx)
+	if env == nil {
+		env = t.Env
+	}
+	v, ok := env[name]
+	switch {
+	case !ok:
+		stack[0] = status(int32(CodeNotFound))
+		return
+	case len(v) > 1<<30:
+		stack[0] = status(int32(CodeTooLarge)) // not representable as an i32 length
+		return
+	}
+	if len(v) <= int(blen) {
+		g.put("buffer", bptr, []byte(v))
+	}
+	stack[0] = status(int32(len(v)))
 }

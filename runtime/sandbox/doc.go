@@ -86,7 +86,8 @@
 //
 // The instance's WASI environment holds only ATF_LAMBDA (it is fixed at
 // instantiation); per-task ATF_TASK_ID, ATF_ATTEMPT and TRACEPARENT reach
-// host functions through TaskEnv(ctx), for atf_v1 to hand to the guest.
+// host functions through TaskEnv(ctx), which atf_v1.task_env hands to the
+// guest.
 // Instances are pooled per (module sha256, memory_mb), _initialize runs
 // once per instance, and an instance is reused for later tasks until a task
 // ends in anything but SUCCESS (error, trap, timeout, cancel, memory limit,

@@ -242,7 +242,8 @@ func (e *Engine) closeInstance(inst *instance) {
 
 // reactorConfig is moduleConfig for an instance that outlives a task: its
 // stdio is switched per task and its environment holds only ATF_LAMBDA
-// (per-task values reach host functions through TaskEnv).
+// (per-task values reach host functions through TaskEnv, and the guest
+// through atf_v1.task_env).
 func reactorConfig(job Job, inst *instance) wazero.ModuleConfig {
 	lambda := job.Env["ATF_LAMBDA"]
 	argv0 := lambda

@@ -15,6 +15,7 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/internal/testmodules"
+	"github.com/atfhq/atf/runtime/hostmod"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -311,6 +312,30 @@ func TestReactorGo(t *testing.T) {
 	wantFailure(t, b.run(t, job), atfv1.Outcome_OUTCOME_RETRY, atfv1.ErrorKind_ERROR_KIND_TIMEOUT,
 		"timeout: the module ran longer than 500ms (timeout=500ms)", "timeout=500ms")
 	wantOutput(t, b.run(t, b.newJob(wasm, "e")), "e #1")
+}
+
+// The Go SDK's TaskID, Attempt and TraceParent in a reactor are the
+// running task's, read through atf_v1.task_env, on one reused instance.
+func TestReactorGoTaskEnv(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{HostModules: []sandbox.HostModule{hostmod.Register}})
+	wasm := testmodules.Build(t, "reactorenv")
+	for i, tc := range []struct {
+		id          string
+		attempt     int
+		traceparent string
+	}{{"task-a", 1, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {"task-b", 2, ""}} {
+		job := b.newJob(wasm, "")
+		job.Env["ATF_TASK_ID"] = tc.id
+		job.Env["ATF_ATTEMPT"] = fmt.Sprint(tc.attempt)
+		if tc.traceparent == "" {
+			delete(job.Env, "TRACEPARENT")
+		} else {
+			job.Env["TRACEPARENT"] = tc.traceparent
+		}
+		job.Host = &hostmod.Task{TaskID: tc.id, Lambda: "test"}
+		wantOutput(t, b.run(t, job), fmt.Sprintf("%s;%d;%s;test;#%d", tc.id, tc.attempt, tc.traceparent, i+1))
+	}
 }
 
 func TestReactorC(t *testing.T) {

@@ -37,6 +37,14 @@ func hostHTTP(method, url, headers string, body []byte, timeoutMS int32) (uint32
 
 func readResult(n uint32) []byte { return nil }
 
+// hostTaskEnv reads the process environment, as a command does.
+func hostTaskEnv(name string) (string, int32) {
+	if v, ok := os.LookupEnv(name); ok {
+		return v, codeOK
+	}
+	return "", codeNotFound
+}
+
 func hostKVGet(key string) (uint32, int32)                       { return 0, codeUnavailable }
 func hostKVSet(key string, value []byte, ttlMS int64) int32      { return codeUnavailable }
 func hostKVDelete(key string) int32                              { return codeUnavailable }

@@ -32,6 +32,9 @@ func atfHTTPRequest(methodPtr unsafe.Pointer, methodLen uint32, urlPtr unsafe.Po
 //go:wasmimport atf_v1 result_read
 func atfResultRead(bufPtr unsafe.Pointer, bufLen uint32) int32
 
+//go:wasmimport atf_v1 task_env
+func atfTaskEnv(namePtr unsafe.Pointer, nameLen uint32, bufPtr unsafe.Pointer, bufLen uint32) int32
+
 //go:wasmimport atf_v1 kv_get
 func atfKVGet(keyPtr unsafe.Pointer, keyLen uint32, valueLen unsafe.Pointer) int32
 
@@ -99,6 +102,27 @@ func readResult(n uint32) []byte {
 		off += uint32(k)
 	}
 	return buf
+}
+
+// hostTaskEnv returns the task's environment variable name, or a negative
+// code (NOT_FOUND when it is not set). A value over 64 bytes takes a second
+// call with a buffer of the length the first returned.
+func hostTaskEnv(name string) (string, int32) {
+	np, nn := sp(name)
+	var small [64]byte
+	buf := small[:]
+	for range 2 {
+		p, k := bp(buf)
+		c := atfTaskEnv(np, nn, p, k)
+		if c < 0 {
+			return "", c
+		}
+		if uint32(c) <= k {
+			return string(buf[:c]), codeOK
+		}
+		buf = make([]byte, c)
+	}
+	return "", codeUnavailable // unreachable: a task's environment does not change
 }
 
 func hostKVGet(key string) (uint32, int32) {

@@ -23,8 +23,10 @@
 // each task calls the handler with the same payload, output and error
 // rules (a status instead of an exit code). Keep main to calling Handle.
 // State in package variables survives from task to task on one instance
-// (tolerate it, do not rely on it), and TaskID is empty. See ABI.md,
-// "Reactors", and reactor.go.
+// (tolerate it, do not rely on it). [TaskID], [Attempt] and [TraceParent]
+// ask the host for the running task's values (atf_v1.task_env), since a
+// reactor's WASI environment is fixed when the instance is created. See
+// ABI.md, "Reactors", and reactor.go.
 //
 // The rest of the package wraps the atf_v1 host functions (ABI.md):
 // logging ([Log], [Infof] …), [Progress], tracing spans ([StartSpan]),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -120,10 +121,41 @@ func IsRetry(err error) bool {
 	return errors.As(err, &r)
 }
 
-// TaskID is the running task's id (ATF_TASK_ID), Lambda its lambda
-// (ATF_LAMBDA). In a reactor the WASI environment holds only ATF_LAMBDA,
-// so TaskID returns "" there.
-func TaskID() string { return os.Getenv("ATF_TASK_ID") }
+// TaskID is the running task's id (ATF_TASK_ID).
+//
+// In a command it is read from the WASI environment. A reactor instance
+// serves many tasks while its WASI environment, fixed at instantiation,
+// holds only ATF_LAMBDA: there TaskID, Attempt and TraceParent ask the
+// host (atf_v1.task_env) for the task being handled, so call them from
+// the handler (or code it waits for), not after it returned.
+func TaskID() string { return taskEnv("ATF_TASK_ID") }
 
-// Lambda is the running lambda's name.
+// Attempt is the running task's attempt (ATF_ATTEMPT): 1 for the first
+// execution, one more for each retry. 0 when unknown.
+func Attempt() int {
+	n, err := strconv.Atoi(taskEnv("ATF_ATTEMPT"))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// TraceParent is the W3C traceparent of the running task's execution
+// (TRACEPARENT), for propagating its trace to a service the handler calls
+// by hand; "" when the task is not traced.
+func TraceParent() string { return taskEnv("TRACEPARENT") }
+
+// Lambda is the running lambda's name (ATF_LAMBDA), in the WASI
+// environment of commands and reactors alike.
 func Lambda() string { return os.Getenv("ATF_LAMBDA") }
+
+// taskEnv is the running task's environment variable name: in a reactor
+// from the host, per task; in a command from the WASI environment, which
+// holds the same values.
+func taskEnv(name string) string {
+	if inReactor {
+		v, _ := hostTaskEnv(name)
+		return v
+	}
+	return os.Getenv(name)
+}

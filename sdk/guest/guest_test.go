@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -97,5 +98,25 @@ func TestProgressCancelsOnlyTheRunningTask(t *testing.T) {
 	run(h, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
 	if context.Cause(seen) == ErrCancelled {
 		t.Error("the next task started cancelled")
+	}
+}
+
+// Natively (a command, or the reactor path's stub) the task's values come
+// from the process environment.
+func TestTaskEnv(t *testing.T) {
+	t.Setenv("ATF_TASK_ID", "task-1")
+	t.Setenv("ATF_ATTEMPT", "2")
+	t.Setenv("TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	t.Setenv("ATF_LAMBDA", "l")
+	defer func() { inReactor = false }()
+	for _, reactor := range []bool{false, true} {
+		inReactor = reactor
+		if TaskID() != "task-1" || Attempt() != 2 || TraceParent() != os.Getenv("TRACEPARENT") || Lambda() != "l" {
+			t.Errorf("reactor %v: %q %d %q %q", reactor, TaskID(), Attempt(), TraceParent(), Lambda())
+		}
+	}
+	t.Setenv("ATF_ATTEMPT", "x")
+	if Attempt() != 0 {
+		t.Errorf("Attempt with ATF_ATTEMPT=x: %d, want 0", Attempt())
 	}
 }

@@ -151,6 +151,12 @@ func TestExampleLambdas(t *testing.T) {
 			if !bytes.Equal(got.GetOutput(), want) {
 				t.Errorf("output %q, want %q", got.GetOutput(), want)
 			}
+			// The reactor logs guest.TaskID() and guest.Attempt(): each
+			// task's own, read through atf_v1.task_env.
+			logs := do(t, "GET", p.url+"/v1/tasks/"+got.GetId()+"/logs", nil)
+			if wantLog := "[debug] task " + got.GetId() + " (attempt 1), "; !strings.Contains(string(logs.body), wantLog) {
+				t.Errorf("logs %q, want a line starting %q", logs.body, wantLog)
+			}
 		}
 		got := finish(t, p, schedule(t, p, "reverse", []byte("a\xffb")).GetId(), 60*time.Second)
 		if got.GetState() != atfv1.TaskState_TASK_STATE_FATAL_FAILURE || got.GetError().GetMessage() != "status 1: payload is not valid UTF-8 text" {

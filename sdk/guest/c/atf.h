@@ -4,7 +4,8 @@
  * Header-only. Each atf_* function is the raw import, exactly as
  * sdk/guest/ABI.md defines it; the atf_*_str helpers take NUL-terminated
  * strings. Results of variable size (a KV value, an HTTP response, a task
- * id) are read with atf_result_read after the call that produced them.
+ * id) are read with atf_result_read after the call that produced them;
+ * atf_task_env copies into the caller's buffer.
  *
  *   clang --target=wasm32-wasi -O2 -I sdk/guest/c -o my.wasm my.c
  */
@@ -50,6 +51,12 @@ ATF_IMPORT("http_request") int32_t atf_http_request(const char *method, uint32_t
                                                     const void *body, uint32_t body_len,
                                                     int32_t timeout_ms, atf_http_response *response);
 ATF_IMPORT("result_read") int32_t atf_result_read(void *buf, uint32_t buf_len);
+/* The task's environment variable name (ATF_TASK_ID, ATF_ATTEMPT,
+ * TRACEPARENT, ATF_LAMBDA): returns the value's length and copies it to buf
+ * when that length is <= buf_len (else copies nothing: call again with a
+ * larger buffer); ATF_ERR_NOT_FOUND when it is not set. A reactor must use
+ * it: its WASI environment (getenv) holds only ATF_LAMBDA. */
+ATF_IMPORT("task_env") int32_t atf_task_env(const char *name, uint32_t name_len, char *buf, uint32_t buf_len);
 ATF_IMPORT("kv_get") int32_t atf_kv_get(const char *key, uint32_t key_len, uint32_t *value_len);
 ATF_IMPORT("kv_set") int32_t atf_kv_set(const char *key, uint32_t key_len, const void *val, uint32_t val_len,
                                         int64_t ttl_ms);
@@ -76,6 +83,19 @@ static inline uint32_t atf_result_read_all(void *buf, uint32_t cap) {
     off += (uint32_t)n;
   }
   return off;
+}
+
+/* task_env into buf as a NUL-terminated string: returns the value's
+ * length, ATF_ERR_TOO_LARGE when it and its NUL do not fit in cap bytes
+ * (buf is then ""), or another ATF_ERR_* code. */
+static inline int32_t atf_task_env_str(const char *name, char *buf, uint32_t cap) {
+  if (cap == 0) return ATF_ERR_TOO_LARGE;
+  buf[0] = 0;
+  int32_t n = atf_task_env(name, (uint32_t)strlen(name), buf, cap - 1);
+  if (n < 0) return n;
+  if ((uint32_t)n > cap - 1) return ATF_ERR_TOO_LARGE;
+  buf[n] = 0;
+  return n;
 }
 
 /* kv_get into buf (NUL-terminated when it fits); returns the value's
