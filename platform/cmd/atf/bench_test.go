@@ -145,6 +145,21 @@ func BenchmarkScheduledLateness(b *testing.B) {
 			toStart = append(toStart, time.Duration(bp.starts.at[id]-enq))
 			bp.starts.mu.Unlock()
 		}
+		if testing.Verbose() { // which tasks are the late ones: due offset (ms) -> lateness
+			type lt struct {
+				off, late, toStart time.Duration
+			}
+			var ls []lt
+			bp.starts.mu.Lock()
+			for id, at := range due {
+				ls = append(ls, lt{time.Duration(at - base.UnixNano()), time.Duration(bp.starts.at[id] - at), 0})
+			}
+			bp.starts.mu.Unlock()
+			slices.SortFunc(ls, func(a, b lt) int { return int(b.late - a.late) })
+			for _, l := range ls[:min(len(ls), 50)] {
+				b.Logf("due +%v late %v", l.off, l.late)
+			}
+		}
 		report(b, "due -> enqueued p50", float64(percentile(toQueue, 0.50))/1e6, "ms", "(store ms resolution)")
 		report(b, "due -> enqueued p99", float64(percentile(toQueue, 0.99))/1e6, "ms", "")
 		report(b, "enqueued -> started p99", float64(percentile(toStart, 0.99))/1e6, "ms", "")
