@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/atfhq/atf/examples/internal/golden"
+
 	"github.com/atfhq/atf/examples/internal/wasmrun"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 func TestGreet(t *testing.T) {
 	tests := []struct {
@@ -89,41 +86,15 @@ func TestWasm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a wasip1 binary; skipped with -short")
 	}
-	in := readFile(t, "testdata/ada.json")
+	in := golden.Read(t, "testdata/ada.json")
 	stdout, stderr, code := wasmrun.Run(t, ".", in)
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr:\n%s", code, stderr)
 	}
-	checkGolden(t, "testdata/ada.golden", stdout)
+	golden.Check(t, "testdata/ada.golden", stdout)
 
 	_, stderr, code = wasmrun.Run(t, ".", []byte(`{"name":`))
 	if code != 1 || !bytes.Contains(stderr, []byte("payload must be a JSON object")) {
 		t.Errorf("malformed payload: exit code %d, stderr %q; want 1 and a message", code, stderr)
-	}
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkGolden compares got with the golden file, or rewrites the file when
-// the test runs with -update.
-func checkGolden(t *testing.T, golden string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want := readFile(t, golden)
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update to accept):\n got: %s\nwant: %s",
-			filepath.ToSlash(golden), got, want)
 	}
 }

@@ -2,17 +2,15 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/atfhq/atf/examples/internal/golden"
+
 	"github.com/atfhq/atf/examples/internal/wasmrun"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.html from the current output")
 
 // TestRender checks one feature per case; the golden files check whole
 // documents.
@@ -61,11 +59,11 @@ func TestGolden(t *testing.T) {
 	}
 	for _, in := range inputs {
 		t.Run(filepath.Base(in), func(t *testing.T) {
-			got, err := render(readFile(t, in))
+			got, err := render(golden.Read(t, in))
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, strings.TrimSuffix(in, ".md")+".html", got)
+			golden.Check(t, strings.TrimSuffix(in, ".md")+".html", got)
 		})
 	}
 }
@@ -73,7 +71,7 @@ func TestGolden(t *testing.T) {
 // TestSafe checks that every tag in the rendered testdata/unsafe.md is one
 // Markdown itself produces, with no event handler and no script URL.
 func TestSafe(t *testing.T) {
-	got, err := render(readFile(t, "testdata/unsafe.md"))
+	got, err := render(golden.Read(t, "testdata/unsafe.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,38 +120,12 @@ func TestWasm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a wasip1 binary; skipped with -short")
 	}
-	stdout, stderr, code := wasmrun.Run(t, ".", readFile(t, "testdata/readme.md"))
+	stdout, stderr, code := wasmrun.Run(t, ".", golden.Read(t, "testdata/readme.md"))
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr:\n%s", code, stderr)
 	}
-	if *update {
+	if golden.Updating() {
 		return // TestGolden writes the file.
 	}
-	checkGolden(t, "testdata/readme.html", stdout)
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkGolden compares got with the golden file, or rewrites the file when
-// the test runs with -update.
-func checkGolden(t *testing.T, golden string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want := readFile(t, golden)
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update to accept):\n got:\n%s\nwant:\n%s",
-			filepath.ToSlash(golden), got, want)
-	}
+	golden.Check(t, "testdata/readme.html", stdout)
 }

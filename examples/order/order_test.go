@@ -3,18 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/atfhq/atf/examples/internal/golden"
+
 	"github.com/atfhq/atf/examples/internal/wasmrun"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 var indexRE = regexp.MustCompile(`items\[\d+\]`)
 
@@ -260,7 +258,7 @@ func TestGolden(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(bytes.NewReader(readFile(t, in)), &stdout, &stderr)
+			code := run(bytes.NewReader(golden.Read(t, in)), &stdout, &stderr)
 			wantCode := 0
 			if strings.HasPrefix(filepath.Base(in), "invalid") {
 				wantCode = 1
@@ -268,7 +266,7 @@ func TestGolden(t *testing.T) {
 			if code != wantCode {
 				t.Fatalf("exit code %d, want %d; stderr: %s", code, wantCode, stderr.Bytes())
 			}
-			checkGolden(t, strings.TrimSuffix(in, ".json")+".golden", append(stdout.Bytes(), stderr.Bytes()...))
+			golden.Check(t, strings.TrimSuffix(in, ".json")+".golden", append(stdout.Bytes(), stderr.Bytes()...))
 		})
 	}
 }
@@ -279,46 +277,20 @@ func TestWasm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a wasip1 binary; skipped with -short")
 	}
-	stdout, stderr, code := wasmrun.Run(t, ".", readFile(t, "testdata/cart.json"))
+	stdout, stderr, code := wasmrun.Run(t, ".", golden.Read(t, "testdata/cart.json"))
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr:\n%s", code, stderr)
 	}
-	if !*update {
-		checkGolden(t, "testdata/cart.golden", stdout)
+	if !golden.Updating() {
+		golden.Check(t, "testdata/cart.golden", stdout)
 	}
 
-	stdout, stderr, code = wasmrun.Run(t, ".", readFile(t, "testdata/invalid.json"))
+	stdout, stderr, code = wasmrun.Run(t, ".", golden.Read(t, "testdata/invalid.json"))
 	if code != 1 || len(stdout) != 0 {
 		t.Fatalf("invalid order: exit code %d, stdout %q; want 1 and nothing", code, stdout)
 	}
 	var e struct{ Error string }
 	if err := json.Unmarshal(stderr, &e); err != nil || e.Error == "" || bytes.Count(stderr, []byte("\n")) != 1 {
 		t.Errorf("stderr is not one JSON line with an error: %q", stderr)
-	}
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkGolden compares got with the golden file, or rewrites the file when
-// the test runs with -update.
-func checkGolden(t *testing.T, golden string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want := readFile(t, golden)
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update to accept):\n got: %s\nwant: %s",
-			filepath.ToSlash(golden), got, want)
 	}
 }

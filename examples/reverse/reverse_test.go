@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"flag"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/atfhq/atf/examples/internal/golden"
 
 	"github.com/atfhq/atf/examples/internal/wasmrun"
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/runtime/hostmod"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 func TestReverse(t *testing.T) {
 	tests := []struct {
@@ -72,13 +69,13 @@ func TestWasm(t *testing.T) {
 		})
 	}
 
-	in := readFile(t, "testdata/lines.txt")
+	in := golden.Read(t, "testdata/lines.txt")
 	for range 3 {
 		res := run(in)
 		if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
 			t.Fatalf("outcome %s, error %v", res.Outcome, res.Error)
 		}
-		checkGolden(t, "testdata/lines.golden", res.Output)
+		golden.Check(t, "testdata/lines.golden", res.Output)
 	}
 	if idle := e.CacheStats().IdleInstances; idle != 1 {
 		t.Errorf("idle instances = %d, want 1: the three tasks share one", idle)
@@ -87,29 +84,5 @@ func TestWasm(t *testing.T) {
 	res := run([]byte("a\xffb"))
 	if res.Outcome != atfv1.Outcome_OUTCOME_FATAL || res.Error.GetMessage() != "status 1: payload is not valid UTF-8 text" {
 		t.Errorf("invalid payload: outcome %s, error %v", res.Outcome, res.Error)
-	}
-}
-
-func readFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// checkGolden compares got with the golden file, or rewrites the file when
-// the test runs with -update.
-func checkGolden(t *testing.T, golden string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	if want := readFile(t, golden); !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update to accept):\n got: %q\nwant: %q", golden, got, want)
 	}
 }
