@@ -233,11 +233,7 @@ func TestRunOutputLimit(t *testing.T) {
 	job := b.newJob(testmodules.Build(t, "flood"), "")
 	b.requireCompiled(t, job)
 
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	res := b.run(t, job)
-	runtime.ReadMemStats(&after)
+	res, allocated := b.runAllocating(t, job)
 
 	wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_OUTPUT_LIMIT,
 		"output limit hit: the module wrote more than 1048576 bytes to stdout (max_output_bytes=1048576)", "max_output_bytes=1048576")
@@ -246,7 +242,7 @@ func TestRunOutputLimit(t *testing.T) {
 	}
 	// The module would write 256 MiB; the host must allocate a small
 	// multiple of the limit (buffer growth, the guest's own memory).
-	if grown := after.TotalAlloc - before.TotalAlloc; grown > 32<<20 {
+	if grown := allocated; grown > 32<<20 {
 		t.Errorf("the host allocated %d MiB during the run, want < 32 MiB", grown>>20)
 	}
 	b.requireEcho(t)
@@ -257,15 +253,11 @@ func TestRunStderrFloodKeepsTail(t *testing.T) {
 	b := setup(t, sandbox.Config{StderrTailBytes: 100, MaxLogBytes: 1 << 30})
 	job := b.newJob(testmodules.Build(t, "stderrflood"), "")
 	b.requireCompiled(t, job)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	res := b.run(t, job)
-	runtime.ReadMemStats(&after)
+	res, allocated := b.runAllocating(t, job)
 	if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS || string(res.Output) != "done" {
 		t.Fatalf("outcome %s, output %q, error %v", res.Outcome, res.Output, res.Error)
 	}
-	if grown := after.TotalAlloc - before.TotalAlloc; grown > 32<<20 {
+	if grown := allocated; grown > 32<<20 {
 		t.Errorf("the host allocated %d MiB during the run, want < 32 MiB", grown>>20)
 	}
 	b.requireEcho(t)
@@ -311,15 +303,11 @@ func TestRunStackLimit(t *testing.T) {
 	for _, name := range []string{"recurse", "recurseindirect"} {
 		job := b.newJob(testmodules.WAT(t, name), "")
 		b.requireCompiled(t, job)
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		res := b.run(t, job)
-		runtime.ReadMemStats(&after)
+		res, allocated := b.runAllocating(t, job)
 		wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
 			"stack limit hit: the module's call stack went over max_stack_bytes=1048576 (runaway recursion?)", "max_stack_bytes=1048576")
 		// Without the bound wazero grows the stack to 400 MB on the Go heap.
-		if grown := after.TotalAlloc - before.TotalAlloc; grown > 16<<20 {
+		if grown := allocated; grown > 16<<20 {
 			t.Errorf("%s: the host allocated %d MiB during the run, want < 16 MiB", name, grown>>20)
 		}
 	}
@@ -463,4 +451,16 @@ func TestRunAfterClose(t *testing.T) {
 	}
 	res := b.engine.Run(context.Background(), b.newJob(testmodules.Build(t, "echo"), ""))
 	wantFailure(t, res, atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, "sandbox: engine closed", "")
+}
+
+// runAllocating runs job and reports how many bytes the process allocated
+// meanwhile. Tests using it must not run in parallel.
+func (b *testBundle) runAllocating(t *testing.T, job sandbox.Job) (sandbox.Result, uint64) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res := b.run(t, job)
+	runtime.ReadMemStats(&after)
+	return res, after.TotalAlloc - before.TotalAlloc
 }
