@@ -214,6 +214,9 @@ func nonNil(s []string) []string {
 }
 
 func atoi64(s string) int64 {
+	if s == "" { // an unset field: no error to allocate
+		return 0
+	}
 	n, _ := strconv.ParseInt(s, 10, 64)
 	return n
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"container/list"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -250,17 +249,12 @@ func reactorConfig(job Job, inst *instance) wazero.ModuleConfig {
 	if argv0 == "" {
 		argv0 = "lambda"
 	}
-	cfg := wazero.NewModuleConfig().
-		WithName("").
-		WithStartFunctions().
+	cfg := baseModuleConfig.
 		WithArgs(argv0).
 		WithStdin(&inst.stdin).
 		WithStdout(&inst.stdout).
 		WithStderr(&inst.stderr).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithNanosleep(inst.sleep).
-		WithRandSource(rand.Reader)
+		WithNanosleep(inst.sleep)
 	if lambda != "" {
 		cfg = cfg.WithEnv("ATF_LAMBDA", lambda)
 	}

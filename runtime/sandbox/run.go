@@ -222,22 +222,26 @@ func (e *Engine) instantiate(ctx context.Context, compiled wazero.CompiledModule
 // moduleConfig is the guest's whole world: stdin, stdout, stderr, Job.Env,
 // real clocks and randomness. No filesystem is mounted and no host
 // environment variable is passed.
+// baseModuleConfig is what every instance's config shares (each With…
+// copies the config, so it is built once).
+var baseModuleConfig = wazero.NewModuleConfig().
+	WithName("").         // anonymous: concurrent instances of one module
+	WithStartFunctions(). // _start is called by runCommand
+	WithSysWalltime().
+	WithSysNanotime().
+	WithRandSource(rand.Reader)
+
 func moduleConfig(job Job, st runState, rc *runContext) wazero.ModuleConfig {
 	argv0 := job.Env["ATF_LAMBDA"]
 	if argv0 == "" {
 		argv0 = "lambda"
 	}
-	cfg := wazero.NewModuleConfig().
-		WithName("").         // anonymous: concurrent instances of one module
-		WithStartFunctions(). // _start is called by runCommand
+	cfg := baseModuleConfig.
 		WithArgs(argv0).
 		WithStdin(bytes.NewReader(job.Payload)).
 		WithStdout(st.stdout).
 		WithStderr(st.stderr).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithNanosleep(rc.sleep).
-		WithRandSource(rand.Reader)
+		WithNanosleep(rc.sleep)
 	for _, k := range slices.Sorted(maps.Keys(job.Env)) {
 		cfg = cfg.WithEnv(k, job.Env[k])
 	}

@@ -8,6 +8,7 @@ package main
 
 import (
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"testing"
@@ -158,6 +159,13 @@ func BenchmarkScheduledLateness(b *testing.B) {
 			slices.SortFunc(ls, func(a, b lt) int { return int(b.late - a.late) })
 			for _, l := range ls[:min(len(ls), 50)] {
 				b.Logf("due +%v late %v", l.off, l.late)
+			}
+			var gc debug.GCStats
+			debug.ReadGCStats(&gc)
+			for i, end := range gc.PauseEnd {
+				if off := end.Sub(base); off > -50*time.Millisecond && off < 2500*time.Millisecond {
+					b.Logf("gc pause ended +%v (%v)", off.Round(time.Millisecond), gc.Pause[i])
+				}
 			}
 		}
 		report(b, "due -> enqueued p50", float64(percentile(toQueue, 0.50))/1e6, "ms", "(store ms resolution)")
