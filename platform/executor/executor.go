@@ -328,14 +328,13 @@ func (e *Executor) execute(w *atfv1.Work) {
 		MaxLogBytes:    int(w.GetMaxLogBytes()),
 		Host:           host,
 	})
-	cpu := res.CPUTime
 	host.Finish()
 	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
 		cancel(errCancelled)
 	}
 	e.audit("end", w, res.Outcome.String())
 	cause := context.Cause(ctx)
-	defer func() { endExecute(ctx, span, w, res, cpu, cause) }()
+	defer func() { endExecute(ctx, span, w, res, cause) }()
 	switch {
 	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
 		// Another claim owns the task, or we cannot tell: report nothing and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -69,7 +68,8 @@ func heartbeatEvent(span trace.Span, d atfv1.Directive) {
 // endExecute records how the attempt ended on its span and in the metrics.
 // cause is why the run's context ended, nil when it did not.
 // cpu is the CPU time of the run, 0 when not measured.
-func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cpu time.Duration, cause error) {
+func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cause error) {
+	cpu := res.CPUTime
 	defer span.End()
 	outcome := strings.ToLower(strings.TrimPrefix(res.Outcome.String(), "OUTCOME_"))
 	switch {
