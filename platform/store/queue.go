@@ -178,7 +178,7 @@ func (s *Store) blockingPop(ctx context.Context, keys []string, wait time.Durati
 	)
 	if wait < time.Second {
 		args := make([]any, 0, len(keys)+6)
-		args = append(args, "blmpop", strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64), len(keys))
+		args = append(args, "blmpop", blockSeconds(wait), len(keys))
 		for _, k := range keys {
 			args = append(args, k)
 		}
@@ -223,7 +223,7 @@ func (s *Store) brpop(ctx context.Context, keys []string, wait time.Duration) ([
 		for _, k := range keys {
 			args = append(args, k)
 		}
-		args = append(args, strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64))
+		args = append(args, blockSeconds(wait))
 		res, err = s.rdb.Do(ctx, args...).StringSlice()
 	} else {
 		// go-redis gives blocking commands a read timeout of whole seconds.
@@ -386,3 +386,10 @@ end
 redis.call("ZADD", KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[1])
 return 1
 `)
+
+// blockSeconds is a sub-second blocking timeout as Redis takes it
+// (seconds, millisecond precision); go-redis's typed blocking commands
+// would round it to whole seconds.
+func blockSeconds(wait time.Duration) string {
+	return strconv.FormatFloat(max(wait.Seconds(), 0.001), 'f', 3, 64)
+}

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +123,7 @@ func TaskScheduled(ctx context.Context, lambda string) {
 // TaskEnqueued counts a push by the store consumer; a task that was due
 // (reason ReasonDue) records how late it was enqueued.
 func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration) {
-	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason, reason))
+	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
 	if reason == ReasonDue {
 		inst().lateness.Record(ctx, max(late, 0).Seconds(), attrs1(KeyLambda, lambda))
 	}
@@ -132,7 +131,7 @@ func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration
 
 // TaskClaimed records a claim's pickup latency.
 func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.Duration) {
-	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority, strconv.Itoa(priority)))
+	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)))
 }
 
 // TaskStarted counts an execution started.
@@ -143,7 +142,7 @@ func TaskStarted(ctx context.Context, lambda string) {
 // TaskFinished counts an execution's end and records how long it ran and,
 // when known (> 0), the CPU time it used and the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
-	attrs := attrs2(KeyLambda, lambda, KeyOutcome, outcome)
+	attrs := attrs2(KeyLambda, lambda, KeyOutcome.String(outcome))
 	inst().tasksFinished.Add(ctx, 1, attrs)
 	inst().execDuration.Record(ctx, d.Seconds(), attrs)
 	if cpu > 0 {
@@ -222,14 +221,8 @@ func attrs1(k attribute.Key, v string) metric.MeasurementOption {
 	})
 }
 
-// attrs2: priority is passed as its decimal string and recorded as an int.
-func attrs2(k1 attribute.Key, v1 string, k2 attribute.Key, v2 string) metric.MeasurementOption {
-	return cachedSet(string(k1)+"\x00"+v1+"\x00"+string(k2)+"\x00"+v2, func() metric.MeasurementOption {
-		a2 := k2.String(v2)
-		if k2 == KeyPriority {
-			n, _ := strconv.Atoi(v2)
-			a2 = k2.Int(n)
-		}
+func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) metric.MeasurementOption {
+	return cachedSet(string(k1)+"\x00"+v1+"\x00"+string(a2.Key)+"\x00"+a2.Value.Emit(), func() metric.MeasurementOption {
 		return metric.WithAttributes(k1.String(v1), a2)
 	})
 }
