@@ -34,30 +34,37 @@ func report(b *testing.B, name string, value float64, unit, target string) {
 }
 
 // BenchmarkThroughput: schedule → SUCCESS for 20,000 tasks, scheduled in
-// process by 32 goroutines; also Redis commands per task.
+// process by 32 goroutines; also Redis commands per task. Command: the
+// trivial lambda is a command module (instantiated for each task);
+// Reactor: a reactor module (instances pooled), which leaves the
+// platform's own cost.
 func BenchmarkThroughput(b *testing.B) {
-	bp := startPlatform(b, 256)
-	const n = 20000
-	for b.Loop() {
-		cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
-		selfCPU, redisCPU := bp.cpu(b)
-		took := bp.scheduleAndWait(b, n, 32)
-		selfCPU2, redisCPU2 := bp.cpu(b)
-		report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
-		// CPU per task bounds throughput whatever the machine's load:
-		// two cores give at most 2s / (platform + redis CPU per task).
-		perSelf := float64((selfCPU2 - selfCPU).Microseconds()) / n
-		perRedis := float64((redisCPU2 - redisCPU).Microseconds()) / n
-		report(b, "platform CPU per task", perSelf, "platform-us/task", "(every role + executor, one process)")
-		report(b, "redis-server CPU per task", perRedis, "redis-us/task", "")
-		report(b, "2-core ceiling from CPU", 2e6/(perSelf+perRedis), "ceiling-tasks/s", "")
-		report(b, "redis commands per task", float64(bp.sent.commands.Load()-cmds)/n, "cmds/task", "<= 6 (a script is one)")
-		report(b, "redis round trips per task", float64(bp.sent.roundTrips.Load()-trips)/n, "trips/task", "")
-		report(b, "redis-server calls per task", float64(bp.commands(b)-served)/n, "calls/task", "(counts calls inside scripts)")
-		if testing.Verbose() {
-			stats, _ := bp.rdb.Info(b.Context(), "commandstats", "cpu").Result()
-			b.Log(stats)
-		}
+	for _, tc := range []struct{ name, lambda string }{{"Command", "noop"}, {"Reactor", "noop-reactor"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bp := startPlatform(b, 256)
+			const n = 20000
+			for b.Loop() {
+				cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
+				selfCPU, redisCPU := bp.cpu(b)
+				took := bp.scheduleAndWait(b, tc.lambda, n, 32)
+				selfCPU2, redisCPU2 := bp.cpu(b)
+				report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
+				// CPU per task bounds throughput whatever the machine's load:
+				// two cores give at most 2s / (platform + redis CPU per task).
+				perSelf := float64((selfCPU2 - selfCPU).Microseconds()) / n
+				perRedis := float64((redisCPU2 - redisCPU).Microseconds()) / n
+				report(b, "platform CPU per task", perSelf, "platform-us/task", "(every role + executor, one process)")
+				report(b, "redis-server CPU per task", perRedis, "redis-us/task", "")
+				report(b, "2-core ceiling from CPU", 2e6/(perSelf+perRedis), "ceiling-tasks/s", "")
+				report(b, "redis commands per task", float64(bp.sent.commands.Load()-cmds)/n, "cmds/task", "<= 6 (a script is one)")
+				report(b, "redis round trips per task", float64(bp.sent.roundTrips.Load()-trips)/n, "trips/task", "")
+				report(b, "redis-server calls per task", float64(bp.commands(b)-served)/n, "calls/task", "(counts calls inside scripts)")
+				if testing.Verbose() {
+					stats, _ := bp.rdb.Info(b.Context(), "commandstats", "cpu").Result()
+					b.Log(stats)
+				}
+			}
+		})
 	}
 }
 

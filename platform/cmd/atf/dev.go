@@ -31,6 +31,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	tf.register(fs)
 	var lf logFlags
 	lf.register(fs)
+	var gf gcFlags
+	gf.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -41,6 +43,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
+	defer gf.start(ctx, getenv)()
 	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	tf.register(fs)
 	var lf logFlags
 	lf.register(fs)
+	var gf gcFlags
+	gf.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -44,6 +46,7 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return err
 	}
+	defer gf.start(ctx, getenv)()
 	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
 	if err != nil {
 		return err

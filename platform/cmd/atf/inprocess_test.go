@@ -10,6 +10,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/internal/testmodules"
 	"github.com/atfhq/atf/platform/executor"
+	"github.com/atfhq/atf/platform/gctune"
 	"github.com/atfhq/atf/platform/redistest"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
@@ -122,6 +124,9 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // deployed and warmed up.
 func startPlatform(b testing.TB, slots int) *benchPlatform {
 	b.Helper()
+	if os.Getenv("GOGC") == "" { // as the atf binary does by default
+		b.Cleanup(gctune.Start(b.Context(), 100, gctune.DefaultHeadroom, gctune.DefaultEvery))
+	}
 	rdb := redistest.Start(b)
 	sent := &commandCounter{}
 	rdb.AddHook(sent)
@@ -146,11 +151,15 @@ func startPlatform(b testing.TB, slots int) *benchPlatform {
 		wg.Go(func() { _ = run(runCtx) })
 	}
 	b.Cleanup(func() { cancel(); wg.Wait() })
-	if _, err := p.frontend.DeployLambda(ctx, &atfv1.DeployLambdaRequest{Name: "noop", Wasm: testmodules.WAT(b, "hello")}); err != nil {
-		b.Fatal(err)
+	// "noop" is a command (instantiated per task), "noop-reactor" a
+	// reactor (pooled instances; an empty payload writes nothing).
+	for name, wat := range map[string]string{"noop": "hello", "noop-reactor": "reactor"} {
+		if _, err := p.frontend.DeployLambda(ctx, &atfv1.DeployLambdaRequest{Name: name, Wasm: testmodules.WAT(b, wat)}); err != nil {
+			b.Fatal(err)
+		}
+		// Warm up: compile the module, fill connection pools.
+		bp.scheduleAndWait(b, name, 200, 16)
 	}
-	// Warm up: compile the module, fill connection pools.
-	bp.scheduleAndWait(b, 200, 16)
 	return bp
 }
 
@@ -162,9 +171,9 @@ func (bp *benchPlatform) schedule(b testing.TB, req *atfv1.ScheduleRequest) stri
 	return res.GetTask().GetId()
 }
 
-// scheduleAndWait schedules n tasks from workers goroutines and waits for
-// all to succeed.
-func (bp *benchPlatform) scheduleAndWait(b testing.TB, n, workers int) time.Duration {
+// scheduleAndWait schedules n tasks of lambda from workers goroutines and
+// waits for all to succeed.
+func (bp *benchPlatform) scheduleAndWait(b testing.TB, lambda string, n, workers int) time.Duration {
 	b.Helper()
 	target := bp.status.done.Load() + int64(n)
 	start := time.Now()
@@ -173,7 +182,7 @@ func (bp *benchPlatform) scheduleAndWait(b testing.TB, n, workers int) time.Dura
 	for range workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
-				bp.schedule(b, &atfv1.ScheduleRequest{Lambda: "noop"})
+				bp.schedule(b, &atfv1.ScheduleRequest{Lambda: lambda})
 			}
 		})
 	}

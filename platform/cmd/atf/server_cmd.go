@@ -20,6 +20,8 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	tf.register(fs)
 	var lf logFlags
 	lf.register(fs)
+	var gf gcFlags
+	gf.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -37,6 +39,7 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
+	defer gf.start(ctx, getenv)()
 	tel, stopTelemetry, err := startTelemetry(ctx, getenv, logger)
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ func BenchmarkTracingCost(b *testing.B) {
 			}
 			for b.Loop() {
 				before := exp.spans.Load()
-				took := bp.scheduleAndWait(b, n, 32)
+				took := bp.scheduleAndWait(b, "noop", n, 32)
 				report(b, "throughput (tracing "+mode+")", float64(n)/took.Seconds(), "tasks/s", "")
 				if tp != nil {
 					_ = tp.ForceFlush(b.Context())
