@@ -137,11 +137,7 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 				out[i] = BatchResult{Task: t, Deduplicated: true}
 				continue
 			}
-			t, err := decodeTask(pt.id, pt.h)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = BatchResult{Task: t}
+			out[i] = BatchResult{Task: pt.task}
 			if pt.dueNow {
 				if _, ok := push[pt.queue]; !ok {
 					queues = append(queues, pt.queue)
@@ -176,18 +172,19 @@ type preparedTask struct {
 	id     string
 	p      int
 	queue  string
-	h      map[string]string // the task hash
+	task   Task // as stored (times in whole milliseconds), when stored
 	keys   []string
 	args   []any
 	dueNow bool
 }
 
-// prepare lays out a checked new task: its id and partition, its hash, and
-// the KEYS and ARGV of scheduleScript.
+// prepare lays out a checked new task: its id and partition, the task as
+// it will be stored, and the KEYS and ARGV of scheduleScript.
 func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if nt.MaxAttempts <= 0 {
 		nt.MaxAttempts = DefaultMaxAttempts
 	}
+	now = now.Truncate(time.Millisecond) // as stored
 	nowMS := ms(now)
 	if nt.ExecuteAt.IsZero() {
 		nt.ExecuteAt = now
@@ -198,43 +195,49 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
 	id := s.newID(p, now)
 	queue := s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
-
-	h := map[string]string{
-		fNamespace:   nt.Namespace,
-		fLambda:      nt.Lambda,
-		fAttempt:     "0",
-		fMaxAttempts: strconv.Itoa(nt.MaxAttempts),
-		fPriority:    strconv.Itoa(nt.Priority),
-		fQueue:       queue,
-		fExecuteAt:   ms(nt.ExecuteAt),
-		fCreatedAt:   nowMS,
-		fUpdatedAt:   nowMS,
-		fToken:       "0",
-	}
-	for f, v := range map[string]string{fKey: nt.Key, fCollection: nt.Collection, fTraceParent: nt.TraceParent, fPayload: string(nt.Payload)} {
-		if v != "" {
-			h[f] = v
-		}
-	}
 	dueNow := !nt.ExecuteAt.After(now)
+	t := Task{
+		ID: id, Namespace: nt.Namespace, Lambda: nt.Lambda,
+		State:       atfv1.TaskState_TASK_STATE_NEW,
+		MaxAttempts: nt.MaxAttempts, Priority: nt.Priority,
+		Key: nt.Key, Collection: nt.Collection, TraceParent: nt.TraceParent,
+		ExecuteAt: nt.ExecuteAt.UTC(), CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+	}
+	if len(nt.Payload) > 0 {
+		t.Payload = nt.Payload
+	}
 	trigger, wake := ms(nt.ExecuteAt), wakeChannel
 	if dueNow {
-		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_ENQUEUED))
-		h[fEnqueuedAt] = nowMS
+		t.State, t.EnqueuedAt = atfv1.TaskState_TASK_STATE_ENQUEUED, t.CreatedAt
 		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""
-	} else {
-		h[fState] = strconv.Itoa(int(atfv1.TaskState_TASK_STATE_NEW))
 	}
 
 	keys := []string{taskKey(p, id), triggerKey(p), indexKey(p, nt.Namespace, nt.Lambda)}
 	if nt.Key != "" {
 		keys = append(keys, dedupKey(p, nt.Namespace, nt.Lambda, nt.Key))
 	}
-	args := []any{id, partPrefix(p), trigger, nowMS, wake, p}
-	for f, v := range h {
-		args = append(args, f, v)
+	args := make([]any, 0, 6+2*16)
+	args = append(args, id, partPrefix(p), trigger, nowMS, wake, p,
+		fNamespace, nt.Namespace,
+		fLambda, nt.Lambda,
+		fState, strconv.Itoa(int(t.State)),
+		fAttempt, "0",
+		fMaxAttempts, strconv.Itoa(nt.MaxAttempts),
+		fPriority, strconv.Itoa(nt.Priority),
+		fQueue, queue,
+		fExecuteAt, ms(nt.ExecuteAt),
+		fCreatedAt, nowMS,
+		fUpdatedAt, nowMS,
+		fToken, "0")
+	if dueNow {
+		args = append(args, fEnqueuedAt, nowMS)
 	}
-	return preparedTask{id: id, p: p, queue: queue, h: h, keys: keys, args: args, dueNow: dueNow}
+	for _, fv := range [...]struct{ f, v string }{{fKey, nt.Key}, {fCollection, nt.Collection}, {fTraceParent, nt.TraceParent}, {fPayload, string(nt.Payload)}} {
+		if fv.v != "" {
+			args = append(args, fv.f, fv.v)
+		}
+	}
+	return preparedTask{id: id, p: p, queue: queue, task: t, keys: keys, args: args, dueNow: dueNow}
 }
 
 // scheduleBatchScript is scheduleScript for many tasks at once, in order:

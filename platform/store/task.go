@@ -35,8 +35,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 		}
 		if err := cmd.Err(); err == nil {
-			t, err := decodeTask(pt.id, pt.h)
-			return t, false, err
+			return pt.task, false, nil
 		} else if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// The pushed id names no task: a claim skips it.
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
@@ -51,8 +50,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		}
 		s.scheduleLoaded.Store(true)                // Run loaded it
 		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err() // a lost push: the enqueue timeout redoes it
-		t, err := decodeTask(pt.id, pt.h)
-		return t, false, err
+		return pt.task, false, nil
 	}
 	res, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Slice()
 	if err != nil {
@@ -73,8 +71,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		// (who might schedule the task twice if told it failed).
 		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err()
 	}
-	t, err := decodeTask(pt.id, pt.h)
-	return t, false, err
+	return pt.task, false, nil
 }
 
 // GetTask returns a task.

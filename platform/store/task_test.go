@@ -37,6 +37,35 @@ func TestScheduleNow(t *testing.T) {
 	}
 }
 
+// TestScheduleReturnsStoredTask: what Schedule and ScheduleBatch return is
+// the task as GetTask reads it back (Schedule builds it without reading).
+func TestScheduleReturnsStoredTask(t *testing.T) {
+	b := setup(t)
+	ctx := t.Context()
+	b.clock.Advance(700 * time.Microsecond) // not a whole millisecond
+	now := b.clock.Now()
+	for i, nt := range []NewTask{
+		{},
+		{Payload: []byte("p"), Priority: 9, Collection: "c", TraceParent: "00-abc-def-01", MaxAttempts: 2},
+		{Key: "k1", ExecuteAt: now.Add(1500 * time.Microsecond)},
+		{ExecuteAt: now.Add(-time.Second)},
+		{ExecuteAt: now.Add(time.Hour), Payload: []byte("later")},
+	} {
+		nt.Namespace, nt.Lambda = ns, "echo"
+		got := b.schedule(t, nt)
+		batch, err := b.store.ScheduleBatch(ctx, []NewTask{nt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sched := range []Task{got, batch[0].Task} {
+			stored := b.get(t, sched.ID)
+			if fmt.Sprintf("%+v", sched) != fmt.Sprintf("%+v", stored) {
+				t.Errorf("task %d:\nscheduled %+v\nstored    %+v", i, sched, stored)
+			}
+		}
+	}
+}
+
 func TestScheduleLater(t *testing.T) {
 	b := setup(t)
 	wake := b.store.Wakeups(t.Context())
