@@ -303,9 +303,8 @@ func (e *Executor) execute(w *atfv1.Work) {
 	default:
 	}
 
-	log := e.cfg.Logger.With("task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt())
 	e.audit("start", w, "")
-	host := e.hostTask(w, guest, log)
+	host := e.hostTask(w, guest)
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -339,7 +338,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
 		// Another claim owns the task, or we cannot tell: report nothing and
 		// let the store's timeouts decide.
-		log.WarnContext(ctx, "task aborted", "reason", cause)
+		e.logTask(ctx, slog.LevelWarn, w, "task aborted", "reason", cause)
 		return
 	case errors.Is(cause, errCancelled):
 		res.Outcome = atfv1.Outcome_OUTCOME_CANCELLED
@@ -347,7 +346,17 @@ func (e *Executor) execute(w *atfv1.Work) {
 	if res.Error != nil {
 		res.Error.Attempt = w.GetAttempt()
 	}
-	e.report(ctx, log, w, res, attemptLogs(w.GetAttempt(), res.Outcome, guest.logs.String(), res.Stderr))
+	e.report(ctx, w, res, attemptLogs(w.GetAttempt(), res.Outcome, guest.logs.String(), res.Stderr))
+}
+
+// logTask logs about one execution; the task's attributes are added only
+// when the level is enabled (a logger With them for every task cost more
+// than the rest of the executor's bookkeeping).
+func (e *Executor) logTask(ctx context.Context, level slog.Level, w *atfv1.Work, msg string, args ...any) {
+	if !e.cfg.Logger.Enabled(ctx, level) {
+		return
+	}
+	e.cfg.Logger.Log(ctx, level, msg, append([]any{"task", w.GetTaskId(), "lambda", w.GetLambda(), "attempt", w.GetAttempt()}, args...)...)
 }
 
 // audit writes one ExecutionLog line.
@@ -362,7 +371,7 @@ func (e *Executor) audit(event string, w *atfv1.Work, outcome string) {
 
 // report sends SetResult, retrying transient failures for a while: a lost
 // result costs a whole re-execution after the heartbeat timeout.
-func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, res sandbox.Result, logs string) {
+func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result, logs string) {
 	// ctx carries the execute span, the parent of SetResult's; it may be
 	// cancelled (a cancelled task still reports).
 	ctx = context.WithoutCancel(ctx)
@@ -387,11 +396,11 @@ func (e *Executor) report(ctx context.Context, log *slog.Logger, w *atfv1.Work, 
 		r, err := e.cfg.Status.SetResult(callCtx, req)
 		cancel()
 		if err == nil {
-			log.DebugContext(ctx, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
+			e.logTask(ctx, slog.LevelDebug, w, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
 			return
 		}
 		if code := connect.CodeOf(err); code == connect.CodeFailedPrecondition || code == connect.CodeNotFound || code == connect.CodeInvalidArgument || try == 8 {
-			log.WarnContext(ctx, "result refused", "err", err)
+			e.logTask(ctx, slog.LevelWarn, w, "result refused", "err", err)
 			return
 		}
 		time.Sleep(delay)

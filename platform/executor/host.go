@@ -44,7 +44,7 @@ func newGuestState() *guestState {
 }
 
 // hostTask builds the atf_v1 view of a task (sandbox.Job.Host).
-func (e *Executor) hostTask(w *atfv1.Work, g *guestState, log *slog.Logger) *hostmod.Task {
+func (e *Executor) hostTask(w *atfv1.Work, g *guestState) *hostmod.Task {
 	t := &hostmod.Task{
 		TaskID:       w.GetTaskId(),
 		Namespace:    w.GetNamespace(),
@@ -56,7 +56,7 @@ func (e *Executor) hostTask(w *atfv1.Work, g *guestState, log *slog.Logger) *hos
 		},
 		Log: func(level slog.Level, msg string) {
 			g.logs.add(level, msg)
-			log.Log(context.Background(), level, "lambda log", "msg", msg)
+			e.logTask(context.Background(), level, w, "lambda log", "msg", msg)
 		},
 	}
 	// The lambda's max_log_bytes caps its log calls too, below hostmod's
