@@ -98,8 +98,9 @@
 // timeout and what it writes goes to that task's stdout and stderr. The
 // pool keeps at most Config.ReactorIdlePerModule idle instances per key
 // (default 8) and Config.ReactorIdleTotal in all (default 32); instances in
-// use are bounded by the Runs in flight. Evicting a module from the
-// compiled-module cache closes its idle instances.
+// use are bounded by the Runs in flight. An instance idle for longer than
+// Config.ReactorIdleTimeout (default 1 minute) is closed, and evicting a
+// module from the compiled-module cache closes its idle instances.
 //
 // Builds: Go, GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared with the
 // guest SDK (sdk/guest exports atf_handle and runs main once to learn the

@@ -68,6 +68,10 @@ type Config struct {
 	// least recently used goes first. Default 32. Instances in use are
 	// bounded by the Runs in flight, not by the pool.
 	ReactorIdleTotal int
+	// ReactorIdleTimeout closes a reactor instance idle for longer (within
+	// a quarter of it), so that an executor whose hot lambda went quiet
+	// gives back the instances' memory. Default 1 minute.
+	ReactorIdleTimeout time.Duration
 }
 
 // HostModule registers one host module on r, typically
@@ -85,6 +89,7 @@ const (
 	defaultReactorMaxUses       = 1000
 	defaultReactorIdlePerModule = 8
 	defaultReactorIdleTotal     = 32
+	defaultReactorIdleTimeout   = time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -112,6 +117,9 @@ func (c Config) withDefaults() Config {
 	if c.ReactorIdleTotal <= 0 {
 		c.ReactorIdleTotal = defaultReactorIdleTotal
 	}
+	if c.ReactorIdleTimeout <= 0 {
+		c.ReactorIdleTimeout = defaultReactorIdleTimeout
+	}
 	return c
 }
 
@@ -135,8 +143,10 @@ type Engine struct {
 	closing   context.Context
 	closeRuns context.CancelFunc
 
-	// pool holds idle reactor instances (pool.go).
-	pool *pool
+	// pool holds idle reactor instances (pool.go); the janitor closes
+	// those idle past ReactorIdleTimeout, until Close.
+	pool    *pool
+	janitor sync.WaitGroup
 	// inflight counts Runs past their closed check; Close waits for them
 	// before it closes the runtime under them.
 	inflight sync.WaitGroup
@@ -195,7 +205,25 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if m := r.Module(atfModule); m != nil {
 		e.atf = m.ExportedFunctionDefinitions()
 	}
+	e.janitor.Go(e.expireIdle)
 	return e, nil
+}
+
+// expireIdle closes the reactor instances idle past ReactorIdleTimeout,
+// looking every quarter of it, until Close begins.
+func (e *Engine) expireIdle() {
+	t := time.NewTicker(e.cfg.ReactorIdleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.closing.Done():
+			return
+		case now := <-t.C:
+			for _, inst := range e.pool.expire(now.Add(-e.cfg.ReactorIdleTimeout)) {
+				e.closeInstance(inst)
+			}
+		}
+	}
 }
 
 // Close stops every running module, waits for the Runs in flight to end
@@ -213,6 +241,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.cachedBytes = 0
 	e.mu.Unlock()
 	e.closeRuns()
+	e.janitor.Wait()
 	for _, inst := range e.pool.close() {
 		e.closeInstance(inst)
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"container/list"
 	"sync"
+	"time"
 )
 
 // poolKey identifies interchangeable reactor instances: one module under
@@ -56,6 +57,7 @@ func (p *pool) put(inst *instance) (out []*instance) {
 	}
 	p.idle[inst.key] = append(p.idle[inst.key], inst)
 	inst.elem = p.lru.PushFront(inst)
+	inst.idleSince = time.Now()
 	if idle := p.idle[inst.key]; len(idle) > p.perKey {
 		out = append(out, idle[0])
 		p.removeLocked(idle[0])
@@ -64,6 +66,21 @@ func (p *pool) put(inst *instance) (out []*instance) {
 		old := p.lru.Back().Value.(*instance)
 		out = append(out, old)
 		p.removeLocked(old)
+	}
+	return out
+}
+
+// expire takes the instances idle since before cutoff.
+func (p *pool) expire(cutoff time.Time) (out []*instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for e := p.lru.Back(); e != nil; e = p.lru.Back() {
+		inst := e.Value.(*instance)
+		if !inst.idleSince.Before(cutoff) {
+			break // the rest went idle later
+		}
+		out = append(out, inst)
+		p.removeLocked(inst)
 	}
 	return out
 }

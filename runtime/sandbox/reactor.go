@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -67,6 +68,8 @@ type instance struct {
 	rc     atomic.Pointer[runContext] // the current task's, for sleep
 	uses   int
 	elem   *list.Element // in pool.lru while idle
+	// idleSince is when it went idle (pool.put).
+	idleSince time.Time
 }
 
 // swapReader is an instance's stdin: the current task's payload, then EOF.

@@ -183,6 +183,23 @@ func TestReactorIdleBounds(t *testing.T) {
 	}
 }
 
+// An instance idle past ReactorIdleTimeout is closed; the next task gets a
+// fresh one ("e1").
+func TestReactorIdleTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{ReactorIdleTimeout: 40 * time.Millisecond})
+	wasm := testmodules.WAT(t, "reactor")
+	wantOutput(t, b.run(t, b.newJob(wasm, "e")), "e1")
+	deadline := time.Now().Add(10 * time.Second)
+	for b.engine.CacheStats().IdleInstances != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("idle instances = %d after 10 s; want 0 (idle timeout 40ms)", b.engine.CacheStats().IdleInstances)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantOutput(t, b.run(t, b.newJob(wasm, "e")), "e1")
+}
+
 // Many goroutines share the pool; every task gets its own payload back.
 func TestReactorConcurrent(t *testing.T) {
 	t.Parallel()
