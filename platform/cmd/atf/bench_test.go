@@ -41,7 +41,7 @@ func report(b *testing.B, name string, value float64, unit, target string) {
 func BenchmarkThroughput(b *testing.B) {
 	for _, tc := range []struct{ name, lambda string }{{"Command", "noop"}, {"Reactor", "noop-reactor"}} {
 		b.Run(tc.name, func(b *testing.B) {
-			bp := startPlatform(b, 256)
+			bp := startPlatformWith(b, 256, false) // as atf runs by default
 			const n = 20000
 			for b.Loop() {
 				cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)

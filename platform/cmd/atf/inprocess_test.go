@@ -124,6 +124,15 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // deployed and warmed up.
 func startPlatform(b testing.TB, slots int) *benchPlatform {
 	b.Helper()
+	return startPlatformWith(b, slots, true)
+}
+
+// startPlatformWith is startPlatform, with the executor's execution log
+// (which bp.starts reads) only when executionLog is set: atf runs without
+// one unless --execution-log is given, and writing it costs ~5% of the
+// platform's CPU per task.
+func startPlatformWith(b testing.TB, slots int, executionLog bool) *benchPlatform {
+	b.Helper()
 	if os.Getenv("GOGC") == "" { // as the atf binary does by default
 		b.Cleanup(gctune.Start(b.Context(), 100, gctune.DefaultHeadroom, gctune.DefaultEvery))
 	}
@@ -141,10 +150,14 @@ func startPlatform(b testing.TB, slots int) *benchPlatform {
 	roles := map[string]bool{roleFrontend: true, roleConsumer: true, roleController: true, roleHSC: true}
 	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger})
 	bp := &benchPlatform{p: p, rdb: rdb, starts: &starts{at: map[string]int64{}, running: map[string]int{}}, status: &counting{Status: p.hsc}, sent: sent}
-	ex := executor.New(executor.Config{
+	exCfg := executor.Config{
 		Controller: p.controller, Status: bp.status, Runner: engine, Logger: logger,
-		Slots: slots, HeartbeatInterval: tf.heartbeatInterval, ExecutionLog: bp.starts,
-	})
+		Slots: slots, HeartbeatInterval: tf.heartbeatInterval,
+	}
+	if executionLog {
+		exCfg.ExecutionLog = bp.starts
+	}
+	ex := executor.New(exCfg)
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{p.consumer.Run, p.controller.Run, ex.Run} {
