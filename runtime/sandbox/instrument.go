@@ -25,8 +25,10 @@ import (
 //   - functions that can recur (a cycle in the call graph) are threaded:
 //     an inner clone takes the stack budget and the fuel as two extra
 //     parameters and returns the fuel, charges its frame weight (4 +
-//     params + locals) to the budget, trapping below zero, and counts the
-//     fuel down with the same slow path; recursive calls between clones
+//     params + locals) to the budget and counts the fuel down, with one
+//     test for both going below zero; its slow path (trap on the budget,
+//     else the same visit to Go) calls the clone again with fresh fuel
+//     instead of rejoining the body. Recursive calls between clones
 //     move registers, not globals. The original index becomes a wrapper
 //     that passes the globals in. Other functions count $fuel at entry
 //     only if they loop, are address-taken or would run too long
@@ -587,10 +589,11 @@ func rewriteCode(ci *codeInfo) ([]byte, error) {
 //
 // Loop heads count down a local $f, set to loopPeriod at function entry (a
 // register: no memory traffic in the loop); entries of checked functions
-// count down the fuel ($fuel, or the $fu register of threaded code). Between
-// two slow paths run at most callPeriod checked calls, each with at most
-// loopPeriod loop iterations of its own before its own slow path, and
-// unchecked calls of at most costLimit bytes of code each.
+// count down the fuel ($fuel, or the $fu register of threaded code) and take
+// the slow path when it goes below zero. Between two slow paths run at most
+// callPeriod+1 checked calls, each with at most loopPeriod loop iterations
+// of its own before its own slow path, and unchecked calls of at most
+// costLimit bytes of code each.
 const (
 	loopPeriod = 4096
 	callPeriod = 1024
@@ -629,7 +632,11 @@ func countDown(b []byte, ci *codeInfo, l uint32, period int64) []byte {
 // counts fuel:
 //
 //	$fuel = $fuel - 1
-//	if $fuel == 0 { $fuel = callPeriod; slow path }
+//	if $fuel < 0 { $fuel = callPeriod; slow path }
+//
+// Below zero, not at zero, like the inner clones (innerEntry), which hand
+// their fuel over through $fuel and may leave 0 there: a test for zero
+// would then not fire for 2^32 calls.
 func globalFuelEntry(b []byte, ci *codeInfo) []byte {
 	b = append(b, 0x23)
 	b = appendU32(b, ci.fuel)
@@ -637,7 +644,7 @@ func globalFuelEntry(b []byte, ci *codeInfo) []byte {
 	b = appendU32(b, ci.fuel)
 	b = append(b, 0x23)
 	b = appendU32(b, ci.fuel)
-	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
+	b = append(b, 0x41, 0x00, 0x48, 0x04, 0x40) // i32.const 0 i32.lt_s if
 	b = append(b, 0x41)
 	b = appendS33(b, callPeriod)
 	b = append(b, 0x24)
@@ -670,24 +677,59 @@ func budgetCredit(b []byte, ci *codeInfo, w int64) []byte {
 }
 
 // innerEntry appends, at the entry of an inner clone with the budget in
-// local lb and the fuel in local lfu:
+// local lb and the fuel in local lfu, the test that opens its wrapper
+// block; innerSlow closes it:
 //
 //	lb = lb - w
-//	if lb < 0 { $budget = -1; unreachable } ;; -1 tells the host why
 //	lfu = lfu - 1
-//	if lfu == 0 { lfu = callPeriod; slow path }
-func innerEntry(b []byte, ci *codeInfo, lb, lfu uint32, w int64) []byte {
+//	if (lb | lfu) >= 0 (result …) ;; neither went below zero: one test
+//	  the function's body
+//	else
+//	  if lb < 0 { $budget = -1; unreachable } ;; -1 tells the host why
+//	  slow path
+//	  return (call $inner params… lb callPeriod)
+//	end
+//
+// The slow path does not rejoin the function: it calls the clone again
+// with fresh fuel (a real frame, charged as one) and returns what that
+// returns. wazevo (v1.12) gives a block joined by two paths the registers
+// of the one laid out first, which was the slow path: the hot path paid
+// moves and spills for it (RATIONALE.md, "Cheaper encodings"). As the then
+// branch, the body also comes first in the code, so the hot path falls
+// through.
+func innerEntry(b []byte, lb, lfu uint32, w int64) []byte {
 	b = append(b, 0x20)
 	b = appendU32(b, lb)
 	b = append(b, 0x41)
 	b = appendS33(b, w)
 	b = append(b, 0x6B, 0x22) // i32.sub local.tee
 	b = appendU32(b, lb)
+	b = append(b, 0x20)
+	b = appendU32(b, lfu)
+	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
+	b = appendU32(b, lfu)
+	return append(b, 0x72, 0x41, 0x00, 0x4E) // i32.or i32.const 0 i32.ge_s
+}
+
+// innerSlow appends the else branch of inner clone i's entry test and
+// closes it (innerEntry).
+func (ci *codeInfo) innerSlow(b []byte, i int, lb uint32) []byte {
+	b = append(b, 0x05, 0x20) // else local.get
+	b = appendU32(b, lb)
 	b = append(b, 0x41, 0x00, 0x48, 0x04, 0x40) // i32.const 0 i32.lt_s if
 	b = append(b, 0x41, 0x7F, 0x24)             // i32.const -1 global.set
 	b = appendU32(b, ci.budget)
 	b = append(b, 0x00, 0x0B) // unreachable end
-	return countDown(b, ci, lfu, callPeriod)
+	b = slowPath(b, ci)
+	for l := range lb + 1 { // the params, then the budget
+		b = append(b, 0x20)
+		b = appendU32(b, l)
+	}
+	b = append(b, 0x41)
+	b = appendS33(b, callPeriod)
+	b = append(b, 0x10)
+	b = appendU32(b, ci.fns[i].inner)
+	return append(b, 0x0F, 0x0B) // return end
 }
 
 // wrapperBody is the body at a recursive function's own index: it passes
@@ -755,7 +797,7 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 		out = append(out, body[:fi.codeStart]...)
 	}
 	if inner {
-		out = innerEntry(out, ci, lb, lfu, w)
+		out = innerEntry(out, lb, lfu, w)
 	}
 	if fi.fuel && !inner {
 		out = globalFuelEntry(out, ci)
@@ -770,7 +812,11 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 		out = appendU32(out, lf)
 	}
 	if wrap {
-		out = append(out, 0x02) // block
+		if inner {
+			out = append(out, 0x04) // if: the test innerEntry left
+		} else {
+			out = append(out, 0x02) // block
+		}
 		out = append(out, ci.wrapperType(ft.results)...)
 	}
 	// sync stores the clone's budget and fuel before a call that may use
@@ -808,7 +854,9 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 			continue
 		case 0x0B: // end
 			if depth == 0 {
-				if wrap {
+				if inner {
+					out = ci.innerSlow(out, i, lb)
+				} else if wrap {
 					out = append(out, 0x0B) // end of the wrapper block
 				}
 				if fi.stack && !inner {

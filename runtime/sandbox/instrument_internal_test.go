@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,112 @@ func TestInstrumentedSpinStops(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
+}
+
+// The inner clones of recursive functions hand their fuel back through
+// $fuel and may leave 0 there; the functions counting $fuel must still
+// reach their slow path (a test for zero after the decrement would not
+// fire for 2^32 calls). $rec, entered callPeriod times from a full $fuel,
+// leaves 0; then a DAG of 2^40 calls without a loop or recursion (its
+// every ~9th level counting $fuel, as in dagspin.wat) must still stop.
+func TestInstrumentedFuelHandoffStops(t *testing.T) {
+	var src strings.Builder
+	src.WriteString("(module\n  (memory 1)\n")
+	src.WriteString("  (func $rec (param i32) (if (local.get 0) (then (call $rec (i32.sub (local.get 0) (i32.const 1))))))\n")
+	for i := range 40 {
+		fmt.Fprintf(&src, "  (func $f%d (call $f%d) (call $f%d))\n", i, i+1, i+1)
+	}
+	fmt.Fprintf(&src, "  (func $f40)\n  (func (export \"_start\") (call $rec (i32.const %d)) (call $f0)))", callPeriod-1)
+	ctx := context.Background()
+	ins, err := instrument(watText(t, src.String()), 1<<19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mod, err := r.InstantiateWithConfig(ctx, ins.wasm, wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := newGuard(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	disarm := g.arm(rc)
+	start := time.Now()
+	_, err = mod.ExportedFunction("_start").Call(rc)
+	disarm()
+	elapsed := time.Since(start)
+	t.Logf("err=%v after %s", err, elapsed)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if elapsed > 700*time.Millisecond {
+		t.Errorf("stopped after %s, want 200 ms + 500 ms at most", elapsed)
+	}
+}
+
+// A guest spinning in recursion (threaded clones, no loop) leaves native
+// code through its slow path often enough that the Go GC can stop the
+// world meanwhile: wazero's native code cannot be preempted, so a guest
+// that never left it would stall runtime.GC (and the whole process).
+func TestInstrumentedRecursionLetsGCRun(t *testing.T) {
+	src := `(module
+  (func $fib (param i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+      (then (local.get 0))
+      (else (i32.add
+        (call $fib (i32.sub (local.get 0) (i32.const 1)))
+        (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+  (func (export "_start") (drop (call $fib (i32.const 60)))))`
+	ctx := context.Background()
+	ins, err := instrument(watText(t, src), 1<<19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins.stats.rec != 1 {
+		t.Fatalf("stats %+v, want one threaded function", ins.stats)
+	}
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mod, err := r.InstantiateWithConfig(ctx, ins.wasm, wazero.NewModuleConfig().WithStartFunctions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := newGuard(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, cancel := context.WithCancel(ctx)
+	defer cancel()
+	disarm := g.arm(rc)
+	done := make(chan error, 1)
+	go func() { _, err := mod.ExportedFunction("_start").Call(rc); done <- err }()
+	time.Sleep(50 * time.Millisecond) // let it spin
+	for range 5 {
+		start := time.Now()
+		runtime.GC()
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("runtime.GC took %s while the guest spun", d)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the guest returned before it was stopped: %v", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("no error")
+		}
+	case <-time.After(time.Second):
+		t.Error("not stopped a second after the cancel")
+	}
+	disarm()
 }
 
 // FuzzInstrument: instrument never panics, and when wazero accepts the
