@@ -31,8 +31,17 @@ func watFile(t testing.TB, name string) []byte {
 }
 
 func TestInstrumentedSpinStops(t *testing.T) {
+	if _, err := runGuarded(t, watBytes(t, "spin"), 1000, 200*time.Millisecond); err == nil {
+		t.Fatal("no error")
+	}
+}
+
+// runGuarded instruments wasm with the given stack budget, runs its _start
+// under a guard armed with a timeout, and returns how long it ran.
+func runGuarded(t *testing.T, wasm []byte, budget int32, timeout time.Duration) (time.Duration, error) {
+	t.Helper()
 	ctx := context.Background()
-	ins, err := instrument(watBytes(t, "spin"), 1000)
+	ins, err := instrument(wasm, budget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +55,15 @@ func TestInstrumentedSpinStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	rc, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	disarm := g.arm(rc)
 	start := time.Now()
 	_, err = mod.ExportedFunction("_start").Call(rc)
 	disarm()
-	t.Logf("err=%v after %s", err, time.Since(start))
-	if err == nil {
-		t.Fatal("no error")
-	}
+	elapsed := time.Since(start)
+	t.Logf("err=%v after %s", err, elapsed)
+	return elapsed, err
 }
 
 // The inner clones of recursive functions hand their fuel back through
@@ -72,29 +80,7 @@ func TestInstrumentedFuelHandoffStops(t *testing.T) {
 		fmt.Fprintf(&src, "  (func $f%d (call $f%d) (call $f%d))\n", i, i+1, i+1)
 	}
 	fmt.Fprintf(&src, "  (func $f40)\n  (func (export \"_start\") (call $rec (i32.const %d)) (call $f0)))", callPeriod-1)
-	ctx := context.Background()
-	ins, err := instrument(watText(t, src.String()), 1<<19)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := wazero.NewRuntime(ctx)
-	defer r.Close(ctx)
-	mod, err := r.InstantiateWithConfig(ctx, ins.wasm, wazero.NewModuleConfig().WithStartFunctions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := newGuard(mod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	disarm := g.arm(rc)
-	start := time.Now()
-	_, err = mod.ExportedFunction("_start").Call(rc)
-	disarm()
-	elapsed := time.Since(start)
-	t.Logf("err=%v after %s", err, elapsed)
+	elapsed, err := runGuarded(t, watText(t, src.String()), 1<<19, 200*time.Millisecond)
 	if err == nil {
 		t.Fatal("no error")
 	}
