@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 func watBytes(t *testing.T, name string) []byte { return watFile(t, name) }
@@ -36,18 +37,14 @@ func TestInstrumentedSpinStops(t *testing.T) {
 	}
 }
 
-// runGuarded instruments wasm with the given stack budget, runs its _start
-// under a guard armed with a timeout, and returns how long it ran.
-func runGuarded(t *testing.T, wasm []byte, budget int32, timeout time.Duration) (time.Duration, error) {
+// instantiateGuarded instantiates an instrumented module (without running
+// its start) in a runtime closed when the test ends, with its guard.
+func instantiateGuarded(t *testing.T, instrumented []byte) (api.Module, guard) {
 	t.Helper()
 	ctx := context.Background()
-	ins, err := instrument(wasm, budget)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := wazero.NewRuntime(ctx)
-	defer r.Close(ctx)
-	mod, err := r.InstantiateWithConfig(ctx, ins.wasm, wazero.NewModuleConfig().WithStartFunctions())
+	t.Cleanup(func() { r.Close(ctx) })
+	mod, err := r.InstantiateWithConfig(ctx, instrumented, wazero.NewModuleConfig().WithStartFunctions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +52,19 @@ func runGuarded(t *testing.T, wasm []byte, budget int32, timeout time.Duration) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, cancel := context.WithTimeout(ctx, timeout)
+	return mod, g
+}
+
+// runGuarded instruments wasm with the given stack budget, runs its _start
+// under a guard armed with a timeout, and returns how long it ran.
+func runGuarded(t *testing.T, wasm []byte, budget int32, timeout time.Duration) (time.Duration, error) {
+	t.Helper()
+	ins, err := instrument(wasm, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, g := instantiateGuarded(t, ins.wasm)
+	rc, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	disarm := g.arm(rc)
 	start := time.Now()
@@ -110,16 +119,7 @@ func TestInstrumentedRecursionLetsGCRun(t *testing.T) {
 	if ins.stats.rec != 1 {
 		t.Fatalf("stats %+v, want one threaded function", ins.stats)
 	}
-	r := wazero.NewRuntime(ctx)
-	defer r.Close(ctx)
-	mod, err := r.InstantiateWithConfig(ctx, ins.wasm, wazero.NewModuleConfig().WithStartFunctions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := newGuard(mod)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mod, g := instantiateGuarded(t, ins.wasm)
 	rc, cancel := context.WithCancel(ctx)
 	defer cancel()
 	disarm := g.arm(rc)
