@@ -200,7 +200,8 @@ type Task struct {
 	// Progress gets each progress report (0-100) and says whether the
 	// task's cancellation was requested. Nil: ignored, never cancelled.
 	Progress func(percent int) (cancelRequested bool)
-	// Log gets each log line (after truncation, within MaxLogBytes).
+	// Log gets each log line (after truncation, within MaxLogBytes), and
+	// one warning from atf when the first call past MaxLogBytes is refused.
 	Log func(level slog.Level, msg string)
 	// HTTPClient makes the outbound requests; nil: one without proxies
 	// or cookies. Its CheckRedirect is wrapped so that a redirect to a
@@ -221,6 +222,19 @@ type Task struct {
 	spans  map[int32]trace.Span
 	nspans int
 	logged int
+	// droppedLogs counts the log calls refused past MaxLogBytes.
+	droppedLogs int
+}
+
+// LogsDropped is how many log calls were refused (CodeLimit) because the
+// task's log messages had reached Limits.MaxLogBytes. The first refusal
+// also logs a warning through Log, so that the kept logs say where they
+// stop.
+func (t *Task) LogsDropped() int {
+	t.init()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.droppedLogs
 }
 
 func (t *Task) init() {

@@ -146,11 +146,12 @@ func wantFault(t *testing.T, err error, fn, what string) {
 func TestLog(t *testing.T) {
 	var mu sync.Mutex
 	var lines []string
-	h := setup(t, &hostmod.Task{Limits: hostmod.Limits{MaxLogBytes: 40, MaxLogLine: 16}, Log: func(l slog.Level, msg string) {
+	task := &hostmod.Task{Limits: hostmod.Limits{MaxLogBytes: 40, MaxLogLine: 16}, Log: func(l slog.Level, msg string) {
 		mu.Lock()
 		defer mu.Unlock()
 		lines = append(lines, l.String()+" "+msg)
-	}})
+	}}
+	h := setup(t, task)
 	p, n := h.put("hello")
 	if c := h.mustCall("log", hostmod.LevelInfo, p, n); c != hostmod.OK {
 		t.Fatalf("log: %s", c)
@@ -163,11 +164,15 @@ func TestLog(t *testing.T) {
 	if c := h.mustCall("log", hostmod.LevelWarn, p, n); c != hostmod.CodeLimit {
 		t.Errorf("past MaxLogBytes: %s, want limit", c)
 	}
+	h.mustCall("log", hostmod.LevelWarn, p, n)
+	if got := task.LogsDropped(); got != 2 {
+		t.Errorf("LogsDropped = %d, want 2", got)
+	}
 	_, err := h.call("log", hostmod.LevelInfo, 65530, 100)
 	wantFault(t, err, "log", "message")
 	_, err = h.call("log", hostmod.LevelInfo, 0xffffffff, 2)
 	wantFault(t, err, "log", "message")
-	want := []string{"INFO hello", "ERROR a very long line…"}
+	want := []string{"INFO hello", "ERROR a very long line…", "WARN atf: log calls past 40 bytes of messages are dropped (max_log_bytes, at most 64 KiB)"}
 	if fmt.Sprint(lines) != fmt.Sprint(want) {
 		t.Errorf("lines %q, want %q", lines, want)
 	}

@@ -2,6 +2,7 @@ package hostmod
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"unicode/utf8"
@@ -40,11 +41,18 @@ func hostLog(ctx context.Context, t *Task, g guestMem, stack []uint64) {
 	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	t.mu.Lock()
 	over := t.logged+len(msg) > t.limits.MaxLogBytes
-	if !over {
+	first := false
+	if over {
+		t.droppedLogs++
+		first = t.droppedLogs == 1
+	} else {
 		t.logged += len(msg)
 	}
 	t.mu.Unlock()
 	if over {
+		if first && t.Log != nil { // where the logs are kept, say they stop here
+			t.Log(slog.LevelWarn, fmt.Sprintf("atf: log calls past %d bytes of messages are dropped (max_log_bytes, at most 64 KiB)", t.limits.MaxLogBytes))
+		}
 		stack[0] = status(int32(CodeLimit))
 		return
 	}
