@@ -10,9 +10,9 @@ package consumer
 //
 // Schedules are read when one changes (the store's atf:cron channel) and
 // every cronRefresh otherwise; between ticks the loop sleeps. Ticks missed
-// while no consumer owned the schedule are not made up, except the last
-// one within cronCatchUp, which covers a partition's hand-over after its
-// owner died.
+// while no consumer owned the schedule (a partition's hand-over, planned or
+// after its owner died) are made up when they are within cronCatchUp; of
+// older ones only the latest is.
 
 import (
 	"context"
@@ -123,8 +123,8 @@ func (c *Consumer) loadCron(ctx context.Context, cs CronStore, st *cronState, no
 	return nil
 }
 
-// cronOnce creates the task of every owned schedule's tick that is due
-// (the latest, when several were missed) and returns the earliest tick to
+// cronOnce creates the tasks of every owned schedule's ticks that are due
+// (dueTicks) and returns the earliest tick to
 // come among all schedules (zero: none). Tests call it directly.
 func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, now time.Time) time.Time {
 	var next time.Time
@@ -142,11 +142,7 @@ func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, no
 			}
 			continue
 		}
-		var due time.Time
-		for t := e.spec.Next(e.last); !t.IsZero() && !t.After(now); t = e.spec.Next(t) {
-			due = t
-		}
-		if !due.IsZero() {
+		for _, due := range dueTicks(e, now) {
 			err := c.createTick(ctx, cs, e.sc, due)
 			if errors.Is(err, store.ErrNotFound) {
 				// The lambda was deleted and its schedule left behind.
@@ -162,7 +158,7 @@ func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, no
 				if next.IsZero() || retry.Before(next) {
 					next = retry
 				}
-				continue
+				break
 			}
 			e.last = due
 		}
@@ -171,6 +167,26 @@ func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, no
 		}
 	}
 	return next
+}
+
+// dueTicks are the ticks of e after its last and not after now to make
+// tasks for: every one within cronCatchUp (a partition handed over between
+// consumers may have gone unowned for a few ticks of a fast schedule), or,
+// when none is that recent, the latest alone (a consumer that slept an
+// hour does not replay the hour).
+func dueTicks(e *cronEntry, now time.Time) []time.Time {
+	var due []time.Time
+	var latest time.Time
+	for t := e.spec.Next(e.last); !t.IsZero() && !t.After(now); t = e.spec.Next(t) {
+		latest = t
+		if t.After(now.Add(-cronCatchUp)) {
+			due = append(due, t)
+		}
+	}
+	if len(due) == 0 && !latest.IsZero() {
+		due = append(due, latest)
+	}
+	return due
 }
 
 // createTick schedules a schedule's task for one tick.

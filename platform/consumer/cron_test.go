@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/atfhq/atf/platform/store"
+	"github.com/robfig/cron/v3"
 )
 
 func (b *testBundle) deploy(t *testing.T, name string) {
@@ -83,6 +84,39 @@ func TestCronOnce(t *testing.T) {
 	ts = b.tasks(t, "tick")
 	if len(ts) != 3 || ts[0].Key != store.CronKey(base.Add(65*time.Minute)) {
 		t.Fatalf("after a long gap: %d tasks, newest %+v", len(ts), ts[0])
+	}
+}
+
+// TestDueTicks: after a gap, every tick within cronCatchUp is made (a
+// partition that went unowned for a few ticks of a fast schedule), and of
+// older ones only the latest.
+func TestDueTicks(t *testing.T) {
+	spec, err := cron.ParseStandard("@every 1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		last, now time.Time
+		want      []time.Time
+	}{
+		{"none due", base, base.Add(500 * time.Millisecond), nil},
+		{"one", base, base.Add(1200 * time.Millisecond), []time.Time{base.Add(time.Second)}},
+		{"a hand-over gap", base, base.Add(3500 * time.Millisecond), []time.Time{base.Add(time.Second), base.Add(2 * time.Second), base.Add(3 * time.Second)}},
+		{"an hour asleep", base, base.Add(time.Hour + 100*time.Millisecond), nil}, // filled below
+	} {
+		e := &cronEntry{spec: spec, last: tc.last}
+		got := dueTicks(e, tc.now)
+		want := tc.want
+		if tc.name == "an hour asleep" { // the 15 ticks within cronCatchUp
+			for i := 14; i >= 0; i-- {
+				want = append(want, base.Add(time.Hour-time.Duration(i)*time.Second))
+			}
+		}
+		if !slices.EqualFunc(got, want, time.Time.Equal) {
+			t.Errorf("%s: due %v, want %v", tc.name, got, want)
+		}
 	}
 }
 
