@@ -142,7 +142,10 @@ func TestCronRun(t *testing.T) {
 	var keys []string
 	for _, task := range ts {
 		keys = append(keys, task.Key)
-		if lateness := task.CreatedAt.Sub(task.ExecuteAt); lateness > 500*time.Millisecond || lateness < 0 {
+		// On time, or, for a tick that fell while the partition changed
+		// hands (the consumers balance their leases as they start), made
+		// up by the new owner within a lease period.
+		if lateness := task.CreatedAt.Sub(task.ExecuteAt); lateness > 2500*time.Millisecond || lateness < 0 {
 			t.Errorf("task for tick %s created %s after it", task.ExecuteAt, lateness)
 		}
 	}
