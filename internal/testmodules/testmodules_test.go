@@ -2,6 +2,8 @@ package testmodules
 
 import (
 	"bytes"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -40,6 +42,20 @@ func TestGoModules(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("GoModules() = %v, lacks %q", got, want)
+		}
+	}
+}
+
+// Every C module builds (the benchmarks use some that no test runs).
+func TestCModulesBuild(t *testing.T) {
+	srcs, err := filepath.Glob(filepath.Join(dir, "c", "*.c"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("no C modules: %v", err)
+	}
+	for _, src := range srcs {
+		name := strings.TrimSuffix(filepath.Base(src), ".c")
+		if b := C(t, name); !bytes.HasPrefix(b, magic) {
+			t.Errorf("%s.c: not a wasm module", name)
 		}
 	}
 }

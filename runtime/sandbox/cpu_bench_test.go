@@ -120,6 +120,13 @@ func BenchmarkInterleavedRatio(b *testing.B) {
 	}{
 		{"CallBound", func(b *testing.B) []byte { return watFile(b, "fib") }, ""},
 		{"CPUBound", func(b *testing.B) []byte { return testmodules.C(b, "xorshift") }, "30000000"},
+		// Realistic C (clang -O2, wasi-libc): libc qsort of 100,000 ints through a
+		// comparator (a call_indirect per comparison); word counting with
+		// libc strlen/strcmp and an out-of-line hash loop; a lexer calling
+		// small looping helpers per token.
+		{"CQsort", func(b *testing.B) []byte { return testmodules.C(b, "qsort") }, "100000"},
+		{"CWordCount", func(b *testing.B) []byte { return testmodules.C(b, "wordcount") }, "500000"},
+		{"CTokenize", func(b *testing.B) []byte { return testmodules.C(b, "tokenize") }, "40000"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -138,9 +145,14 @@ func BenchmarkInterleavedRatio(b *testing.B) {
 				}
 			}
 			var times [2][]time.Duration
+			var outs [2]bytes.Buffer
 			for b.Loop() {
 				for i, c := range compiled {
-					cfg := wazero.NewModuleConfig().WithName("").WithStdin(strings.NewReader(tc.stdin)).WithStdout(io.Discard)
+					var out io.Writer = io.Discard
+					if len(times[i]) == 0 {
+						out = &outs[i]
+					}
+					cfg := wazero.NewModuleConfig().WithName("").WithStdin(strings.NewReader(tc.stdin)).WithStdout(out)
 					start := time.Now()
 					mod, err := r.InstantiateModule(ctx, c, cfg)
 					if err != nil {
@@ -149,6 +161,9 @@ func BenchmarkInterleavedRatio(b *testing.B) {
 					times[i] = append(times[i], time.Since(start))
 					mod.Close(ctx)
 				}
+			}
+			if outs[0].String() != outs[1].String() {
+				b.Fatalf("instrumented printed %q, plain %q", outs[1].String(), outs[0].String())
 			}
 			for i := range times {
 				slices.Sort(times[i])

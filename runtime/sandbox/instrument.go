@@ -19,9 +19,11 @@ import (
 //     budget), both exported, and $fuel (calls left before the next visit
 //     to Go);
 //   - every loop head counts down a local $f (set to loopPeriod at
-//     function entry); when it reaches zero the slow path calls
+//     function entry); the loop's body becomes the then branch of the
+//     test, and when $f reaches zero the else branch, the slow path, calls
 //     memory.grow(0) (an exit to Go, so the Go scheduler can stop the
-//     world) and traps if $stop is set;
+//     world), traps if $stop is set and branches back to the loop head
+//     (branch depths inside the loop are raised by one for the new if);
 //   - functions that can recur (a cycle in the call graph) are threaded:
 //     an inner clone takes the stack budget and the fuel as two extra
 //     parameters and returns the fuel, charges its frame weight (4 +
@@ -610,24 +612,6 @@ func slowPath(b []byte, ci *codeInfo) []byte {
 	return append(b, 0x04, 0x40, 0x00, 0x0B) // if unreachable end
 }
 
-// countDown appends, for the i32 local l:
-//
-//	l = l - 1
-//	if l == 0 { l = period; slow path }
-func countDown(b []byte, ci *codeInfo, l uint32, period int64) []byte {
-	b = append(b, 0x20) // local.get
-	b = appendU32(b, l)
-	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
-	b = appendU32(b, l)
-	b = append(b, 0x45, 0x04, 0x40) // i32.eqz if
-	b = append(b, 0x41)
-	b = appendS33(b, period)
-	b = append(b, 0x21) // local.set
-	b = appendU32(b, l)
-	b = slowPath(b, ci)
-	return append(b, 0x0B) // end
-}
-
 // globalFuelEntry appends, at the entry of a non-recursive function that
 // counts fuel:
 //
@@ -840,6 +824,23 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 
 	r.i = fi.codeStart
 	depth := 0 // blocks open inside the function (or its wrapper block)
+	// loopIf has one entry per open block: whether it is a loop whose body
+	// was wrapped in an if (loopCount); inserted counts the true ones.
+	// Branches crossing those ifs get their depth raised (relabel).
+	var loopIf []bool
+	inserted := 0
+	relabel := func(d uint32) uint32 {
+		nd := d
+		for k := 0; k <= int(d) && k < len(loopIf); k++ {
+			if loopIf[len(loopIf)-1-k] {
+				nd++
+			}
+		}
+		if int(d) >= len(loopIf) { // the function (or wrapper) label
+			nd = d + uint32(inserted)
+		}
+		return nd
+	}
 	for !r.done() {
 		start := r.i
 		op := r.byte()
@@ -848,8 +849,12 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 			r.blockType(ci.nTypes)
 			depth++
 			out = append(out, body[start:r.i]...)
+			loopIf = append(loopIf, op == 0x03)
 			if op == 0x03 {
-				out = countDown(out, ci, lf, loopPeriod)
+				inserted++
+				out = loopCount(out, lf)
+				out = append(out, 0x04) // if, with the loop's block type
+				out = append(out, body[start+1:r.i]...)
 			}
 			continue
 		case 0x0B: // end
@@ -869,10 +874,31 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 				return append(out, 0x0B), nil // end of the function
 			}
 			depth--
+			if loopIf[len(loopIf)-1] {
+				inserted--
+				out = loopSlow(out, ci, lf)
+			}
+			loopIf = loopIf[:len(loopIf)-1]
+		case 0x0C, 0x0D: // br br_if
+			d := r.u32()
+			out = append(out, op)
+			out = appendU32(out, relabel(d))
+			continue
+		case 0x0E: // br_table
+			n := r.u32()
+			out = append(out, op)
+			out = appendU32(out, n)
+			for j := uint32(0); j <= n && r.err == nil; j++ {
+				out = appendU32(out, relabel(r.u32()))
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			continue
 		case 0x0F: // return
 			if wrap { // → br to the wrapper block
 				out = append(out, 0x0C)
-				out = appendU32(out, uint32(depth))
+				out = appendU32(out, uint32(depth+inserted))
 				continue
 			}
 		case 0x10: // call
@@ -1303,4 +1329,42 @@ func nameSectionOK(b []byte) bool {
 		}
 	}
 	return r.err == nil
+}
+
+// loopCount appends, at a loop head, the test that opens the if wrapping
+// the loop's body; loopSlow closes it before the loop's end:
+//
+//	loop (type)
+//	  l = l - 1
+//	  if (type) l != 0
+//	    the loop's body
+//	  else
+//	    l = loopPeriod
+//	    slow path
+//	    br 1 ;; back to the loop head, with the loop's params
+//	  end
+//	end
+//
+// The slow path never rejoins the body: it branches back to the loop head.
+// With the test as `if l == 0 { l = loopPeriod; slow path }` before the
+// body, wazevo (v1.12) started the body from the registers of the slow path
+// (its memory.grow is a call that clobbers them all), like the recursive
+// clones' entry did (innerEntry): small loops in small functions paid
+// spills and reloads every iteration (RATIONALE.md, "Cheaper encodings").
+func loopCount(b []byte, l uint32) []byte {
+	b = append(b, 0x20) // local.get
+	b = appendU32(b, l)
+	b = append(b, 0x41, 0x01, 0x6B, 0x22) // i32.const 1 i32.sub local.tee
+	return appendU32(b, l)
+}
+
+// loopSlow appends the else branch of a loop head's test (loopCount) and
+// closes it.
+func loopSlow(b []byte, ci *codeInfo, l uint32) []byte {
+	b = append(b, 0x05, 0x41) // else i32.const
+	b = appendS33(b, loopPeriod)
+	b = append(b, 0x21) // local.set
+	b = appendU32(b, l)
+	b = slowPath(b, ci)
+	return append(b, 0x0C, 0x01, 0x0B) // br 1 end
 }

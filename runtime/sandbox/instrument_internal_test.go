@@ -317,3 +317,104 @@ func TestInstrumentRefusesIndicesPastTheModule(t *testing.T) {
 		t.Errorf("a valid export: %v", err)
 	}
 }
+
+// Loop bodies become the then branch of the loop head's test, so every
+// branch inside a loop crosses one more label: the rewritten module must
+// compute what the original does, across loops with params, br_table,
+// branches out of nested loops, returns from inside loops of threaded
+// clones, and more than loopPeriod iterations (the slow path branches back
+// to the loop head with the loop's params).
+func TestInstrumentedLoopsKeepTheirMeaning(t *testing.T) {
+	const src = `(module
+  (memory 1)
+  ;; nested loops, br_if to the outer loop and out of both
+  (func (export "nested") (param $n i32) (result i32) (local $i i32) (local $j i32) (local $s i32)
+    (block $out
+      (loop $outer
+        (local.set $j (i32.const 0))
+        (loop $inner
+          (local.set $s (i32.add (local.get $s) (i32.mul (local.get $i) (local.get $j))))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br_if $out (i32.gt_u (local.get $s) (i32.const 100000000)))
+          (br_if $inner (i32.lt_u (local.get $j) (i32.const 7)))
+        )
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $outer (i32.lt_u (local.get $i) (local.get $n)))
+      )
+    )
+    (local.get $s))
+  ;; a loop carrying two values on the stack (multi-value block type)
+  (func (export "params") (param $n i32) (result i32)
+    (i32.const 0) (i32.const 1)
+    (loop $l (param i32 i32) (result i32)
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      i32.add
+      i32.const 31
+      i32.mul
+      local.get $n
+      i32.xor
+      local.get $n
+      (br_if $l (i32.gt_s (local.get $n) (i32.const 0)))
+      i32.add))
+  ;; br_table from inside a loop: continue, leave an inner block, leave all
+  (func (export "table") (param $n i32) (result i32) (local $i i32) (local $s i32)
+    (block $done
+      (loop $l
+        (block $skip
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (br_table $l $skip $l (i32.rem_u (local.get $i) (i32.const 3)))
+        )
+        (local.set $s (i32.add (local.get $s) (local.get $i)))
+        (br $l)))
+    (i32.add (local.get $s) (local.get $i)))
+  ;; recursive (a threaded clone): return from inside a loop
+  (func $rec (export "rec") (param $n i32) (result i32) (local $i i32)
+    (if (i32.eqz (local.get $n)) (then (return (i32.const 1))))
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (if (i32.eq (local.get $i) (i32.const 5000))
+        (then (return (i32.add (local.get $i) (call $rec (i32.sub (local.get $n) (i32.const 1)))))))
+      (br $l))
+    (unreachable)))`
+	wasm := watText(t, src)
+	ins, err := instrument(wasm, 1<<19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	var mods [2]interface {
+		ExportedFunction(string) api.Function
+	}
+	for i, w := range [][]byte{wasm, ins.wasm} {
+		m, err := r.InstantiateWithConfig(ctx, w, wazero.NewModuleConfig().WithName(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods[i] = m
+		if i == 1 { // a mislabelled branch could loop forever: stop it
+			g, err := newGuard(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			defer g.arm(rc)()
+		}
+	}
+	for _, name := range []string{"nested", "params", "table", "rec"} {
+		for _, n := range []uint64{0, 1, 2, 3, 10, 4095, 4096, 4097, 20000} {
+			var got [2][]uint64
+			for i, m := range mods {
+				if got[i], err = m.ExportedFunction(name).Call(ctx, n); err != nil {
+					t.Fatalf("%s(%d) #%d: %v", name, n, i, err)
+				}
+			}
+			if got[0][0] != got[1][0] {
+				t.Errorf("%s(%d): instrumented %d, original %d", name, n, got[1][0], got[0][0])
+			}
+		}
+	}
+}
