@@ -9,14 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t rng = 2463534242u;
-
-static uint32_t next(void) {
-	rng ^= rng << 13;
-	rng ^= rng >> 17;
-	rng ^= rng << 5;
-	return rng;
-}
+#include "xorshift32.h"
 
 static const char *const keywords[] = {"let", "if", "else", "while", "return", "fn", "for", "in"};
 #define NKEYWORDS (sizeof keywords / sizeof keywords[0])

@@ -13,14 +13,7 @@
 #define VOCAB 5000
 #define SLOTS 16384 // power of two, > 2 * VOCAB
 
-static uint32_t rng = 2463534242u;
-
-static uint32_t next(void) {
-	rng ^= rng << 13;
-	rng ^= rng >> 17;
-	rng ^= rng << 5;
-	return rng;
-}
+#include "xorshift32.h"
 
 // Out of line, as a hash in another compilation unit would be.
 __attribute__((noinline)) static uint32_t fnv1a(const char *s, size_t n) {
