@@ -119,6 +119,7 @@ func BenchmarkInterleavedRatio(b *testing.B) {
 		stdin string
 	}{
 		{"CallBound", func(b *testing.B) []byte { return watFile(b, "fib") }, ""},
+		{"NestedLoopCalls", func(b *testing.B) []byte { return watFile(b, "nestedloops") }, ""},
 		{"CPUBound", func(b *testing.B) []byte { return testmodules.C(b, "xorshift") }, "30000000"},
 		// Realistic C (clang -O2, wasi-libc): libc qsort of 100,000 ints through a
 		// comparator (a call_indirect per comparison); word counting with
