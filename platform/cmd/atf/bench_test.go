@@ -167,6 +167,12 @@ func BenchmarkScheduledLateness(b *testing.B) {
 			for _, l := range ls[:min(len(ls), 50)] {
 				b.Logf("due +%v late %v", l.off, l.late)
 			}
+			// Redis commands slower than 10 ms (its slowlog's default), if any.
+			if slow, err := bp.rdb.SlowLogGet(b.Context(), 20).Result(); err == nil {
+				for _, l := range slow {
+					b.Logf("redis slowlog: %v at +%v: %q", l.Duration, l.Time.Sub(base).Round(time.Millisecond), l.Args)
+				}
+			}
 			var gc debug.GCStats
 			debug.ReadGCStats(&gc)
 			for i, end := range gc.PauseEnd {
