@@ -829,15 +829,14 @@ func (ci *codeInfo) rewriteFunc(i int, inner bool) ([]byte, error) {
 	// Branches crossing those ifs get their depth raised (relabel).
 	var loopIf []bool
 	inserted := 0
+	// A branch to the function's (or wrapper's) label, past every open
+	// block, crosses them all: inserted of them.
 	relabel := func(d uint32) uint32 {
 		nd := d
 		for k := 0; k <= int(d) && k < len(loopIf); k++ {
 			if loopIf[len(loopIf)-1-k] {
 				nd++
 			}
-		}
-		if int(d) >= len(loopIf) { // the function (or wrapper) label
-			nd = d + uint32(inserted)
 		}
 		return nd
 	}
