@@ -25,7 +25,7 @@ import (
 func Start(t testing.TB) *redis.Client {
 	t.Helper()
 	srv := StartServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2}) // as atf's binary (openRedis)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
