@@ -55,6 +55,11 @@ type Options struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL when
 	// its context has no earlier deadline. Default 5s.
 	StopTimeout time.Duration
+	// Cluster starts the server in cluster mode (`cluster-enabled yes`,
+	// its node file in Dir, which must be set). It serves nothing until
+	// it is given hash slots and has met its peers (see
+	// redistest.StartCluster).
+	Cluster bool
 }
 
 func (o Options) withDefaults() Options {
@@ -148,6 +153,13 @@ func start(ctx context.Context, bin, addr string, opts Options) (*Redis, error) 
 		args = append(args, "--dir", opts.Dir, "--appendonly", "yes", "--appendfsync", fsync)
 	} else {
 		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	if opts.Cluster {
+		if opts.Dir == "" {
+			return nil, errors.New("embedded: a cluster node needs a Dir for its node file")
+		}
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000")
 	}
 	// Keep the last output for a start-up error message.
 	tail := &tailBuffer{max: 4096}

@@ -9,7 +9,9 @@ package redistest
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,4 +94,55 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// StartCluster starts a Redis Cluster of n master nodes — real redis-server
+// processes in cluster mode, no replicas — on free loopback ports, shares
+// the 16,384 hash slots out evenly, waits until every node reports the
+// cluster ok, and returns a cluster client for it. t.Cleanup stops it all.
+func StartCluster(t testing.TB, n int) *redis.ClusterClient {
+	t.Helper()
+	srvs := make([]*embedded.Redis, n)
+	addrs := make([]string, n)
+	for i := range n {
+		srvs[i] = StartServerWith(t, embedded.Options{Cluster: true})
+		addrs[i] = srvs[i].Addr()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes := make([]*redis.Client, n)
+	for i, addr := range addrs {
+		nodes[i] = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+		defer nodes[i].Close()
+		lo, hi := i*16384/n, (i+1)*16384/n-1
+		if err := nodes[i].ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
+			t.Fatalf("redistest: cluster node %s: add slots %d-%d: %v", addr, lo, hi, err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(addrs[0])
+	for i := 1; i < n; i++ {
+		if err := nodes[i].ClusterMeet(ctx, host, port).Err(); err != nil {
+			t.Fatalf("redistest: cluster node %s: meet %s: %v", addrs[i], addrs[0], err)
+		}
+	}
+	want := []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_known_nodes:" + strconv.Itoa(n)}
+	for i, node := range nodes {
+		for {
+			info, err := node.ClusterInfo(ctx).Result()
+			ready := err == nil
+			for _, w := range want {
+				ready = ready && strings.Contains(info, w)
+			}
+			if ready {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("redistest: cluster node %s not ready: %v\n%s", addrs[i], err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
 }

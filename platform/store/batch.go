@@ -221,14 +221,12 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 		fNamespace, nt.Namespace,
 		fLambda, nt.Lambda,
 		fState, strconv.Itoa(int(t.State)),
-		fAttempt, "0",
 		fMaxAttempts, strconv.Itoa(nt.MaxAttempts),
 		fPriority, strconv.Itoa(nt.Priority),
 		fQueue, queue,
 		fExecuteAt, ms(nt.ExecuteAt),
 		fCreatedAt, nowMS,
-		fUpdatedAt, nowMS,
-		fToken, "0")
+		fUpdatedAt, nowMS) // attempt and token start unset: 0
 	if dueNow {
 		args = append(args, fEnqueuedAt, nowMS)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -49,10 +50,15 @@ const (
 var timeouts = Timeouts{Enqueue: enqueueTmo, Claim: claimTmo, Heartbeat: heartbeatTmo}
 
 // setup gives a test its own real redis-server and a store over it with a
-// test clock.
+// test clock. With ATF_TEST_REDIS=cluster the server is a Redis Cluster of
+// three masters (redistest.StartCluster): `make test` runs the store's
+// tests both ways.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	t.Parallel()
+	if os.Getenv("ATF_TEST_REDIS") == "cluster" {
+		return newBundle(t, redistest.StartCluster(t, 3))
+	}
 	return newBundle(t, redistest.Start(t))
 }
 

@@ -19,12 +19,18 @@ type ClaimRequest struct {
 // token go up by one, the lambda version is recorded and the next trigger
 // is now + claimTimeout. Tasks that are not ENQUEUED (cancelled, claimed
 // already, a duplicate queue entry, gone, malformed ids) are skipped
-// silently. The returned tasks carry their payload. One round trip.
+// silently. One round trip.
+//
+// A returned task carries what an execution needs: id, namespace, lambda
+// and the claimed version, state, priority, attempt and max attempts,
+// fencing token, payload, trace context, last execution, execute and
+// enqueued times, updated = now. Not the previous attempt's output or
+// error, nor the other times: GetTask reads those.
 func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
 	now := s.now()
 	deadline := ms(now.Add(claimTimeout))
 	calls := make([]scriptCall, 0, len(claims))
-	ids := make([]string, 0, len(claims))
+	reqs := make([]ClaimRequest, 0, len(claims))
 	for _, c := range claims {
 		p, err := s.PartitionOf(c.TaskID)
 		if err != nil {
@@ -34,7 +40,7 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 			keys: []string{taskKey(p, c.TaskID), triggerKey(p)},
 			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wakeChannel, p},
 		})
-		ids = append(ids, c.TaskID)
+		reqs = append(reqs, c)
 	}
 	if len(calls) == 0 {
 		return []Task{}, nil
@@ -48,17 +54,48 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 		if _, skipped := c.Val().(int64); skipped {
 			continue
 		}
-		fields, err := pairsToMap(c.Val())
-		if err != nil {
-			return nil, err
-		}
-		t, err := decodeTask(ids[i], fields)
+		t, err := decodeClaimed(reqs[i], c.Val(), now)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// decodeClaimed reads claimScript's reply for a claimed task.
+func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
+	r, _ := reply.([]any)
+	var f []any
+	if len(r) == 3 {
+		f, _ = r[2].([]any)
+	}
+	if len(f) != 9 {
+		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	att, _ := r[0].(int64)
+	tok, _ := r[1].(int64)
+	t := Task{
+		ID:            req.TaskID,
+		Namespace:     str(f[0]),
+		Lambda:        str(f[1]),
+		LambdaVersion: req.LambdaVersion,
+		State:         atfv1.TaskState_TASK_STATE_CLAIMED,
+		Attempt:       int(att),
+		MaxAttempts:   int(atoi64(str(f[3]))),
+		Priority:      int(atoi64(str(f[2]))),
+		Token:         tok,
+		TraceParent:   str(f[5]),
+		LastExecution: str(f[6]),
+		ExecuteAt:     msTime(str(f[7])),
+		EnqueuedAt:    msTime(str(f[8])),
+		UpdatedAt:     now.Truncate(time.Millisecond).UTC(),
+	}
+	if pl := str(f[4]); pl != "" {
+		t.Payload = []byte(pl)
+	}
+	return t, nil
 }
 
 // Heartbeat extends running tasks' claims and answers one directive per

@@ -23,7 +23,8 @@ import (
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", stderr)
 	listenAddr := fs.String("listen", "127.0.0.1:8080", "address to serve Connect, gRPC and HTTP on")
-	redisURL := fs.String("redis", "", "Redis URL of the task store; empty: an embedded one (redis-server if on PATH, else in-memory)")
+	var rf redisFlags
+	rf.register(fs, "Redis URL of the task store; empty: an embedded one (redis-server if on PATH, else in-memory)")
 	dataDir := fs.String("data", defaultDataDir(), "directory for the embedded store's data and the compilation cache")
 	examplesDir := fs.String("examples", "examples", "directory whose <name>/<name>.wasm modules are deployed at start; empty: none")
 	slots := fs.Int("slots", 8, "tasks the built-in executor runs at once")
@@ -53,7 +54,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("--data: %w", err)
 	}
 
-	rdb, stopRedis, err := devRedis(ctx, *redisURL, filepath.Join(*dataDir, "redis"), logger)
+	rdb, stopRedis, err := devRedis(ctx, rf, filepath.Join(*dataDir, "redis"), logger)
 	if err != nil {
 		return err
 	}
@@ -106,10 +107,13 @@ func defaultDataDir() string {
 
 // devRedis connects to url, or starts the embedded default: redis-server
 // with its data in dir when it is on PATH, else miniredis in memory.
-func devRedis(ctx context.Context, url, dir string, logger *slog.Logger) (*redis.Client, func(), error) {
-	if url != "" {
-		rdb, err := openRedis(url)
+func devRedis(ctx context.Context, rf redisFlags, dir string, logger *slog.Logger) (redis.UniversalClient, func(), error) {
+	if *rf.url != "" {
+		rdb, err := rf.open()
 		return rdb, func() {}, err
+	}
+	if *rf.cluster {
+		return nil, nil, errors.New("--redis-cluster needs --redis: the embedded store is a single server")
 	}
 	srv, err := embedded.StartRedis(ctx, embedded.Options{Dir: dir})
 	if err == nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/internal/testmodules"
+	"github.com/atfhq/atf/platform/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestBatchGatingWatchCron runs issue 3's API features through the atf
@@ -19,7 +23,66 @@ import (
 // without running until resumed, a watch streams a task to its end, a
 // drop cancels, and a schedule makes its tasks.
 func TestBatchGatingWatchCron(t *testing.T) {
-	p := startDev(t)
+	batchGatingWatchCron(t, startDev(t))
+}
+
+// TestRedisCluster runs the platform (`atf dev --redis-cluster`) on a Redis
+// Cluster of three real redis-server masters: every partition's scripts
+// run on the node holding its slot, queues and leases on theirs.
+func TestRedisCluster(t *testing.T) {
+	cc := redistest.StartCluster(t, 3)
+	addrs := cc.Options().Addrs
+	url := "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
+	p := start(t, true, "dev", "--listen", "127.0.0.1:0", "--redis", url, "--redis-cluster", "--data", t.TempDir(), "--examples", "")
+
+	deploy(t, p, "hi", testmodules.WAT(t, "hello"), "")
+	// Due later: the consumer owning its partition enqueues it.
+	res := do(t, "POST", p.url+"/v1/lambdas/hi/tasks?at=1500ms&key=later", nil)
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule for later: %d %s", res.status, res.body)
+	}
+	later := decodeTask(t, res.body)
+	if res := do(t, "POST", p.url+"/v1/lambdas/hi/tasks?at=1500ms&key=later", nil); res.status != http.StatusOK || !bytes.Contains(res.body, []byte(later.GetId())) {
+		t.Fatalf("the same key again: %d %s, want 200 with %s", res.status, res.body, later.GetId())
+	}
+	if got := finish(t, p, later.GetId(), 20*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS || got.GetStartedAt().AsTime().Before(got.GetExecuteAt().AsTime()) {
+		t.Fatalf("task due later: %v", got)
+	}
+	batchGatingWatchCron(t, p)
+
+	// A batch over many partitions: one script per partition, each on its
+	// node. The partitions' keys are then on every node (each holds 4 of
+	// the 16 partitions or more).
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"payloadText":"%d"}`, i)
+	}
+	res = do(t, "POST", p.url+"/v1/lambdas/hi/tasks:batch", []byte("["+strings.Join(items, ",")+"]"))
+	var batch atfv1.ScheduleBatchResponse
+	if err := protojson.Unmarshal(res.body, &batch); err != nil || res.status != http.StatusCreated || len(batch.GetResults()) != len(items) {
+		t.Fatalf("batch of %d: %d %v %.200s", len(items), res.status, err, res.body)
+	}
+	for _, r := range batch.GetResults() {
+		if got := finish(t, p, r.GetTask().GetId(), 30*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS {
+			t.Fatalf("batch task: %v", got)
+		}
+	}
+	var holding []string
+	if err := cc.ForEachMaster(t.Context(), func(ctx context.Context, node *redis.Client) error {
+		n, err := node.DBSize(ctx).Result()
+		if n > 0 {
+			holding = append(holding, node.Options().Addr)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(holding) < 3 {
+		t.Errorf("keys on %d of 3 nodes (%v): the test did not spread over the cluster", len(holding), holding)
+	}
+}
+
+func batchGatingWatchCron(t *testing.T, p *proc) {
 	deploy(t, p, "hi", testmodules.WAT(t, "hello"), "")
 
 	// A batch of three: all run.

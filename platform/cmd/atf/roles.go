@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -169,6 +170,26 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// redisFlags name the task store: --redis URL and, for a Redis Cluster,
+// --redis-cluster.
+type redisFlags struct {
+	url     *string
+	cluster *bool
+}
+
+func (r *redisFlags) register(fs *flag.FlagSet, usage string) {
+	r.url = fs.String("redis", "", usage)
+	r.cluster = fs.Bool("redis-cluster", false, "the --redis URL names a Redis Cluster: its host and any addr= parameters are seed nodes, e.g. redis://10.0.0.1:6379?addr=10.0.0.2:6379")
+}
+
+// open connects to the store the flags name.
+func (r *redisFlags) open() (redis.UniversalClient, error) {
+	if *r.cluster {
+		return openRedisCluster(*r.url)
+	}
+	return openRedis(*r.url)
+}
+
 func openRedis(url string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
@@ -185,6 +206,24 @@ func openRedis(url string) (*redis.Client, error) {
 		opts.Protocol = defaultProtocol
 	}
 	return redis.NewClient(opts), nil
+}
+
+// openRedisCluster opens a Redis Cluster client. Every key a script
+// touches shares its hash tag (see package store), so each script runs on
+// the one node that holds its partition; the queues, leases and lambdas
+// have a hash tag of their own each.
+func openRedisCluster(url string) (*redis.ClusterClient, error) {
+	opts, err := redis.ParseClusterURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("--redis %q with --redis-cluster: %w (use e.g. redis://10.0.0.1:6379?addr=10.0.0.2:6379)", url, err)
+	}
+	if opts.PoolSize == 0 { // per node, as for a single server
+		opts.PoolSize = minPoolSize
+	}
+	if opts.Protocol == 0 {
+		opts.Protocol = defaultProtocol
+	}
+	return redis.NewClusterClient(opts), nil
 }
 
 // minPoolSize is the Redis connection pool's size unless the URL sets one.

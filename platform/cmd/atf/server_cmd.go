@@ -14,7 +14,8 @@ import (
 func runServer(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("server", stderr)
 	listenAddr := fs.String("listen", "127.0.0.1:8080", "address to serve Connect, gRPC and HTTP on")
-	redisURL := fs.String("redis", "", "Redis URL of the task store (required), e.g. redis://127.0.0.1:6379/0")
+	var rf redisFlags
+	rf.register(fs, "Redis URL of the task store (required), e.g. redis://127.0.0.1:6379/0")
 	rolesFlag := fs.String("roles", "frontend,consumer,controller,hsc", "roles this process runs")
 	var tf timeoutFlags
 	tf.register(fs)
@@ -25,7 +26,7 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *redisURL == "" {
+	if *rf.url == "" {
 		return errors.New("--redis is required (or ATF_REDIS), e.g. --redis redis://127.0.0.1:6379/0")
 	}
 	if err := tf.validate(); err != nil {
@@ -45,7 +46,7 @@ func runServer(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer stopTelemetry()
-	rdb, err := openRedis(*redisURL)
+	rdb, err := rf.open()
 	if err != nil {
 		return err
 	}
