@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
 
 // Gating (ATF): pause, resume and drop a lambda or one collection of it.
@@ -95,6 +97,14 @@ func (s *Store) Pause(ctx context.Context, ns, name, collection string) error {
 // tasks it enqueued. Resuming what is not paused is a no-op. It works for
 // a deleted lambda too, whose gates outlive it.
 func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, error) {
+	return s.ResumeFunc(ctx, ns, name, collection, nil)
+}
+
+// ResumeFunc is Resume telling fn, when not nil, of the tasks it enqueued:
+// after each chunk's pushes, with the tasks the chunk pushed (From NEW,
+// Late zero), so that the caller can give each push a span in its task's
+// trace. fn must not block; a chunk whose pushes failed is not told.
+func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []Enqueued)) (int, error) {
 	now := s.now()
 	field := gateField(ns, name, collection)
 	total := 0
@@ -112,15 +122,22 @@ func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, e
 			kept, _ := res[0].(int64)
 			scanned, _ := res[1].(int64)
 			if len(res) > 2 {
+				var told []Enqueued
 				pipe := s.rdb.Pipeline()
-				for i := 2; i+1 < len(res); i += 2 {
+				for i := 2; i+resumeStride <= len(res); i += resumeStride {
 					q, _ := res[i].(string)
 					id, _ := res[i+1].(string)
 					pipe.LPush(ctx, q, id)
 					total++
+					if fn != nil {
+						tp, _ := res[i+2].(string)
+						told = append(told, Enqueued{TaskID: id, Lambda: name, TraceParent: tp, From: atfv1.TaskState_TASK_STATE_NEW})
+					}
 				}
 				// As for Schedule: the enqueue timeout redoes a lost push.
-				_, _ = pipe.Exec(ctx)
+				if _, err := pipe.Exec(ctx); err == nil && len(told) > 0 {
+					fn(ctx, told)
+				}
 			}
 			if scanned < gateChunk {
 				break
@@ -133,6 +150,9 @@ func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, e
 	}
 	return total, nil
 }
+
+// resumeStride is the number of values resumeScript returns per push.
+const resumeStride = 3
 
 // Drop cancels every waiting task — NEW (parked ones too), ENQUEUED,
 // RETRIABLE_FAILURE — of a lambda (collection "") or of one collection of
@@ -268,7 +288,8 @@ end
 // ARGV[7] the lambda's gate field ("<ns>:<lambda>")
 //
 // Returns {kept (still parked, from the first rank on), looked at, queue,
-// id, queue, id, ...}: the pushes the caller makes.
+// id, traceparent, queue, id, traceparent, ...}: the pushes the caller
+// makes.
 var resumeScript = redis.NewScript(luaPrelude + `
 redis.call("HDEL", KEYS[1], ARGV[1])
 local lamPaused = redis.call("HEXISTS", KEYS[1], ARGV[7]) == 1
@@ -278,7 +299,7 @@ local res = {0, #ids}
 local kept = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[4] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q")
+  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "tp")
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
@@ -291,6 +312,7 @@ for _, id in ipairs(ids) do
     redis.call("ZADD", KEYS[3], ARGV[3], id)
     res[#res + 1] = v[4]
     res[#res + 1] = id
+    res[#res + 1] = v[5] or ""
   end
 end
 res[1] = kept

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"testing"
@@ -66,8 +69,12 @@ func TestPauseResumeLambda(t *testing.T) {
 		t.Fatalf("gate = %+v, want paused", g)
 	}
 	var ids []string
-	for range 5 {
-		ids = append(ids, b.schedule(t, NewTask{}).ID)
+	tps := map[string]string{}
+	for i := range 5 {
+		tp := fmt.Sprintf("00-4bf92f3577b34a0e9ff1e7ad0e0d3c9%d-00f067aa0ba902b7-01", i)
+		id := b.schedule(t, NewTask{TraceParent: tp}).ID
+		ids = append(ids, id)
+		tps[id] = tp
 	}
 	other := b.schedule(t, NewTask{Lambda: "other"})
 	if got := b.claimAll(t, append(ids, other.ID)...); !slices.Equal(got, []string{other.ID}) {
@@ -83,9 +90,21 @@ func TestPauseResumeLambda(t *testing.T) {
 	}
 	b.rdb.Del(b.ctx, b.store.QueueKey(ns, "echo", 0))
 
-	n, err := b.store.Resume(b.ctx, ns, "echo", "")
+	// ResumeFunc tells what it enqueued, with each task's traceparent.
+	told := map[string]string{}
+	n, err := b.store.ResumeFunc(b.ctx, ns, "echo", "", func(_ context.Context, tasks []Enqueued) {
+		for _, e := range tasks {
+			if e.Lambda != "echo" || e.From != atfv1.TaskState_TASK_STATE_NEW {
+				t.Errorf("told %+v", e)
+			}
+			told[e.TaskID] = e.TraceParent
+		}
+	})
 	if err != nil || n != 5 {
 		t.Fatalf("Resume = %d, %v; want 5", n, err)
+	}
+	if !maps.Equal(told, tps) {
+		t.Fatalf("ResumeFunc told %v, want %v", told, tps)
 	}
 	if g, _ := b.store.Gate(b.ctx, ns, "echo"); g.Paused {
 		t.Fatalf("gate = %+v after resume", g)
