@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"net/http"
+	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
@@ -40,10 +41,23 @@ func (f *Frontend) resume(ctx context.Context, name, collection string) (*atfv1.
 	if err := validateGate(name, collection); err != nil {
 		return nil, err
 	}
-	if _, err := f.cfg.Store.GetLambda(ctx, namespace(ctx), name); err != nil {
+	ns := namespace(ctx)
+	if _, err := f.cfg.Store.GetLambda(ctx, ns, name); err != nil {
 		return nil, err
 	}
-	n, err := f.cfg.Store.Resume(ctx, namespace(ctx), name, collection)
+	var (
+		n   int
+		err error
+	)
+	if r, ok := f.cfg.Store.(taskResumer); ok {
+		start := time.Now()
+		n, err = r.ResumeFunc(ctx, ns, name, collection, func(ctx context.Context, tasks []store.Enqueued) {
+			resumeEnqueueSpans(ctx, tasks, start)
+			start = time.Now()
+		})
+	} else {
+		n, err = f.cfg.Store.Resume(ctx, ns, name, collection)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +66,13 @@ func (f *Frontend) resume(ctx context.Context, name, collection string) (*atfv1.
 		return nil, err
 	}
 	return &atfv1.ResumeLambdaResponse{Lambda: l, Resumed: int64(n)}, nil
+}
+
+// taskResumer is a Store that tells which tasks a resume enqueued
+// (*store.Store is one), so that each push gets an atf.enqueue span in its
+// task's trace.
+type taskResumer interface {
+	ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []store.Enqueued)) (int, error)
 }
 
 // DropLambda cancels the waiting tasks of a lambda or one collection of

@@ -1,6 +1,7 @@
 package frontend_test
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
@@ -131,5 +133,72 @@ func TestSetSchedule(t *testing.T) {
 	}
 	if all, _ := b.store.Schedules(b.ctx); len(all) != 0 {
 		t.Fatalf("schedules after delete: %v", all)
+	}
+}
+
+// TestResumeSpans: each task a resume enqueues gets an atf.enqueue span in
+// its own trace, under its atf.schedule span, as a retried dead letter
+// does; a task of an unsampled trace gets none.
+func TestResumeSpans(t *testing.T) {
+	b := setup(t)
+	if _, err := b.lambdas.PauseLambda(b.ctx, &atfv1.PauseLambdaRequest{Name: "echo", Collection: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		r, err := b.tasks.Schedule(b.ctx, &atfv1.ScheduleRequest{Lambda: "echo", Collection: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.GetTask().GetId())
+	}
+	req, err := http.NewRequestWithContext(b.ctx, "POST", b.url+"/v1/lambdas/echo/tasks?collection=c", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("traceparent", "00-4bf92f3577b34a0e9ff1e7ad0e0d3c99-00f067aa0ba902b7-00")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	unsampled := decode(t, string(body), &atfv1.Task{}).GetId()
+	// The controller pops them and tries to claim them: parked.
+	var reqs []store.ClaimRequest
+	for _, id := range append(ids, unsampled) {
+		reqs = append(reqs, store.ClaimRequest{TaskID: id, LambdaVersion: 1})
+	}
+	if c, err := b.store.Claim(b.ctx, reqs, time.Minute); err != nil || len(c) != 0 {
+		t.Fatalf("claimed paused tasks: %v %v", c, err)
+	}
+
+	r, err := b.lambdas.ResumeLambda(b.ctx, &atfv1.ResumeLambdaRequest{Name: "echo", Collection: "c"})
+	if err != nil || r.GetResumed() != 4 {
+		t.Fatalf("resume: %v %v", r, err)
+	}
+	resumed := func(id string) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range taskSpans("atf.enqueue", id) {
+			if attr(s, "atf.enqueue.reason") == "resume" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for _, id := range ids {
+		enq, sched := resumed(id), taskSpans("atf.schedule", id)
+		if len(enq) != 1 || len(sched) != 1 {
+			t.Fatalf("task %s: %d resume atf.enqueue spans, %d atf.schedule spans; want 1 and 1", id, len(enq), len(sched))
+		}
+		if enq[0].Parent().SpanID() != sched[0].SpanContext().SpanID() || enq[0].SpanContext().TraceID() != sched[0].SpanContext().TraceID() {
+			t.Errorf("task %s: resume's atf.enqueue is not under its atf.schedule", id)
+		}
+		if attr(enq[0], "atf.enqueue.by") != "frontend" || attr(enq[0], "atf.lambda.name") != "echo" {
+			t.Errorf("task %s: atf.enqueue attributes %v", id, enq[0].Attributes())
+		}
+	}
+	if enq := resumed(unsampled); len(enq) != 0 {
+		t.Errorf("task of an unsampled trace: %d resume atf.enqueue spans", len(enq))
 	}
 }

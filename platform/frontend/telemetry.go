@@ -66,19 +66,19 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
 	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED && span.IsRecording() && !stored.IsZero() {
-		enqueueSpan(trace.ContextWithSpan(ctx, span), t, telemetry.ReasonDue, stored)
+		enqueueSpan(trace.ContextWithSpan(ctx, span), t.ID, t.Lambda, telemetry.ReasonDue, stored)
 	}
 }
 
-// enqueueSpan records the frontend's push of t to its queue, which began
-// at start, as an atf.enqueue span under the span of ctx.
-func enqueueSpan(ctx context.Context, t store.Task, reason string, start time.Time) {
+// enqueueSpan records the frontend's push of a task to its queue, which
+// began at start, as an atf.enqueue span under the span of ctx.
+func enqueueSpan(ctx context.Context, id, lambda, reason string, start time.Time) {
 	_, enq := telemetry.Tracer().Start(ctx, "atf.enqueue",
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithTimestamp(start),
 		trace.WithAttributes(
-			telemetry.KeyTaskID.String(t.ID),
-			telemetry.KeyLambda.String(t.Lambda),
+			telemetry.KeyTaskID.String(id),
+			telemetry.KeyLambda.String(lambda),
 			telemetry.KeyReason.String(reason),
 			attrEnqueuedBy.String("frontend"),
 		))
@@ -93,12 +93,32 @@ func retryEnqueueSpan(ctx context.Context, t store.Task, start time.Time) {
 	if !parent.IsSampled() {
 		return
 	}
-	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t, telemetry.ReasonManualRetry, start)
+	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.ID, t.Lambda, telemetry.ReasonManualRetry, start)
 }
+
+// resumeEnqueueSpans records ResumeLambda's pushes of tasks a pause held,
+// which began at start, each in its task's own trace under its
+// atf.schedule span, as retryEnqueueSpan does for a dead letter. Tasks of
+// unsampled traces get none.
+func resumeEnqueueSpans(ctx context.Context, tasks []store.Enqueued, start time.Time) {
+	for _, t := range tasks {
+		parent := tracectx.Parse(t.TraceParent)
+		if !parent.IsSampled() {
+			continue
+		}
+		enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.TaskID, t.Lambda, reasonResume, start)
+	}
+}
+
+// reasonResume is the atf.enqueue.reason of a task enqueued because its
+// lambda or collection was resumed (span only). It belongs with the
+// reasons of package telemetry.
+const reasonResume = "resume"
 
 const (
 	attrDeduplicated = attribute.Key("atf.task.deduplicated")
 	// attrEnqueuedBy marks the atf.enqueue spans of tasks the frontend
-	// pushed itself (due now); the store consumer's have none.
+	// pushed itself (due now, retried, resumed); the store consumer's
+	// have none.
 	attrEnqueuedBy = attribute.Key("atf.enqueue.by")
 )

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
 
 // Gating (ATF): pause, resume and drop a lambda or one collection of it.
@@ -20,7 +23,8 @@ import (
 // Resume clears the partition's gate and enqueues its parked tasks in one
 // script per partition, so a task is never parked by a stale gate after
 // its partition resumed. Drop cancels the waiting tasks it finds in the
-// lambda's index sets.
+// lambda's index sets, or, when that is fewer entries, in the trigger and
+// parked sets.
 //
 // Keys (besides those of doc.go):
 //
@@ -93,6 +97,14 @@ func (s *Store) Pause(ctx context.Context, ns, name, collection string) error {
 // tasks it enqueued. Resuming what is not paused is a no-op. It works for
 // a deleted lambda too, whose gates outlive it.
 func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, error) {
+	return s.ResumeFunc(ctx, ns, name, collection, nil)
+}
+
+// ResumeFunc is Resume telling fn, when not nil, of the tasks it enqueued:
+// after each chunk's pushes, with the tasks the chunk pushed (From NEW,
+// Late zero), so that the caller can give each push a span in its task's
+// trace. fn must not block; a chunk whose pushes failed is not told.
+func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []Enqueued)) (int, error) {
 	now := s.now()
 	field := gateField(ns, name, collection)
 	total := 0
@@ -110,15 +122,22 @@ func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, e
 			kept, _ := res[0].(int64)
 			scanned, _ := res[1].(int64)
 			if len(res) > 2 {
+				var told []Enqueued
 				pipe := s.rdb.Pipeline()
-				for i := 2; i+1 < len(res); i += 2 {
+				for i := 2; i+resumeStride <= len(res); i += resumeStride {
 					q, _ := res[i].(string)
 					id, _ := res[i+1].(string)
 					pipe.LPush(ctx, q, id)
 					total++
+					if fn != nil {
+						tp, _ := res[i+2].(string)
+						told = append(told, Enqueued{TaskID: id, Lambda: name, TraceParent: tp, From: atfv1.TaskState_TASK_STATE_NEW})
+					}
 				}
 				// As for Schedule: the enqueue timeout redoes a lost push.
-				_, _ = pipe.Exec(ctx)
+				if _, err := pipe.Exec(ctx); err == nil && len(told) > 0 {
+					fn(ctx, told)
+				}
 			}
 			if scanned < gateChunk {
 				break
@@ -132,31 +151,79 @@ func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, e
 	return total, nil
 }
 
+// resumeStride is the number of values resumeScript returns per push.
+const resumeStride = 3
+
 // Drop cancels every waiting task — NEW (parked ones too), ENQUEUED,
 // RETRIABLE_FAILURE — of a lambda (collection "") or of one collection of
-// it, and returns how many it cancelled. Running tasks finish; tasks
-// scheduled while Drop runs may or may not be cancelled. It reads every
-// task of the lambda still kept (the index sets), in chunks.
+// it, and returns how many it cancelled. Running tasks finish. Tasks
+// scheduled, or whose state or trigger changes, while Drop runs may or
+// may not be cancelled; every other waiting task is.
+//
+// In each partition it reads the smaller of two sets of tasks: the
+// lambda's index (every task of the lambda still kept, finished ones
+// too), or the partition's trigger set (every live task of every lambda,
+// but parked ones) and the lambda's parked set. A busy lambda has far
+// more finished tasks than waiting ones: its drop reads the live tasks.
 func (s *Store) Drop(ctx context.Context, ns, name, collection string) (int, error) {
+	st, err := s.drop(ctx, ns, name, collection)
+	return st.cancelled, err
+}
+
+// dropStats is what a drop did: the tasks it cancelled, and the set
+// entries it looked at (its cost).
+type dropStats struct {
+	cancelled, looked int
+}
+
+func (s *Store) drop(ctx context.Context, ns, name, collection string) (dropStats, error) {
 	now := s.now()
-	total := 0
+	var st dropStats
 	for p := range s.opts.Partitions {
-		for start := 0; ; start += gateChunk {
-			res, err := dropScript.Run(ctx, s.rdb,
-				[]string{indexKey(p, ns, name), triggerKey(p), parkedKey(p, ns, name)},
-				collection, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p), start, gateChunk).Slice()
-			if err != nil {
-				return total, fmt.Errorf("store: drop tasks of lambda %q: %w", name, err)
-			}
-			n, _ := res[0].(int64)
-			scanned, _ := res[1].(int64)
-			total += int(n)
-			if scanned < gateChunk {
-				break
+		idx, trig, parked := indexKey(p, ns, name), triggerKey(p), parkedKey(p, ns, name)
+		pipe := s.rdb.Pipeline()
+		nIdx, nTrig, nParked := pipe.ZCard(ctx, idx), pipe.ZCard(ctx, trig), pipe.ZCard(ctx, parked)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return st, fmt.Errorf("store: drop tasks of lambda %q: %w", name, err)
+		}
+		sets := []string{idx}
+		if nTrig.Val()+nParked.Val() < nIdx.Val() {
+			sets = []string{trig, parked}
+		}
+		for _, set := range sets {
+			if err := s.dropSet(ctx, now, p, set, ns, name, collection, &st); err != nil {
+				return st, fmt.Errorf("store: drop tasks of lambda %q: %w", name, err)
 			}
 		}
 	}
-	return total, nil
+	return st, nil
+}
+
+// dropSet runs dropScript over one sorted set of partition p, a chunk at
+// a time, from its first entry to its last.
+func (s *Store) dropSet(ctx context.Context, now time.Time, p int, set, ns, name, collection string, st *dropStats) error {
+	anchor, anchorScore := "", ""
+	for {
+		res, err := dropScript.Run(ctx, s.rdb,
+			[]string{set, triggerKey(p), parkedKey(p, ns, name)},
+			ns, name, collection, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p),
+			anchor, anchorScore, gateChunk).Slice()
+		if err != nil {
+			return err
+		}
+		if len(res) != 4 {
+			return fmt.Errorf("drop script answered %d values, want 4", len(res))
+		}
+		n, _ := res[0].(int64)
+		looked, _ := res[1].(int64)
+		anchor, _ = res[2].(string)
+		anchorScore, _ = res[3].(string)
+		st.cancelled += int(n)
+		st.looked += int(looked)
+		if looked < gateChunk {
+			return nil
+		}
+	}
 }
 
 // Gate returns a lambda's pause state.
@@ -221,7 +288,8 @@ end
 // ARGV[7] the lambda's gate field ("<ns>:<lambda>")
 //
 // Returns {kept (still parked, from the first rank on), looked at, queue,
-// id, queue, id, ...}: the pushes the caller makes.
+// id, traceparent, queue, id, traceparent, ...}: the pushes the caller
+// makes.
 var resumeScript = redis.NewScript(luaPrelude + `
 redis.call("HDEL", KEYS[1], ARGV[1])
 local lamPaused = redis.call("HEXISTS", KEYS[1], ARGV[7]) == 1
@@ -231,7 +299,7 @@ local res = {0, #ids}
 local kept = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[4] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q")
+  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "tp")
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
@@ -244,41 +312,74 @@ for _, id in ipairs(ids) do
     redis.call("ZADD", KEYS[3], ARGV[3], id)
     res[#res + 1] = v[4]
     res[#res + 1] = id
+    res[#res + 1] = v[5] or ""
   end
 end
 res[1] = kept
 return res
 `)
 
-// dropScript cancels the waiting tasks of a chunk of a lambda's index set
-// in one partition.
+// dropScript cancels the waiting tasks of the lambda among a chunk of
+// entries of a sorted set of one partition: the lambda's index, the
+// partition's trigger set or the lambda's parked set.
 //
-// KEYS[1] the lambda's index zset in the partition
+// A chunk goes on after the anchor, the last entry of the previous chunk
+// the script left in the set: it starts at the rank after the anchor's
+// while the anchor keeps its score. Cancelled tasks leave the trigger and
+// parked sets, and other tasks move in the trigger set all the time (a
+// claim, a heartbeat, the consumer), so a rank alone would skip entries.
+// An anchor gone or moved makes the chunk start at the first entry of its
+// old score, which may read entries again (harmless), never skips one
+// that stayed. Entries that move from after the anchor to before it are
+// skipped: tasks that change while Drop runs.
+//
+// KEYS[1] the sorted set to read
 // KEYS[2] partition trigger zset
 // KEYS[3] the lambda's parked zset in the partition
-// ARGV[1] collection, "" for all
-// ARGV[2] now (ms)
-// ARGV[3] retention (ms)
-// ARGV[4] partition key prefix
-// ARGV[5] first rank of the index to look at
-// ARGV[6] at most this many
+// ARGV[1] namespace
+// ARGV[2] lambda
+// ARGV[3] collection, "" for all
+// ARGV[4] now (ms)
+// ARGV[5] retention (ms)
+// ARGV[6] partition key prefix
+// ARGV[7] anchor: the member after which to go on, "" from the start
+// ARGV[8] the anchor's score when it was read
+// ARGV[9] at most this many entries
 //
-// Returns {cancelled, looked at}.
+// Returns {cancelled, looked at, anchor, anchor's score}: the anchor for
+// the next chunk ("" from the start).
 var dropScript = redis.NewScript(luaPrelude + `
-local start = tonumber(ARGV[5])
-local ids = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[6]) - 1)
+local anchor, anchorScore = ARGV[7], ARGV[8]
+local start = 0
+if anchor ~= "" then
+  local sc = redis.call("ZSCORE", KEYS[1], anchor)
+  if sc and tonumber(sc) == tonumber(anchorScore) then
+    start = redis.call("ZRANK", KEYS[1], anchor) + 1
+  else
+    start = redis.call("ZCOUNT", KEYS[1], "-inf", "(" .. anchorScore)
+  end
+end
+local entries = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[9]) - 1, "WITHSCORES")
+-- the index keeps cancelled tasks; the trigger and parked sets lose them
+local keeps = KEYS[1] ~= KEYS[2] and KEYS[1] ~= KEYS[3]
 local n = 0
-for _, id in ipairs(ids) do
-  local tkey = ARGV[4] .. "task:" .. id
+for i = 1, #entries, 2 do
+  local id = entries[i]
+  local tkey = ARGV[6] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "key")
   local st = v[1]
-  if (st == NEW or st == ENQUEUED or st == RETRIABLE) and (ARGV[1] == "" or v[2] == ARGV[1]) then
-    redis.call("HSET", tkey, "st", CANCELLED, "ua", ARGV[2])
+  local drop = (st == NEW or st == ENQUEUED or st == RETRIABLE) and v[3] == ARGV[1] and v[4] == ARGV[2]
+    and (ARGV[3] == "" or v[2] == ARGV[3])
+  if drop then
+    redis.call("HSET", tkey, "st", CANCELLED, "ua", ARGV[4])
     redis.call("HDEL", tkey, "pk")
-    finish(tkey, KEYS[2], id, ARGV[2], ARGV[3], ARGV[4], v[3], v[4], v[5])
+    finish(tkey, KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], v[3], v[4], v[5])
     redis.call("ZREM", KEYS[3], id)
     n = n + 1
   end
+  if keeps or not drop then
+    anchor, anchorScore = id, entries[i + 1]
+  end
 end
-return {n, #ids}
+return {n, #entries / 2, anchor, anchorScore}
 `)

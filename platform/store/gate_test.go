@@ -1,10 +1,16 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
@@ -63,8 +69,12 @@ func TestPauseResumeLambda(t *testing.T) {
 		t.Fatalf("gate = %+v, want paused", g)
 	}
 	var ids []string
-	for range 5 {
-		ids = append(ids, b.schedule(t, NewTask{}).ID)
+	tps := map[string]string{}
+	for i := range 5 {
+		tp := fmt.Sprintf("00-4bf92f3577b34a0e9ff1e7ad0e0d3c9%d-00f067aa0ba902b7-01", i)
+		id := b.schedule(t, NewTask{TraceParent: tp}).ID
+		ids = append(ids, id)
+		tps[id] = tp
 	}
 	other := b.schedule(t, NewTask{Lambda: "other"})
 	if got := b.claimAll(t, append(ids, other.ID)...); !slices.Equal(got, []string{other.ID}) {
@@ -80,9 +90,21 @@ func TestPauseResumeLambda(t *testing.T) {
 	}
 	b.rdb.Del(b.ctx, b.store.QueueKey(ns, "echo", 0))
 
-	n, err := b.store.Resume(b.ctx, ns, "echo", "")
+	// ResumeFunc tells what it enqueued, with each task's traceparent.
+	told := map[string]string{}
+	n, err := b.store.ResumeFunc(b.ctx, ns, "echo", "", func(_ context.Context, tasks []Enqueued) {
+		for _, e := range tasks {
+			if e.Lambda != "echo" || e.From != atfv1.TaskState_TASK_STATE_NEW {
+				t.Errorf("told %+v", e)
+			}
+			told[e.TaskID] = e.TraceParent
+		}
+	})
 	if err != nil || n != 5 {
 		t.Fatalf("Resume = %d, %v; want 5", n, err)
+	}
+	if !maps.Equal(told, tps) {
+		t.Fatalf("ResumeFunc told %v, want %v", told, tps)
 	}
 	if g, _ := b.store.Gate(b.ctx, ns, "echo"); g.Paused {
 		t.Fatalf("gate = %+v after resume", g)
@@ -155,9 +177,38 @@ func TestPauseCollection(t *testing.T) {
 	}
 }
 
+// TestDrop drops a collection, then the lambda, once where the lambda's
+// index is the smaller set to read and once where the live tasks are.
 func TestDrop(t *testing.T) {
-	b := setup(t)
+	for _, c := range []struct {
+		name        string
+		setup       func(*testing.T) *testBundle
+		viaTriggers bool
+	}{
+		{"index", setup, false},
+		{"triggers", setup, true},
+		{"index-miniredis", setupMiniredis, false},
+		{"triggers-miniredis", setupMiniredis, true},
+	} {
+		t.Run(c.name, func(t *testing.T) { testDrop(t, c.setup(t), c.viaTriggers) })
+	}
+}
+
+func testDrop(t *testing.T, b *testBundle, viaTriggers bool) {
 	b.deployEcho(t)
+	if viaTriggers {
+		// Many finished tasks of the lambda: its index outgrows the live
+		// tasks of every partition.
+		for _, r := range b.scheduleMany(t, 400, NewTask{Collection: "c"}) {
+			if _, err := b.store.Cancel(b.ctx, ns, r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		// Many live tasks of another lambda: every partition's trigger set
+		// outgrows the lambda's index.
+		b.scheduleMany(t, 400, NewTask{Lambda: "other"})
+	}
 	newLater := b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(time.Hour), Collection: "c"})
 	enqueued := b.schedule(t, NewTask{Collection: "c"})
 	parked := b.schedule(t, NewTask{Collection: "c"})
@@ -171,15 +222,20 @@ func TestDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherCol := b.schedule(t, NewTask{Collection: "d"})
+	otherLambda := b.schedule(t, NewTask{Lambda: "other", Collection: "c"})
 	if err := b.store.Pause(b.ctx, ns, "echo", "c"); err != nil {
 		t.Fatal(err)
 	}
 	b.claimAll(t, parked.ID)
 	b.wantParked(t, parked.ID, true)
 
-	n, err := b.store.Drop(b.ctx, ns, "echo", "c")
-	if err != nil || n != 4 {
-		t.Fatalf("Drop(c) = %d, %v; want 4", n, err)
+	cost := b.dropCost(t, "echo", viaTriggers)
+	st, err := b.store.drop(b.ctx, ns, "echo", "c")
+	if err != nil || st.cancelled != 4 {
+		t.Fatalf("Drop(c) = %+v, %v; want 4 cancelled", st, err)
+	}
+	if st.looked != cost {
+		t.Fatalf("Drop(c) looked at %d entries, want %d", st.looked, cost)
 	}
 	for _, id := range []string{newLater.ID, enqueued.ID, parked.ID, retriable.ID} {
 		task := b.get(t, id)
@@ -192,15 +248,181 @@ func TestDrop(t *testing.T) {
 	wantState(t, b.get(t, running.ID), atfv1.TaskState_TASK_STATE_PROCESSING)
 	wantState(t, b.get(t, done.ID), atfv1.TaskState_TASK_STATE_SUCCESS)
 	wantState(t, b.get(t, otherCol.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
+	wantState(t, b.get(t, otherLambda.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
 	if c := b.rdb.ZCard(b.ctx, parkedKey(mustPart(t, b, parked.ID), ns, "echo")).Val(); c != 0 {
 		t.Fatalf("parked set holds %d after drop", c)
 	}
 	if n, err := b.store.Drop(b.ctx, ns, "echo", ""); err != nil || n != 1 {
 		t.Fatalf("Drop = %d, %v; want 1 (the task of d)", n, err)
 	}
+	wantState(t, b.get(t, otherLambda.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
+	wantState(t, b.get(t, running.ID), atfv1.TaskState_TASK_STATE_PROCESSING)
 	// A dropped task is not resumed.
 	if n, _ := b.store.Resume(b.ctx, ns, "echo", "c"); n != 0 {
 		t.Fatalf("Resume enqueued %d dropped tasks", n)
+	}
+}
+
+// scheduleMany schedules n tasks like nt (of echo unless it names a
+// lambda) in batches.
+func (b *testBundle) scheduleMany(t *testing.T, n int, nt NewTask) []Task {
+	t.Helper()
+	nt.Namespace = ns
+	if nt.Lambda == "" {
+		nt.Lambda = "echo"
+	}
+	var out []Task
+	for n > 0 {
+		batch := make([]NewTask, min(n, MaxBatch))
+		for i := range batch {
+			batch[i] = nt
+		}
+		res, err := b.store.ScheduleBatch(b.ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			out = append(out, r.Task)
+		}
+		n -= len(batch)
+	}
+	return out
+}
+
+// dropCost is how many set entries a drop of lambda should read: in each
+// partition, its index or, when smaller, the trigger and parked sets. It
+// fails the test unless every partition takes the path viaTriggers says.
+func (b *testBundle) dropCost(t *testing.T, lambda string, viaTriggers bool) int {
+	t.Helper()
+	cost := 0
+	for p := range b.store.Partitions() {
+		idx := int(b.rdb.ZCard(b.ctx, indexKey(p, ns, lambda)).Val())
+		live := int(b.rdb.ZCard(b.ctx, triggerKey(p)).Val() + b.rdb.ZCard(b.ctx, parkedKey(p, ns, lambda)).Val())
+		if (live < idx) != viaTriggers {
+			t.Fatalf("partition %d: index %d, trigger and parked sets %d: not the path the test means", p, idx, live)
+		}
+		cost += min(idx, live)
+	}
+	return cost
+}
+
+// TestDropChunks drops more waiting tasks than one chunk from each
+// partition's trigger and parked sets, among tasks of another lambda that
+// stay: none is skipped as the sets shrink under the scan.
+func TestDropChunks(t *testing.T) {
+	b := setup(t)
+	b.deployEcho(t)
+	for _, r := range b.scheduleMany(t, 1000, NewTask{}) {
+		if _, err := b.store.Cancel(b.ctx, ns, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.store.Pause(b.ctx, ns, "echo", "p"); err != nil {
+		t.Fatal(err)
+	}
+	var parked []string
+	for _, r := range b.scheduleMany(t, 2400, NewTask{Collection: "p"}) {
+		parked = append(parked, r.ID)
+	}
+	for i := 0; i < len(parked); i += 500 {
+		b.claimAll(t, parked[i:min(i+500, len(parked))]...)
+	}
+	b.rdb.Del(b.ctx, b.store.QueueKey(ns, "echo", 0))
+	// Tasks of both lambdas, interleaved in the trigger sets (same
+	// trigger, ids in scheduling order), and NEW ones later.
+	var waiting, others []Task
+	for range 3 {
+		batch := make([]NewTask, MaxBatch)
+		for i := range batch {
+			batch[i] = NewTask{Namespace: ns, Lambda: "echo"}
+			if i%7 == 3 {
+				batch[i].Lambda = "other"
+			}
+		}
+		res, err := b.store.ScheduleBatch(b.ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Task.Lambda == "echo" {
+				waiting = append(waiting, r.Task)
+			} else {
+				others = append(others, r.Task)
+			}
+		}
+	}
+	waiting = append(waiting, b.scheduleMany(t, 400, NewTask{ExecuteAt: b.clock.Now().Add(time.Hour)})...)
+	for p := range b.store.Partitions() {
+		trig := b.rdb.ZCard(b.ctx, triggerKey(p)).Val()
+		park := b.rdb.ZCard(b.ctx, parkedKey(p, ns, "echo")).Val()
+		if trig <= gateChunk || park <= gateChunk {
+			t.Fatalf("partition %d: %d triggers, %d parked: not more than a chunk", p, trig, park)
+		}
+	}
+
+	cost := b.dropCost(t, "echo", true)
+	st, err := b.store.drop(b.ctx, ns, "echo", "")
+	if want := len(parked) + len(waiting); err != nil || st.cancelled != want {
+		t.Fatalf("drop = %+v, %v; want %d cancelled", st, err, want)
+	}
+	if st.looked != cost {
+		t.Fatalf("drop looked at %d entries, want %d", st.looked, cost)
+	}
+	for p := range b.store.Partitions() {
+		if c := b.rdb.ZCard(b.ctx, parkedKey(p, ns, "echo")).Val(); c != 0 {
+			t.Fatalf("partition %d: %d parked after the drop", p, c)
+		}
+	}
+	left := 0
+	for p := range b.store.Partitions() {
+		left += int(b.rdb.ZCard(b.ctx, triggerKey(p)).Val())
+	}
+	if left != len(others) {
+		t.Fatalf("%d triggers left, want the %d tasks of the other lambda", left, len(others))
+	}
+	for _, o := range others {
+		wantState(t, b.get(t, o.ID), atfv1.TaskState_TASK_STATE_ENQUEUED)
+	}
+}
+
+// TestDropAnchor runs dropScript by hand with an anchor that kept its
+// score (the chunk goes on after it) and one that moved (the chunk goes
+// back to the anchor's old score: nothing is skipped).
+func TestDropAnchor(t *testing.T) {
+	b := setup(t)
+	b.deployEcho(t)
+	// Tasks due now, ENQUEUED with the same trigger: ordered by id.
+	tasks := b.scheduleMany(t, 40, NewTask{})
+	p := mustPart(t, b, tasks[0].ID)
+	trig := triggerKey(p)
+	entries := b.rdb.ZRange(b.ctx, trig, 0, -1).Val()
+	if len(entries) < 3 {
+		t.Fatalf("partition %d holds %d tasks", p, len(entries))
+	}
+	score := b.rdb.ZScore(b.ctx, trig, entries[1]).Val()
+	run := func(anchor string, anchorScore float64) int64 {
+		t.Helper()
+		res, err := dropScript.Run(b.ctx, b.rdb,
+			[]string{trig, trig, parkedKey(p, ns, "echo")},
+			ns, "echo", "", ms(b.clock.Now()), time.Hour.Milliseconds(), partPrefix(p),
+			anchor, strconv.FormatFloat(anchorScore, 'f', -1, 64), gateChunk).Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].(int64)
+	}
+	// Going on after the second entry: all but the first two.
+	if n := run(entries[1], score); n != int64(len(entries)-2) {
+		t.Fatalf("after an anchor in place: %d cancelled, want %d", n, len(entries)-2)
+	}
+	if left := b.rdb.ZRange(b.ctx, trig, 0, -1).Val(); !slices.Equal(left, entries[:2]) {
+		t.Fatalf("left %v, want %v", left, entries[:2])
+	}
+	// The anchor moved since it was read (a new trigger): going on after
+	// its new rank would skip the first entry.
+	b.rdb.ZAdd(b.ctx, trig, redis.Z{Score: score + 1000, Member: entries[1]})
+	if n := run(entries[1], score); n != 2 {
+		t.Fatalf("after an anchor that moved: %d cancelled, want 2", n)
 	}
 }
 
