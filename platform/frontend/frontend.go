@@ -26,7 +26,8 @@ type Store interface {
 	Schedule(ctx context.Context, t store.NewTask) (store.Task, bool, error)
 	ScheduleBatch(ctx context.Context, ts []store.NewTask) ([]store.BatchResult, error)
 	Pause(ctx context.Context, ns, name, collection string) error
-	Resume(ctx context.Context, ns, name, collection string) (int, error)
+	// ResumeFunc tells fn of the tasks it enqueued, for their spans.
+	ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []store.Enqueued)) (int, error)
 	Drop(ctx context.Context, ns, name, collection string) (int, error)
 	SetSchedule(ctx context.Context, sc store.Schedule) error
 	DeleteSchedule(ctx context.Context, ns, lambda string) error

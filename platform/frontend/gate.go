@@ -45,19 +45,11 @@ func (f *Frontend) resume(ctx context.Context, name, collection string) (*atfv1.
 	if _, err := f.cfg.Store.GetLambda(ctx, ns, name); err != nil {
 		return nil, err
 	}
-	var (
-		n   int
-		err error
-	)
-	if r, ok := f.cfg.Store.(taskResumer); ok {
-		start := time.Now()
-		n, err = r.ResumeFunc(ctx, ns, name, collection, func(ctx context.Context, tasks []store.Enqueued) {
-			resumeEnqueueSpans(ctx, tasks, start)
-			start = time.Now()
-		})
-	} else {
-		n, err = f.cfg.Store.Resume(ctx, ns, name, collection)
-	}
+	start := time.Now()
+	n, err := f.cfg.Store.ResumeFunc(ctx, ns, name, collection, func(ctx context.Context, tasks []store.Enqueued) {
+		resumeEnqueueSpans(ctx, tasks, start)
+		start = time.Now()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -66,13 +58,6 @@ func (f *Frontend) resume(ctx context.Context, name, collection string) (*atfv1.
 		return nil, err
 	}
 	return &atfv1.ResumeLambdaResponse{Lambda: l, Resumed: int64(n)}, nil
-}
-
-// taskResumer is a Store that tells which tasks a resume enqueued
-// (*store.Store is one), so that each push gets an atf.enqueue span in its
-// task's trace.
-type taskResumer interface {
-	ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []store.Enqueued)) (int, error)
 }
 
 // DropLambda cancels the waiting tasks of a lambda or one collection of

@@ -106,14 +106,9 @@ func resumeEnqueueSpans(ctx context.Context, tasks []store.Enqueued, start time.
 		if !parent.IsSampled() {
 			continue
 		}
-		enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.TaskID, t.Lambda, reasonResume, start)
+		enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.TaskID, t.Lambda, telemetry.ReasonResume, start)
 	}
 }
-
-// reasonResume is the atf.enqueue.reason of a task enqueued because its
-// lambda or collection was resumed (span only). It belongs with the
-// reasons of package telemetry.
-const reasonResume = "resume"
 
 const (
 	attrDeduplicated = attribute.Key("atf.task.deduplicated")

@@ -44,6 +44,7 @@ const (
 	ReasonClaimTimeout     = "claim_timeout"     // CLAIMED, never started
 	ReasonHeartbeatTimeout = "heartbeat_timeout" // PROCESSING, executor went quiet
 	ReasonManualRetry      = "manual_retry"      // a dead letter sent back by RetryTask (span only)
+	ReasonResume           = "resume"            // a task a pause held, enqueued by ResumeLambda (span only)
 )
 
 // secondsBuckets suit latencies from a millisecond to minutes.
