@@ -111,20 +111,24 @@ func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn 
 	// Partitions first: a partial failure leaves the lambda shown paused,
 	// and resuming again completes it.
 	for p := range s.opts.Partitions {
-		start := 0
+		anchor, anchorScore := "", ""
 		for {
 			res, err := resumeScript.Run(ctx, s.rdb,
 				[]string{partGateKey(p), parkedKey(p, ns, name), triggerKey(p)},
-				field, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), start, gateChunk, gateField(ns, name, "")).Slice()
+				field, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), anchor, anchorScore, gateChunk, gateField(ns, name, "")).Slice()
 			if err != nil {
 				return total, fmt.Errorf("store: resume lambda %q: %w", name, err)
 			}
-			kept, _ := res[0].(int64)
-			scanned, _ := res[1].(int64)
-			if len(res) > 2 {
+			if len(res) < 3 {
+				return total, fmt.Errorf("store: resume lambda %q: script answered %d values", name, len(res))
+			}
+			scanned, _ := res[0].(int64)
+			anchor, _ = res[1].(string)
+			anchorScore, _ = res[2].(string)
+			if len(res) > 3 {
 				var told []Enqueued
 				pipe := s.rdb.Pipeline()
-				for i := 2; i+resumeStride <= len(res); i += resumeStride {
+				for i := 3; i+resumeStride <= len(res); i += resumeStride {
 					q, _ := res[i].(string)
 					id, _ := res[i+1].(string)
 					pipe.LPush(ctx, q, id)
@@ -142,7 +146,6 @@ func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn 
 			if scanned < gateChunk {
 				break
 			}
-			start += int(kept)
 		}
 	}
 	if err := s.rdb.HDel(ctx, lambdaGateKey(ns, name), lambdaGateField(collection)).Err(); err != nil {
@@ -274,7 +277,10 @@ end
 `
 
 // resumeScript lifts one gate of a partition and enqueues a chunk of the
-// lambda's parked tasks that no other gate holds.
+// lambda's parked tasks that no other gate holds. Chunks go on after an
+// anchor, the last entry kept parked so far (luaAfter): a rank would skip
+// entries when a Drop or a Cancel removes parked tasks meanwhile, and a
+// task skipped would stay parked with no gate left to lift.
 //
 // KEYS[1] partition gate hash
 // KEYS[2] the lambda's parked zset in the partition
@@ -283,28 +289,28 @@ end
 // ARGV[2] now (ms)
 // ARGV[3] enqueue deadline: now + enqueue timeout (ms)
 // ARGV[4] partition key prefix
-// ARGV[5] first rank of the parked zset to look at
-// ARGV[6] at most this many
-// ARGV[7] the lambda's gate field ("<ns>:<lambda>")
+// ARGV[5] anchor: the member after which to go on, "" from the start
+// ARGV[6] the anchor's score when it was read
+// ARGV[7] at most this many
+// ARGV[8] the lambda's gate field ("<ns>:<lambda>")
 //
-// Returns {kept (still parked, from the first rank on), looked at, queue,
-// id, traceparent, queue, id, traceparent, ...}: the pushes the caller
-// makes.
-var resumeScript = redis.NewScript(luaPrelude + `
+// Returns {looked at, anchor, anchor's score, then queue, id, traceparent
+// per push the caller makes}.
+var resumeScript = redis.NewScript(luaPrelude + luaAfter + `
 redis.call("HDEL", KEYS[1], ARGV[1])
-local lamPaused = redis.call("HEXISTS", KEYS[1], ARGV[7]) == 1
-local start = tonumber(ARGV[5])
-local ids = redis.call("ZRANGE", KEYS[2], start, start + tonumber(ARGV[6]) - 1)
-local res = {0, #ids}
-local kept = 0
-for _, id in ipairs(ids) do
+local lamPaused = redis.call("HEXISTS", KEYS[1], ARGV[8]) == 1
+local start = after(KEYS[2], ARGV[5], ARGV[6])
+local entries = redis.call("ZRANGE", KEYS[2], start, start + tonumber(ARGV[7]) - 1, "WITHSCORES")
+local res = {#entries / 2, ARGV[5], ARGV[6]}
+for i = 1, #entries, 2 do
+  local id = entries[i]
   local tkey = ARGV[4] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "tp")
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
-  elseif lamPaused or (v[3] and redis.call("HEXISTS", KEYS[1], ARGV[7] .. ":" .. v[3]) == 1) then
-    kept = kept + 1
+  elseif lamPaused or (v[3] and redis.call("HEXISTS", KEYS[1], ARGV[8] .. ":" .. v[3]) == 1) then
+    res[2], res[3] = id, entries[i + 1]
   else
     redis.call("ZREM", KEYS[2], id)
     redis.call("HDEL", tkey, "pk")
@@ -315,9 +321,27 @@ for _, id in ipairs(ids) do
     res[#res + 1] = v[5] or ""
   end
 end
-res[1] = kept
 return res
 `)
+
+// luaAfter is the rank at which a chunk of a sorted set goes on after an
+// anchor, the last entry of the previous chunk that stayed in the set:
+// the rank after the anchor's while it keeps the score it had. An anchor
+// gone or moved makes the chunk start at the first entry of its old
+// score, which may read entries again (harmless) and never skips one that
+// stayed.
+const luaAfter = `
+local function after(zkey, anchor, anchorScore)
+  if anchor == "" then
+    return 0
+  end
+  local sc = redis.call("ZSCORE", zkey, anchor)
+  if sc and tonumber(sc) == tonumber(anchorScore) then
+    return redis.call("ZRANK", zkey, anchor) + 1
+  end
+  return redis.call("ZCOUNT", zkey, "-inf", "(" .. anchorScore)
+end
+`
 
 // dropScript cancels the waiting tasks of the lambda among a chunk of
 // entries of a sorted set of one partition: the lambda's index, the
@@ -348,17 +372,9 @@ return res
 //
 // Returns {cancelled, looked at, anchor, anchor's score}: the anchor for
 // the next chunk ("" from the start).
-var dropScript = redis.NewScript(luaPrelude + `
+var dropScript = redis.NewScript(luaPrelude + luaAfter + `
 local anchor, anchorScore = ARGV[7], ARGV[8]
-local start = 0
-if anchor ~= "" then
-  local sc = redis.call("ZSCORE", KEYS[1], anchor)
-  if sc and tonumber(sc) == tonumber(anchorScore) then
-    start = redis.call("ZRANK", KEYS[1], anchor) + 1
-  else
-    start = redis.call("ZCOUNT", KEYS[1], "-inf", "(" .. anchorScore)
-  end
-end
+local start = after(KEYS[1], anchor, anchorScore)
 local entries = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[9]) - 1, "WITHSCORES")
 -- the index keeps cancelled tasks; the trigger and parked sets lose them
 local keeps = KEYS[1] ~= KEYS[2] and KEYS[1] ~= KEYS[3]
