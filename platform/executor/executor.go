@@ -65,10 +65,9 @@ const (
 	// maxFetchers bounds the NextWork long-polls an executor keeps open.
 	// Two keep one waiting while the other is busy with its round trips;
 	// more cost more than they hide: in BenchmarkScheduledLateness (one
-	// executor, 64 slots, 2,000 tasks/s) p99 lateness was 4.8-9.8 ms with
-	// two, 8.7-18.5 ms with four and 11-15 ms with eight (alternating
-	// runs), every poll taking fewer tasks and each round trip waiting
-	// longer for the CPU.
+	// executor, 64 slots, 2,000 tasks/s) the median p99 lateness was
+	// 9.8 ms over 17 runs with two and 11.2 ms over 9 with four (both
+	// ranging 5-18 ms on a shared 2-core box); sixteen gave 20-27 ms.
 	maxFetchers = 2
 )
 
