@@ -63,6 +63,9 @@ type Config struct {
 	Batch int
 	// Sweep. Default 10s.
 	Sweep time.Duration
+	// TrimEvery is how often the owned partitions' index sets are trimmed
+	// of tasks gone (IndexTrimmer). Default 1 min.
+	TrimEvery time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Sweep <= 0 {
 		c.Sweep = DefaultSweep
+	}
+	if c.TrimEvery <= 0 {
+		c.TrimEvery = DefaultTrimEvery
 	}
 	if c.Lease <= 0 {
 		c.Lease = DefaultLease
@@ -130,6 +136,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		cronDone := make(chan struct{})
 		go func() { defer close(cronDone); c.runCron(ctx, cs) }()
 		defer func() { <-cronDone }()
+	}
+	if ts, ok := c.cfg.Store.(IndexTrimmer); ok {
+		trimDone := make(chan struct{})
+		go func() { defer close(trimDone); c.runTrim(ctx, ts) }()
+		defer func() { <-trimDone }()
 	}
 	defer c.stopWorkers()
 	leasing := c.cfg.Partitions == nil

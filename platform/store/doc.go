@@ -71,7 +71,8 @@
 //	RETRIABLE_FAILURE  retry_at             -> ENQUEUED, pushed
 //
 // Terminal tasks (SUCCESS, FATAL_FAILURE, CANCELLED) leave the set; their
-// hash and key mapping expire after the retention. Retry brings a
+// hash and key mapping expire after the retention; their index entries
+// are trimmed by the store consumer (TrimIndex). Retry brings a
 // FATAL_FAILURE or CANCELLED task back as ENQUEUED with attempt 0.
 //
 // # Fencing

@@ -58,6 +58,7 @@ type timeoutFlags struct {
 	heartbeatTimeout  time.Duration
 	enqueueTimeout    time.Duration
 	claimTimeout      time.Duration
+	retention         time.Duration
 }
 
 func (t *timeoutFlags) register(fs *flag.FlagSet) {
@@ -65,9 +66,13 @@ func (t *timeoutFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&t.heartbeatTimeout, "heartbeat-timeout", hsc.DefaultHeartbeatTimeout, "a running task without a heartbeat for this long runs again elsewhere (must exceed 3 heartbeat intervals)")
 	fs.DurationVar(&t.enqueueTimeout, "enqueue-timeout", consumer.DefaultEnqueueTimeout, "an enqueued task not claimed for this long is pushed to its queue again")
 	fs.DurationVar(&t.claimTimeout, "claim-timeout", consumer.DefaultClaimTimeout, "a claimed task not started for this long is enqueued again")
+	fs.DurationVar(&t.retention, "retention", store.DefaultRetention, "a finished task, its key and its index entries are kept this long, then deleted")
 }
 
 func (t *timeoutFlags) validate() error {
+	if t.retention <= 0 {
+		return fmt.Errorf("--retention %s must be positive: finished tasks are kept that long", t.retention)
+	}
 	if t.heartbeatTimeout <= 3*t.heartbeatInterval {
 		return fmt.Errorf("--heartbeat-timeout %s must exceed three --heartbeat-interval (%s): an executor gives up after three failed heartbeats, and its tasks must not run elsewhere before that", t.heartbeatTimeout, 3*t.heartbeatInterval)
 	}
