@@ -10,37 +10,33 @@ import (
 // IndexTrimmer is the optional capability of a Store whose index sets
 // need trimming; *store.Store has it. Every TrimEvery, a consumer drops
 // from the index sets of the partitions it owns the entries of tasks whose
-// retention ran out (store.TrimIndex), so that Redis memory stays flat
-// under a steady load.
+// retention ran out (store.TrimIndexes: one script per partition), so
+// that Redis memory stays flat under a steady load.
 type IndexTrimmer interface {
 	IndexedLambdas(ctx context.Context) ([]store.LambdaRef, error)
-	TrimIndex(ctx context.Context, p int, l store.LambdaRef, cur store.TrimCursor, limit int) (int, store.TrimCursor, bool, error)
+	TrimIndexes(ctx context.Context, p int, lambdas []store.LambdaRef, curs []store.TrimCursor, limit int) (int, []store.TrimCursor, []bool, error)
 }
 
 const (
 	// DefaultTrimEvery is how often a consumer trims its partitions' index
-	// sets: entries outlive their tasks by at most about this much.
-	DefaultTrimEvery = time.Minute
-	// trimChunk bounds the entries one script looks at (~1 ms of Redis).
-	trimChunk = 1000
-	// trimChunksPerRound bounds one round's work per index set; a set
-	// with more old entries goes on from its cursor next round. 50,000
-	// entries a minute per lambda and partition is ~13,000 finished tasks
+	// sets: entries outlive their tasks by at most about this much, and an
+	// idle platform pays one script per partition and round.
+	DefaultTrimEvery = 5 * time.Minute
+	// trimChunk bounds the entries one script looks at per set.
+	trimChunk = 500
+	// trimChunksPerRound bounds one round's scripts per partition; sets
+	// with more old entries go on from their cursors next round. 500 x 500
+	// entries per set and round of five minutes is ~13,000 finished tasks
 	// a second per lambda over 16 partitions.
-	trimChunksPerRound = 50
+	trimChunksPerRound = 500
 )
-
-type trimSet struct {
-	p int
-	l store.LambdaRef
-}
 
 // runTrim trims the owned partitions' index sets every TrimEvery until ctx
 // ends.
 func (c *Consumer) runTrim(ctx context.Context, ts IndexTrimmer) {
 	tick := time.NewTicker(c.cfg.TrimEvery)
 	defer tick.Stop()
-	cursors := map[trimSet]store.TrimCursor{}
+	cursors := map[int]map[store.LambdaRef]store.TrimCursor{} // partition -> set -> cursor
 	for {
 		select {
 		case <-ctx.Done():
@@ -55,9 +51,9 @@ func (c *Consumer) runTrim(ctx context.Context, ts IndexTrimmer) {
 
 // trimOnce is one round of runTrim. cursors keep each set's place between
 // rounds.
-func (c *Consumer) trimOnce(ctx context.Context, ts IndexTrimmer, cursors map[trimSet]store.TrimCursor) error {
+func (c *Consumer) trimOnce(ctx context.Context, ts IndexTrimmer, cursors map[int]map[store.LambdaRef]store.TrimCursor) error {
 	lambdas, err := ts.IndexedLambdas(ctx)
-	if err != nil {
+	if err != nil || len(lambdas) == 0 {
 		return err
 	}
 	c.mu.Lock()
@@ -68,18 +64,29 @@ func (c *Consumer) trimOnce(ctx context.Context, ts IndexTrimmer, cursors map[tr
 	c.mu.Unlock()
 	removed := 0
 	for _, p := range owned {
-		for _, l := range lambdas {
-			k := trimSet{p, l}
-			for range trimChunksPerRound {
-				n, next, done, err := ts.TrimIndex(ctx, p, l, cursors[k], trimChunk)
-				if err != nil {
-					return err
+		if cursors[p] == nil {
+			cursors[p] = map[store.LambdaRef]store.TrimCursor{}
+		}
+		sets := lambdas // the sets not done yet this round
+		for range trimChunksPerRound {
+			curs := make([]store.TrimCursor, len(sets))
+			for i, l := range sets {
+				curs[i] = cursors[p][l]
+			}
+			n, next, done, err := ts.TrimIndexes(ctx, p, sets, curs, trimChunk)
+			if err != nil {
+				return err
+			}
+			removed += n
+			var more []store.LambdaRef
+			for i, l := range sets {
+				cursors[p][l] = next[i]
+				if !done[i] {
+					more = append(more, l)
 				}
-				removed += n
-				cursors[k] = next
-				if done {
-					break
-				}
+			}
+			if sets = more; len(sets) == 0 {
+				break
 			}
 		}
 	}

@@ -72,7 +72,7 @@
 //
 // Terminal tasks (SUCCESS, FATAL_FAILURE, CANCELLED) leave the set; their
 // hash and key mapping expire after the retention; their index entries
-// are trimmed by the store consumer (TrimIndex). Retry brings a
+// are trimmed by the store consumer (TrimIndexes). Retry brings a
 // FATAL_FAILURE or CANCELLED task back as ENQUEUED with attempt 0.
 //
 // # Fencing

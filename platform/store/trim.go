@@ -9,7 +9,7 @@ import (
 
 // Index sets outlive their tasks: a finished task's hash and key mapping
 // expire after the retention (PEXPIRE), but its entry in its lambda's
-// index set, which ListTasks reads, would stay for good. TrimIndex drops
+// index set, which ListTasks reads, would stay for good. TrimIndexes drops
 // the entries of tasks gone; the store consumer runs it over the
 // partitions it owns (consumer.Config.TrimEvery), so that Redis memory
 // stays flat under a steady load. Nothing on a task's path pays for it.
@@ -51,75 +51,95 @@ func (s *Store) IndexedLambdas(ctx context.Context) ([]LambdaRef, error) {
 	return out, nil
 }
 
-// TrimCursor is where TrimIndex goes on in one index set; the zero value
+// TrimCursor is where TrimIndexes goes on in one index set; the zero value
 // is its beginning.
 type TrimCursor struct {
 	anchor, score string
 }
 
-// TrimIndex looks at up to limit entries of partition p's index set of
-// lambda l, from cur on, among those created more than the retention ago
-// (only those can be of expired tasks: a task is kept the retention after
-// it finished), and drops the entries whose task is gone. It returns how
-// many it dropped and the cursor to go on with; done is true, and the
-// cursor the zero one, when it reached the set's end or its entries
-// created since the cutoff.
-func (s *Store) TrimIndex(ctx context.Context, p int, l LambdaRef, cur TrimCursor, limit int) (removed int, next TrimCursor, done bool, err error) {
-	if p < 0 || p >= s.opts.Partitions || limit <= 0 {
-		return 0, cur, true, errorf(ErrInvalid, "partition %d, limit %d", p, limit)
+// TrimIndexes looks, in each of partition p's index sets of the given
+// lambdas, at up to limit entries from its cursor on, among those created
+// more than the retention ago (only those can be of expired tasks: a task
+// is kept the retention after it finished), and drops the entries whose
+// task is gone. One script for all the sets of the partition, so an idle
+// platform pays one command per partition and round whatever its number
+// of lambdas. It returns how many entries it dropped and, per set, the
+// cursor to go on with; a set is done, its cursor the zero one, when the
+// walk reached its end or its entries created since the cutoff.
+func (s *Store) TrimIndexes(ctx context.Context, p int, lambdas []LambdaRef, curs []TrimCursor, limit int) (removed int, next []TrimCursor, done []bool, err error) {
+	if p < 0 || p >= s.opts.Partitions || limit <= 0 || len(curs) != len(lambdas) {
+		return 0, curs, nil, errorf(ErrInvalid, "partition %d, limit %d, %d cursors for %d lambdas", p, limit, len(curs), len(lambdas))
 	}
-	cutoff := ms(s.now().Add(-s.opts.Retention))
-	res, err := trimScript.Run(ctx, s.rdb, []string{indexKey(p, l.Namespace, l.Name)},
-		partPrefix(p), cutoff, cur.anchor, cur.score, limit).Slice()
+	if len(lambdas) == 0 {
+		return 0, nil, nil, nil
+	}
+	keys := make([]string, len(lambdas))
+	args := make([]any, 0, 3+2*len(lambdas))
+	args = append(args, partPrefix(p), ms(s.now().Add(-s.opts.Retention)), limit)
+	for i, l := range lambdas {
+		keys[i] = indexKey(p, l.Namespace, l.Name)
+		args = append(args, curs[i].anchor, curs[i].score)
+	}
+	res, err := trimScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
-		return 0, cur, true, fmt.Errorf("store: trim index of lambda %q in partition %d: %w", l.Name, p, err)
+		return 0, curs, nil, fmt.Errorf("store: trim index sets of partition %d: %w", p, err)
 	}
-	if len(res) != 4 {
-		return 0, cur, true, fmt.Errorf("store: trim index: script answered %d values, want 4", len(res))
+	if len(res) != 1+3*len(lambdas) {
+		return 0, curs, nil, fmt.Errorf("store: trim index sets: script answered %d values, want %d", len(res), 1+3*len(lambdas))
 	}
 	n, _ := res[0].(int64)
-	next.anchor, _ = res[1].(string)
-	next.score, _ = res[2].(string)
-	d, _ := res[3].(int64)
-	return int(n), next, d == 1, nil
+	next = make([]TrimCursor, len(lambdas))
+	done = make([]bool, len(lambdas))
+	for i := range lambdas {
+		next[i].anchor, _ = res[1+3*i].(string)
+		next[i].score, _ = res[2+3*i].(string)
+		d, _ := res[3+3*i].(int64)
+		done[i] = d == 1
+	}
+	return int(n), next, done, nil
 }
 
-// trimScript drops from an index set the entries of tasks gone, among a
-// chunk of the entries created before a cutoff, going on after an anchor
-// (luaAfter): the last entry it kept.
+// trimScript drops from index sets of one partition the entries of tasks
+// gone, among a chunk of each set's entries created before a cutoff,
+// going on after an anchor (luaAfter): the last entry it kept there.
 //
-// KEYS[1] the index set
+// KEYS    the index sets
 // ARGV[1] partition key prefix
 // ARGV[2] cutoff: created before it (ms)
-// ARGV[3] anchor: the member after which to go on, "" from the start
-// ARGV[4] the anchor's score when it was read
-// ARGV[5] at most this many entries
+// ARGV[3] at most this many entries per set
+// ARGV... per set: anchor ("" from the start), the anchor's score
 //
-// Returns {dropped, anchor, anchor's score, 1 when done else 0}.
+// Returns {dropped, then per set: anchor, anchor's score, 1 when done
+// else 0}.
 var trimScript = redis.NewScript(luaAfter + `
-local start = after(KEYS[1], ARGV[3], ARGV[4])
-local limit = tonumber(ARGV[5])
-local entries = redis.call("ZRANGE", KEYS[1], start, start + limit - 1, "WITHSCORES")
+local limit = tonumber(ARGV[3])
 local cutoff = tonumber(ARGV[2])
-local anchor, score = ARGV[3], ARGV[4]
-local removed = 0
-local done = #entries < 2 * limit
-for i = 1, #entries, 2 do
-  if tonumber(entries[i + 1]) >= cutoff then
-    done = true
-    break
+local res = {0}
+for k = 1, #KEYS do
+  local anchor, score = ARGV[2 + 2 * k], ARGV[3 + 2 * k]
+  local start = after(KEYS[k], anchor, score)
+  local entries = redis.call("ZRANGE", KEYS[k], start, start + limit - 1, "WITHSCORES")
+  local done = #entries < 2 * limit
+  for i = 1, #entries, 2 do
+    if tonumber(entries[i + 1]) >= cutoff then
+      done = true
+      break
+    end
+    if redis.call("EXISTS", ARGV[1] .. "task:" .. entries[i]) == 0 then
+      redis.call("ZREM", KEYS[k], entries[i])
+      res[1] = res[1] + 1
+    else
+      anchor, score = entries[i], entries[i + 1]
+    end
   end
-  if redis.call("EXISTS", ARGV[1] .. "task:" .. entries[i]) == 0 then
-    redis.call("ZREM", KEYS[1], entries[i])
-    removed = removed + 1
-  else
-    anchor, score = entries[i], entries[i + 1]
+  if done then
+    anchor, score = "", ""
   end
+  res[#res + 1] = anchor
+  res[#res + 1] = score
+  res[#res + 1] = done and 1 or 0
 end
-if done then
-  return {removed, "", "", 1}
-end
-return {removed, anchor, score, 0}
+return res
 `)
 
 // String is "<namespace>/<name>".

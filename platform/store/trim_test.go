@@ -46,17 +46,22 @@ func testTrimIndex(t *testing.T, b *testBundle) {
 	if got, err := b.store.IndexedLambdas(b.ctx); err != nil || len(got) != 1 || got[0] != l {
 		t.Fatalf("IndexedLambdas = %v, %v; want [%v]", got, err, l)
 	}
+	// A second lambda with nothing to trim rides along in the same script.
+	other := LambdaRef{Namespace: ns, Name: "other"}
 	removed := 0
 	for p := range b.store.Partitions() {
-		var cur TrimCursor
+		curs := make([]TrimCursor, 2)
 		for calls := 0; ; calls++ {
-			n, next, done, err := b.store.TrimIndex(b.ctx, p, l, cur, 2) // small chunks: the cursor at work
+			n, next, done, err := b.store.TrimIndexes(b.ctx, p, []LambdaRef{l, other}, curs, 2) // small chunks: the cursor at work
 			if err != nil {
 				t.Fatal(err)
 			}
 			removed += n
-			cur = next
-			if done {
+			curs = next
+			if !done[1] {
+				t.Fatalf("partition %d: an empty index set not done", p)
+			}
+			if done[0] {
 				break
 			}
 			if calls > 100 {
