@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,11 +68,16 @@ func TestRedisCluster(t *testing.T) {
 			t.Fatalf("batch task: %v", got)
 		}
 	}
-	var holding []string
-	if err := cc.ForEachMaster(t.Context(), func(ctx context.Context, node *redis.Client) error {
+	var (
+		mu      sync.Mutex
+		holding []string
+	)
+	if err := cc.ForEachMaster(t.Context(), func(ctx context.Context, node *redis.Client) error { // on each node at once
 		n, err := node.DBSize(ctx).Result()
 		if n > 0 {
+			mu.Lock()
 			holding = append(holding, node.Options().Addr)
+			mu.Unlock()
 		}
 		return err
 	}); err != nil {
