@@ -60,14 +60,7 @@ func TestGating(t *testing.T) {
 	}
 
 	// Drop cancels what waits.
-	var ids []string
-	for range 3 {
-		r, err := b.tasks.Schedule(b.ctx, &atfv1.ScheduleRequest{Lambda: "echo", Collection: "c"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.GetTask().GetId())
-	}
+	ids := b.scheduleIn(t, "c", 3)
 	status, body = b.do(t, "POST", "/v1/lambdas/echo/drop?collection=c", "")
 	if status != 200 || !strings.Contains(body, `"cancelled":"3"`) {
 		t.Fatalf("drop: %d %s", status, body)
@@ -144,14 +137,7 @@ func TestResumeSpans(t *testing.T) {
 	if _, err := b.lambdas.PauseLambda(b.ctx, &atfv1.PauseLambdaRequest{Name: "echo", Collection: "c"}); err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for range 3 {
-		r, err := b.tasks.Schedule(b.ctx, &atfv1.ScheduleRequest{Lambda: "echo", Collection: "c"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.GetTask().GetId())
-	}
+	ids := b.scheduleIn(t, "c", 3)
 	req, err := http.NewRequestWithContext(b.ctx, "POST", b.url+"/v1/lambdas/echo/tasks?collection=c", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +187,18 @@ func TestResumeSpans(t *testing.T) {
 	if enq := resumed(unsampled); len(enq) != 0 {
 		t.Errorf("task of an unsampled trace: %d resume atf.enqueue spans", len(enq))
 	}
+}
+
+// scheduleIn schedules n tasks of echo in a collection and returns their ids.
+func (b *testBundle) scheduleIn(t *testing.T, collection string, n int) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		r, err := b.tasks.Schedule(b.ctx, &atfv1.ScheduleRequest{Lambda: "echo", Collection: collection})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.GetTask().GetId())
+	}
+	return ids
 }
