@@ -116,14 +116,15 @@ return {0}
 // ARGV[5] wake channel
 // ARGV[6] partition number
 //
-// Returns, once claimed, {attempt, token, then the values of claimFields};
-// 0 when the task is gone or not ENQUEUED (cancelled, claimed already, a
-// duplicate queue entry) or was parked because its lambda or collection is
-// paused (gate.go). Only what an execution needs comes back: every element
-// of a script's reply costs redis-server a conversion each way (the whole
-// hash cost ~10 us per task more).
+// Returns, once claimed, {attempt, token, nil, then the values of
+// claimFields} (one HMGET read them all); 0 when the task is gone or not
+// ENQUEUED (cancelled, claimed already, a duplicate queue entry) or was
+// parked because its lambda or collection is paused (gate.go). Only what
+// an execution needs comes back: every element of a script's reply costs
+// redis-server a conversion each way (the whole hash cost ~10 us per task
+// more).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
-local v = redis.call("HMGET", KEYS[1], "st", "att", "tok")
+local v = redis.call("HMGET", KEYS[1], "st", "att", "tok", ` + claimFields + `)
 if v[1] ~= ENQUEUED then
   return 0
 end
@@ -133,11 +134,12 @@ end
 local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
 redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok)
 set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
-return {att, tok, redis.call("HMGET", KEYS[1], ` + claimFields + `)}
+v[1], v[2], v[3] = att, tok, false
+return v
 `)
 
-// claimFields are the task hash fields claimScript returns, in the order
-// decodeClaimed reads them.
+// claimFields are the task hash fields claimScript returns after attempt,
+// token and a nil, in the order decodeClaimed reads them.
 const claimFields = `"ns", "lam", "pri", "max", "pl", "tp", "xs", "xa", "ea"`
 
 // heartbeatScript extends a claim and answers what the executor must do.

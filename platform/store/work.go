@@ -66,13 +66,10 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 // decodeClaimed reads claimScript's reply for a claimed task.
 func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	r, _ := reply.([]any)
-	var f []any
-	if len(r) == 3 {
-		f, _ = r[2].([]any)
-	}
-	if len(f) != 9 {
+	if len(r) != 12 {
 		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
 	}
+	f := r[3:]
 	str := func(v any) string { s, _ := v.(string); return s }
 	att, _ := r[0].(int64)
 	tok, _ := r[1].(int64)
