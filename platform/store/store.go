@@ -84,7 +84,18 @@ func (s *Store) QueueKey(ns, lambda string, priority int) string {
 // partition, then a lowercase ULID timestamped with the store's clock.
 func (s *Store) newID(p int, now time.Time) string {
 	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy())
-	return fmt.Sprintf("%02x", p) + strings.ToLower(id.String())
+	// Two hex digits of partition (at most 256), then the ULID in
+	// lowercase Crockford base32, in one allocation.
+	const hex = "0123456789abcdef"
+	var b [2 + ulid.EncodedSize]byte
+	b[0], b[1] = hex[p>>4&15], hex[p&15]
+	_ = id.MarshalTextTo(b[2:])
+	for i := 2; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b[:])
 }
 
 // partitionFor is the partition of a new task: the hash of its key when it

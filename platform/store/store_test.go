@@ -207,3 +207,21 @@ func wantState(t *testing.T, task Task, want atfv1.TaskState) {
 func redisZ(at time.Time, member string) redis.Z {
 	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
 }
+
+// TestNewID: two hex digits of partition and a lowercase ULID, which
+// PartitionOf reads back; ids of one millisecond sort in creation order.
+func TestNewID(t *testing.T) {
+	s := New(nil, Options{Partitions: 256})
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	prev := ""
+	for p := range 256 {
+		id := s.newID(p, now)
+		if got, err := s.PartitionOf(id); err != nil || got != p {
+			t.Fatalf("PartitionOf(%q) = %d, %v; want %d", id, got, err, p)
+		}
+		if id[2:] <= prev {
+			t.Fatalf("ids of one millisecond out of order: %q after %q", id[2:], prev)
+		}
+		prev = id[2:]
+	}
+}
