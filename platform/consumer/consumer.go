@@ -40,7 +40,7 @@ const (
 	// DefaultSweep is how often every owned partition is looked at even
 	// when nothing says it is due: a wake-up lost while the subscription
 	// reconnected delays a task by at most this much.
-	DefaultSweep = 10 * time.Second
+	DefaultSweep = store.MaxSweep
 	// DefaultLease is how long a consumer holds its partitions without
 	// renewing; another takes them within one lease of its death.
 	DefaultLease = 10 * time.Second
@@ -61,7 +61,8 @@ type Config struct {
 	Lease time.Duration
 	// Batch is the most tasks one ProcessDue moves. Default 500.
 	Batch int
-	// Sweep. Default 10s.
+	// Sweep. Default and at most store.MaxSweep (10s): the store sends no
+	// wake-up for triggers set further ahead.
 	Sweep time.Duration
 	// TrimEvery is how often the owned partitions' index sets are trimmed
 	// of tasks gone (IndexTrimmer). Default 1 min.
@@ -81,7 +82,7 @@ func (c Config) withDefaults() Config {
 	if c.Batch <= 0 {
 		c.Batch = DefaultBatch
 	}
-	if c.Sweep <= 0 {
+	if c.Sweep <= 0 || c.Sweep > store.MaxSweep {
 		c.Sweep = DefaultSweep
 	}
 	if c.TrimEvery <= 0 {

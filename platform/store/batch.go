@@ -206,7 +206,7 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if len(nt.Payload) > 0 {
 		t.Payload = nt.Payload
 	}
-	trigger, wake := ms(nt.ExecuteAt), wakeChannel
+	trigger, wake := ms(nt.ExecuteAt), wakeFor(now, nt.ExecuteAt)
 	if dueNow {
 		t.State, t.EnqueuedAt = atfv1.TaskState_TASK_STATE_ENQUEUED, t.CreatedAt
 		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""

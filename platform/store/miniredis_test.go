@@ -29,7 +29,7 @@ func testLifecycle(t *testing.T, b *testBundle) {
 	}
 
 	wake := b.store.Wakeups(t.Context())
-	at := b.clock.Now().Add(time.Minute)
+	at := b.clock.Now().Add(5 * time.Second) // within MaxSweep: a wake-up
 	task := b.schedule(t, NewTask{ExecuteAt: at, Key: "k", Payload: []byte("p"), MaxAttempts: 2})
 	p, _ := b.store.PartitionOf(task.ID)
 	select {

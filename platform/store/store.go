@@ -119,6 +119,23 @@ func (s *Store) now() time.Time { return s.opts.Now() }
 
 const wakeChannel = "atf:wake"
 
+// MaxSweep is the longest a store consumer may go without looking at a
+// partition it owns (consumer.Config.Sweep is at most this). A trigger set
+// further ahead than MaxSweep plus a second's slack needs no wake-up: the
+// consumer looks at the partition before it is due anyway and sleeps
+// until it. Claims (30 s by default) set such triggers, and skip the
+// partition's earliest-trigger read a wake-up costs.
+const MaxSweep = 10 * time.Second
+
+// wakeFor is the wake channel to pass a script setting a trigger at at,
+// "" when no wake-up is needed.
+func wakeFor(now, at time.Time) string {
+	if at.Sub(now) >= MaxSweep+time.Second {
+		return ""
+	}
+	return wakeChannel
+}
+
 func moduleKey(sha string) string              { return "atf:{mod}:" + sha }
 func lambdaKey(ns, name string) string         { return "atf:{lam}:" + ns + ":lambda:" + name }
 func lambdasKey(ns string) string              { return "atf:{lam}:" + ns + ":lambdas" }

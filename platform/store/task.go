@@ -128,7 +128,7 @@ func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
 	}
 	now := s.now()
 	res, err := retryScript.Run(ctx, s.rdb, []string{taskKey(p, id), triggerKey(p)},
-		id, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), wakeChannel, p).Slice()
+		id, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), wakeFor(now, now.Add(s.opts.EnqueueTimeout)), p).Slice()
 	if err != nil {
 		return Task{}, fmt.Errorf("store: retry task %s: %w", id, err)
 	}

@@ -69,7 +69,17 @@ func TestScheduleReturnsStoredTask(t *testing.T) {
 func TestScheduleLater(t *testing.T) {
 	b := setup(t)
 	wake := b.store.Wakeups(t.Context())
-	at := b.clock.Now().Add(time.Hour)
+	// Past MaxSweep and its slack, no wake-up: the consumer looks at the
+	// partition before the task is due anyway.
+	far := b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(MaxSweep + time.Second)})
+	b.wantTrigger(t, far.ID, b.clock.Now().Add(MaxSweep+time.Second))
+	select {
+	case got := <-wake:
+		t.Fatalf("wakeup for partition %d for a task due past MaxSweep", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Within it, a wake-up when the partition had no earlier trigger.
+	at := b.clock.Now().Add(5 * time.Second)
 	task := b.schedule(t, NewTask{ExecuteAt: at})
 	wantState(t, task, atfv1.TaskState_TASK_STATE_NEW)
 	if q := b.queue(t, 0); len(q) != 0 {
@@ -95,13 +105,13 @@ func TestScheduleLater(t *testing.T) {
 			}
 		}
 	}
-	b.schedule(t, same(time.Hour))
+	b.schedule(t, same(time.Second))
 	select {
 	case got := <-wake:
 		t.Fatalf("wakeup for partition %d after a later trigger", got)
 	case <-time.After(100 * time.Millisecond):
 	}
-	b.schedule(t, same(-time.Minute))
+	b.schedule(t, same(-time.Second))
 	select {
 	case got := <-wake:
 		if got != p {

@@ -28,7 +28,7 @@ type ClaimRequest struct {
 // error, nor the other times: GetTask reads those.
 func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
 	now := s.now()
-	deadline := ms(now.Add(claimTimeout))
+	deadline, wake := ms(now.Add(claimTimeout)), wakeFor(now, now.Add(claimTimeout))
 	calls := make([]scriptCall, 0, len(claims))
 	reqs := make([]ClaimRequest, 0, len(claims))
 	for _, c := range claims {
@@ -38,7 +38,7 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 		}
 		calls = append(calls, scriptCall{
 			keys: []string{taskKey(p, c.TaskID), triggerKey(p)},
-			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wakeChannel, p},
+			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wake, p},
 		})
 		reqs = append(reqs, c)
 	}
@@ -104,7 +104,7 @@ func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 // trip.
 func (s *Store) Heartbeat(ctx context.Context, beats []Beat, heartbeatTimeout time.Duration) ([]atfv1.Directive, error) {
 	now := s.now()
-	deadline := ms(now.Add(heartbeatTimeout))
+	deadline, wake := ms(now.Add(heartbeatTimeout)), wakeFor(now, now.Add(heartbeatTimeout))
 	out := make([]atfv1.Directive, len(beats))
 	calls := make([]scriptCall, 0, len(beats))
 	slot := make([]int, 0, len(beats))
@@ -116,7 +116,7 @@ func (s *Store) Heartbeat(ctx context.Context, beats []Beat, heartbeatTimeout ti
 		}
 		calls = append(calls, scriptCall{
 			keys: []string{taskKey(p, b.TaskID), triggerKey(p)},
-			args: []any{b.TaskID, b.Token, b.Progress, ms(now), deadline, wakeChannel, p},
+			args: []any{b.TaskID, b.Token, b.Progress, ms(now), deadline, wake, p},
 		})
 		slot = append(slot, i)
 	}
@@ -175,7 +175,7 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 	keys := []string{taskKey(p, r.TaskID), triggerKey(p)}
 	args := []any{r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
 		r.Duration.Microseconds(), ms(now), ms(retryAt), s.opts.Retention.Milliseconds(),
-		partPrefix(p), wakeChannel, p}
+		partPrefix(p), wakeFor(now, retryAt), p}
 	var cmd *redis.Cmd
 	if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
 		cmd = setResultScript.EvalSha(ctx, pipe, keys, args...)
