@@ -141,6 +141,3 @@ for k = 1, #KEYS do
 end
 return res
 `)
-
-// String is "<namespace>/<name>".
-func (l LambdaRef) String() string { return l.Namespace + "/" + l.Name }
