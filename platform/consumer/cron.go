@@ -21,7 +21,9 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/platform/telemetry"
 )
 
 // CronStore is the optional capability of a Store that keeps schedules;
@@ -207,6 +209,9 @@ func (c *Consumer) createTick(ctx context.Context, cs CronStore, sc store.Schedu
 	})
 	if err != nil {
 		return err
+	}
+	if !dedup && t.State == atfv1.TaskState_TASK_STATE_ENQUEUED { // due already: Schedule pushed it
+		telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonDue)
 	}
 	c.cfg.Logger.Debug("periodic task", "lambda", sc.Lambda, "tick", tick, "task", t.ID, "deduplicated", dedup)
 	return nil

@@ -47,7 +47,7 @@ func (f *Frontend) resume(ctx context.Context, name, collection string) (*atfv1.
 	}
 	start := time.Now()
 	n, err := f.cfg.Store.ResumeFunc(ctx, ns, name, collection, func(ctx context.Context, tasks []store.Enqueued) {
-		resumeEnqueueSpans(ctx, tasks, start)
+		resumeEnqueued(ctx, tasks, start)
 		start = time.Now()
 	})
 	if err != nil {

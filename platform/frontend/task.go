@@ -142,7 +142,7 @@ func (f *Frontend) RetryTask(ctx context.Context, req *atfv1.RetryTaskRequest) (
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	retryEnqueueSpan(ctx, t, start)
+	retryEnqueued(ctx, t, start)
 	return &atfv1.RetryTaskResponse{Task: TaskToProto(t)}, nil
 }
 

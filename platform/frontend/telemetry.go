@@ -45,8 +45,8 @@ func scheduleTraceParent(ctx context.Context, span trace.Span, h http.Header) st
 
 // endSchedule ends a task's atf.schedule span and counts the task. A task
 // stored ENQUEUED (due now) was pushed to its queue by the store call that
-// began at stored: it gets the atf.enqueue span the store consumer gives
-// the tasks it enqueues, under its atf.schedule span.
+// began at stored: the push is counted, and gets the atf.enqueue span the
+// store consumer gives the tasks it enqueues, under its atf.schedule span.
 func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool, stored time.Time, err error) {
 	defer span.End()
 	if err != nil {
@@ -65,8 +65,11 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 		return
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
-	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED && span.IsRecording() && !stored.IsZero() {
-		enqueueSpan(trace.ContextWithSpan(ctx, span), t.ID, t.Lambda, telemetry.ReasonDue, stored)
+	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED {
+		telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonDue)
+		if span.IsRecording() && !stored.IsZero() {
+			enqueueSpan(trace.ContextWithSpan(ctx, span), t.ID, t.Lambda, telemetry.ReasonDue, stored)
+		}
 	}
 }
 
@@ -85,10 +88,11 @@ func enqueueSpan(ctx context.Context, id, lambda, reason string, start time.Time
 	enq.End()
 }
 
-// retryEnqueueSpan records RetryTask's push of a dead letter in the task's
-// own trace, under its atf.schedule span, as the store consumer's pushes
-// are.
-func retryEnqueueSpan(ctx context.Context, t store.Task, start time.Time) {
+// retryEnqueued counts RetryTask's push of a dead letter and records it in
+// the task's own trace, under its atf.schedule span, as the store
+// consumer's pushes are.
+func retryEnqueued(ctx context.Context, t store.Task, start time.Time) {
+	telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonManualRetry)
 	parent := tracectx.Parse(t.TraceParent)
 	if !parent.IsSampled() {
 		return
@@ -96,12 +100,13 @@ func retryEnqueueSpan(ctx context.Context, t store.Task, start time.Time) {
 	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.ID, t.Lambda, telemetry.ReasonManualRetry, start)
 }
 
-// resumeEnqueueSpans records ResumeLambda's pushes of tasks a pause held,
-// which began at start, each in its task's own trace under its
-// atf.schedule span, as retryEnqueueSpan does for a dead letter. Tasks of
-// unsampled traces get none.
-func resumeEnqueueSpans(ctx context.Context, tasks []store.Enqueued, start time.Time) {
+// resumeEnqueued counts ResumeLambda's pushes of tasks a pause held, which
+// began at start, and records each in its task's own trace under its
+// atf.schedule span, as retryEnqueued does for a dead letter. Tasks of
+// unsampled traces get no span.
+func resumeEnqueued(ctx context.Context, tasks []store.Enqueued, start time.Time) {
 	for _, t := range tasks {
+		telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonResume)
 		parent := tracectx.Parse(t.TraceParent)
 		if !parent.IsSampled() {
 			continue

@@ -84,7 +84,7 @@ func newInstruments(meter metric.Meter) *instruments {
 		tasksFinished: must(meter.Int64Counter("atf.tasks.finished", metric.WithUnit("{task}"),
 			metric.WithDescription("Executions finished, by outcome (success, retry, fatal, cancelled, aborted)."))),
 		tasksEnqueued: must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
-			metric.WithDescription("Tasks the store consumer pushed to their queue, by reason: due, retry, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
+			metric.WithDescription("Tasks pushed to their queue, by reason: due (by the store consumer, or at once when scheduled due), retry, manual_retry, resume, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
 		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
 			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
@@ -124,10 +124,18 @@ func TaskScheduled(ctx context.Context, lambda string) {
 // TaskEnqueued counts a push by the store consumer; a task that was due
 // (reason ReasonDue) records how late it was enqueued.
 func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration) {
-	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
+	TaskPushed(ctx, lambda, reason)
 	if reason == ReasonDue {
 		inst().lateness.Record(ctx, max(late, 0).Seconds(), attrs1(KeyLambda, lambda))
 	}
+}
+
+// TaskPushed counts a push made elsewhere than by the store consumer's
+// pass: a task due at once (the frontend, a cron tick), a dead letter
+// retried by hand, tasks a resume released. Not a lateness: they are
+// pushed the moment they are stored or released.
+func TaskPushed(ctx context.Context, lambda, reason string) {
+	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
 }
 
 // TaskClaimed records a claim's pickup latency.

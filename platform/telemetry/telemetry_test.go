@@ -63,6 +63,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	defer tel.Close(context.Background())
 	TaskScheduled(context.Background(), "hello")
+	TaskPushed(context.Background(), "hello", ReasonResume)
 	TaskFinished(context.Background(), "hello", "success", 0, time.Millisecond, 1<<20)
 	stop := ObserveRunning(func() int { return 3 })
 	defer stop()
@@ -71,6 +72,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	body := rec.Body.String()
 	for _, want := range []string{
 		`atf_tasks_scheduled_total{atf_lambda_name="hello"`,
+		`atf_tasks_enqueued_total{atf_enqueue_reason="resume",atf_lambda_name="hello"`,
 		`atf_tasks_finished_total{atf_lambda_name="hello",atf_task_outcome="success"`,
 		`atf_task_execution_duration_seconds_bucket`,
 		`atf_sandbox_memory_peak_bytes_bucket`,

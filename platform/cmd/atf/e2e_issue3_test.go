@@ -154,6 +154,14 @@ func batchGatingWatchCron(t *testing.T, p *proc) {
 	if len(states) < 2 || states[0] != "NEW" || states[len(states)-1] != "SUCCESS" {
 		t.Fatalf("watched states %v, want NEW ... SUCCESS", states)
 	}
+	// The pushes the frontend made are counted with the consumer's: the
+	// batch's, due at once, and the resumed task's.
+	metrics := string(do(t, "GET", p.url+"/metrics", nil).body)
+	for _, reason := range []string{"due", "resume"} {
+		if want := `atf_tasks_enqueued_total{atf_enqueue_reason="` + reason + `",atf_lambda_name="hi"`; !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 
 	// Drop cancels what waits.
 	do(t, "POST", p.url+"/v1/lambdas/hi/pause?collection=bulk", nil)
