@@ -65,7 +65,7 @@ type Config struct {
 	// wake-up for triggers set further ahead.
 	Sweep time.Duration
 	// TrimEvery is how often the owned partitions' index sets are trimmed
-	// of tasks gone (IndexTrimmer). Default 1 min.
+	// of tasks gone (IndexTrimmer). Default DefaultTrimEvery (5 min).
 	TrimEvery time.Duration
 }
 

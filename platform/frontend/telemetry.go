@@ -89,30 +89,30 @@ func enqueueSpan(ctx context.Context, id, lambda, reason string, start time.Time
 }
 
 // retryEnqueued counts RetryTask's push of a dead letter and records it in
-// the task's own trace, under its atf.schedule span, as the store
-// consumer's pushes are.
+// the task's own trace, as the store consumer's pushes are.
 func retryEnqueued(ctx context.Context, t store.Task, start time.Time) {
-	telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonManualRetry)
-	parent := tracectx.Parse(t.TraceParent)
-	if !parent.IsSampled() {
-		return
-	}
-	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.ID, t.Lambda, telemetry.ReasonManualRetry, start)
+	pushedInTrace(ctx, t.ID, t.Lambda, t.TraceParent, telemetry.ReasonManualRetry, start)
 }
 
 // resumeEnqueued counts ResumeLambda's pushes of tasks a pause held, which
-// began at start, and records each in its task's own trace under its
-// atf.schedule span, as retryEnqueued does for a dead letter. Tasks of
-// unsampled traces get no span.
+// began at start, and records each in its task's own trace.
 func resumeEnqueued(ctx context.Context, tasks []store.Enqueued, start time.Time) {
 	for _, t := range tasks {
-		telemetry.TaskPushed(ctx, t.Lambda, telemetry.ReasonResume)
-		parent := tracectx.Parse(t.TraceParent)
-		if !parent.IsSampled() {
-			continue
-		}
-		enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), t.TaskID, t.Lambda, telemetry.ReasonResume, start)
+		pushedInTrace(ctx, t.TaskID, t.Lambda, t.TraceParent, telemetry.ReasonResume, start)
 	}
+}
+
+// pushedInTrace counts a push the frontend made outside a task's
+// atf.schedule call and gives it an atf.enqueue span in the task's own
+// trace (traceparent, as stored), under its atf.schedule span; a task of
+// an unsampled trace gets no span.
+func pushedInTrace(ctx context.Context, id, lambda, traceparent, reason string, start time.Time) {
+	telemetry.TaskPushed(ctx, lambda, reason)
+	parent := tracectx.Parse(traceparent)
+	if !parent.IsSampled() {
+		return
+	}
+	enqueueSpan(trace.ContextWithRemoteSpanContext(ctx, parent), id, lambda, reason, start)
 }
 
 const (
