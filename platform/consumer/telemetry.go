@@ -12,14 +12,13 @@ import (
 )
 
 // ObserveEnqueued is a store.Options.OnEnqueue: it counts each push by
-// reason (atf.tasks.enqueued; the timeouts are the re-enqueues), records
-// how late a scheduled task was enqueued, and gives the push an
-// atf.enqueue span in the task's trace.
+// reason (atf.tasks.enqueued; the timeouts are the re-enqueues) and gives
+// the push an atf.enqueue span in the task's trace.
 func ObserveEnqueued(ctx context.Context, tasks []store.Enqueued) {
 	tracer := telemetry.Tracer()
 	for _, t := range tasks {
 		reason := enqueueReason(t.From)
-		telemetry.TaskEnqueued(ctx, t.Lambda, reason, t.Late)
+		telemetry.TaskPushed(ctx, t.Lambda, reason)
 		parent := tracectx.Parse(t.TraceParent)
 		if !parent.IsSampled() {
 			continue

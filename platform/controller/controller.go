@@ -21,6 +21,7 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/store"
@@ -280,6 +281,9 @@ func workFor(t store.Task, s served) *atfv1.Work {
 		Traceparent:       t.TraceParent,
 		PreviousExecution: t.LastExecution,
 		Priority:          int32(t.Priority),
+	}
+	if !t.ExecuteAt.IsZero() {
+		w.ExecuteAt = timestamppb.New(t.ExecuteAt)
 	}
 	if s.pop.Cap > 0 {
 		w.Slot = s.pop.Running

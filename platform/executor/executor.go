@@ -156,7 +156,7 @@ type Executor struct {
 type running struct {
 	work     *atfv1.Work
 	cancel   context.CancelCauseFunc
-	span     trace.Span // the execute span; heartbeats are its events
+	span     trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
 	nextBeat time.Time  // guarded by Executor.mu
 	guest    *guestState
 }
@@ -294,16 +294,37 @@ func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int
 func (e *Executor) execute(w *atfv1.Work) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	ctx, span := startExecute(ctx, e.cfg.ID, w)
+	// A task handed out within the dispatch lead waits for its time here,
+	// registered (so that a shutdown or a heartbeat failure aborts the
+	// wait) but not yet beating: its first beat is planned from its start.
+	start := time.Now()
+	var due time.Time
+	if xa := w.GetExecuteAt(); xa != nil {
+		due = xa.AsTime()
+		start = later(start, due)
+	}
 	e.mu.Lock()
 	guest := newGuestState()
-	e.running[w.GetTaskId()] = &running{work: w, cancel: cancel, span: span, nextBeat: time.Now().Add(e.cfg.FirstBeat), guest: guest}
+	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat), guest: guest}
+	e.running[w.GetTaskId()] = r
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
 		delete(e.running, w.GetTaskId())
 		e.mu.Unlock()
 	}()
+	if !sleepUntil(ctx, due) {
+		e.logTask(ctx, slog.LevelWarn, w, "task aborted before its execute_at", "reason", context.Cause(ctx))
+		return // never started: its claim timeout re-enqueues it, the attempt uncounted
+	}
+	late := time.Duration(-1)
+	if w.GetAttempt() == 1 && !due.IsZero() {
+		late = time.Since(due)
+	}
+	ctx, span := startExecute(ctx, e.cfg.ID, w, late)
+	e.mu.Lock()
+	r.span = span
+	e.mu.Unlock()
 	select { // the heartbeat loop plans this task's first beat
 	case e.kick <- struct{}{}:
 	default:
@@ -353,6 +374,30 @@ func (e *Executor) execute(w *atfv1.Work) {
 		res.Error.Attempt = w.GetAttempt()
 	}
 	e.report(ctx, w, res, attemptLogs(w.GetAttempt(), res.Outcome, guest.logs.String(), res.Stderr))
+}
+
+// sleepUntil waits until t (at once when t is past or zero) and reports
+// whether it got there before ctx ended.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // logTask logs about one execution; the task's attributes are added only
@@ -461,6 +506,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 	e.mu.Lock()
 	rs := make([]*running, 0, len(e.running))
 	beats := make([]*atfv1.Beat, 0, len(e.running))
+	spans := make([]trace.Span, 0, len(e.running))
 	for _, r := range e.running {
 		if r.nextBeat.After(now) {
 			if r.nextBeat.Before(next) {
@@ -470,6 +516,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		}
 		r.nextBeat = now.Add(e.cfg.HeartbeatInterval)
 		rs = append(rs, r)
+		spans = append(spans, r.span)
 		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: r.guest.progress.Load()})
 	}
 	e.mu.Unlock()
@@ -486,7 +533,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		if i >= len(rs) {
 			break
 		}
-		heartbeatEvent(rs[i].span, d)
+		heartbeatEvent(spans[i], d)
 		switch d {
 		case atfv1.Directive_DIRECTIVE_CANCEL:
 			e.cancelTask(rs[i])

@@ -9,6 +9,7 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/runtime/sandbox"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // fakeController hands out the queued work once, then long-polls empty.
@@ -184,5 +185,66 @@ func TestShutdownAbortsAfterGraceWithoutReporting(t *testing.T) {
 	}
 	if _, results := b.status.snapshot(); len(results) != 0 {
 		t.Fatalf("an aborted task must be left to the heartbeat timeout: %v", results)
+	}
+}
+
+// recordingRunner succeeds at once and records when it ran each task.
+type recordingRunner struct {
+	mu  sync.Mutex
+	ran map[string]time.Time
+}
+
+func (r *recordingRunner) Run(_ context.Context, job sandbox.Job) sandbox.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran[string(job.Payload)] = time.Now()
+	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS}
+}
+
+// TestWaitsForExecuteAt: work handed out before its execute_at (the
+// dispatch lead) starts at that time, not before; work without one, or
+// past it, starts at once.
+func TestWaitsForExecuteAt(t *testing.T) {
+	t.Parallel()
+	runner := &recordingRunner{ran: map[string]time.Time{}}
+	at := time.Now().Add(150 * time.Millisecond)
+	early, past := work("early"), work("past")
+	early.ExecuteAt = timestamppb.New(at)
+	past.ExecuteAt = timestamppb.New(time.Now().Add(-time.Hour))
+	b := setup(t, runner, early, past, work("none"))
+	start := time.Now()
+	if err := runFor(t, b.ex, 400*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	runner.mu.Lock()
+	defer runner.mu.Unlock()
+	if got, ok := runner.ran["early"]; !ok || got.Before(at) {
+		t.Fatalf("task ran at %v, its execute_at is %v: early", got.Sub(start), at.Sub(start))
+	}
+	for _, id := range []string{"past", "none"} {
+		if got, ok := runner.ran[id]; !ok || got.Sub(start) > 100*time.Millisecond {
+			t.Fatalf("task %q ran at %v (ran: %v), want at once", id, got.Sub(start), ok)
+		}
+	}
+	if _, results := b.status.snapshot(); len(results) != 3 {
+		t.Fatalf("%d results, want 3", len(results))
+	}
+}
+
+// TestShutdownWhileWaitingForExecuteAt: a task still waiting for its time
+// when the executor stops never runs and reports nothing; its claim
+// timeout gives it back, the attempt uncounted.
+func TestShutdownWhileWaitingForExecuteAt(t *testing.T) {
+	t.Parallel()
+	runner := &recordingRunner{ran: map[string]time.Time{}}
+	w := work("later")
+	w.ExecuteAt = timestamppb.New(time.Now().Add(time.Minute))
+	b := setup(t, runner, w)
+	if err := runFor(t, b.ex, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	beats, results := b.status.snapshot()
+	if len(runner.ran) != 0 || len(results) != 0 || beats != 0 || b.ex.Running() != 0 {
+		t.Fatalf("ran %v, %d results, %d beats, %d running; want none", runner.ran, len(results), beats, b.ex.Running())
 	}
 }

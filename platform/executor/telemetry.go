@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -19,7 +20,10 @@ import (
 // span stored on the task. The returned context carries it into
 // sandbox.Run, where the sandbox's host functions can open the guest's
 // spans as its children, and into SetResult.
-func startExecute(ctx context.Context, executorID string, w *atfv1.Work) (context.Context, trace.Span) {
+//
+// late, when >= 0, is how long after its execute_at a first attempt
+// started (the atf.task.start.lateness histogram).
+func startExecute(ctx context.Context, executorID string, w *atfv1.Work, late time.Duration) (context.Context, trace.Span) {
 	if parent := tracectx.Parse(w.GetTraceparent()); parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
@@ -43,9 +47,12 @@ func startExecute(ctx context.Context, executorID string, w *atfv1.Work) (contex
 			Attributes:  []attribute.KeyValue{attribute.String("atf.link", "previous_attempt")},
 		}))
 	}
-	telemetry.TaskStarted(ctx, w.GetLambda())
+	telemetry.TaskStarted(ctx, w.GetLambda(), late)
 	return telemetry.Tracer().Start(ctx, "atf.execute", opts...)
 }
+
+// noSpan stands for a task's execute span until it starts.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // guestTraceParent is the TRACEPARENT a module sees: the execute span, so
 // the spans a lambda opens itself are its children.

@@ -195,7 +195,9 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
 	id := s.newID(p, now)
 	queue := s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
-	dueNow := !nt.ExecuteAt.After(now)
+	// Enqueued DispatchLead before its time (the executor holds it).
+	enqueueAt := nt.ExecuteAt.Add(-s.opts.DispatchLead)
+	dueNow := !enqueueAt.After(now)
 	t := Task{
 		ID: id, Namespace: nt.Namespace, Lambda: nt.Lambda,
 		State:       atfv1.TaskState_TASK_STATE_NEW,
@@ -206,7 +208,7 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if len(nt.Payload) > 0 {
 		t.Payload = nt.Payload
 	}
-	trigger, wake := ms(nt.ExecuteAt), wakeFor(now, nt.ExecuteAt)
+	trigger, wake := ms(enqueueAt), wakeFor(now, enqueueAt)
 	if dueNow {
 		t.State, t.EnqueuedAt = atfv1.TaskState_TASK_STATE_ENQUEUED, t.CreatedAt
 		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""

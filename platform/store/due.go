@@ -17,7 +17,8 @@ const HeartbeatTimeoutMessage = "executor stopped heartbeating"
 // ProcessDue applies the state table to up to limit of a partition's due
 // triggers (score <= now), in one script:
 //
-//	NEW                          -> ENQUEUED
+//	NEW                          -> ENQUEUED (its trigger is execute_at
+//	                                less Options.DispatchLead)
 //	ENQUEUED (enqueue timeout)   -> pushed again, stays ENQUEUED
 //	CLAIMED (claim timeout)      -> ENQUEUED, attempt - 1 (it never ran)
 //	PROCESSING (heartbeat t/o)   -> ENQUEUED with a HEARTBEAT_TIMEOUT error,
@@ -79,7 +80,7 @@ func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit
 			id, _ := res[i+1].(string)
 			pipe.LPush(ctx, q, id)
 			if s.opts.OnEnqueue != nil {
-				enqueued = append(enqueued, enqueuedFrom(id, res[i+2:i+pushStride], now))
+				enqueued = append(enqueued, enqueuedFrom(id, res[i+2:i+pushStride]))
 			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

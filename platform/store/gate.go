@@ -101,8 +101,8 @@ func (s *Store) Resume(ctx context.Context, ns, name, collection string) (int, e
 }
 
 // ResumeFunc is Resume telling fn, when not nil, of the tasks it enqueued:
-// after each chunk's pushes, with the tasks the chunk pushed (From NEW,
-// Late zero), so that the caller can give each push a span in its task's
+// after each chunk's pushes, with the tasks the chunk pushed (From NEW),
+// so that the caller can give each push a span in its task's
 // trace. fn must not block; a chunk whose pushes failed is not told.
 func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn func(ctx context.Context, tasks []Enqueued)) (int, error) {
 	now := s.now()

@@ -233,9 +233,10 @@ local f = {"st", nst, "out", ARGV[4], "otr", ARGV[5],
   "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9]}
 if not v[5] then
   -- never heartbeaten (it ran shorter than the executor's first beat):
-  -- it started a duration ago.
+  -- it started a duration ago. Rounded up: "now" is rounded down, and a
+  -- task started on its execute_at must not show a start before it.
   f[#f + 1] = "sa"
-  f[#f + 1] = math.floor(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000)
+  f[#f + 1] = math.ceil(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000)
 end
 if nst == RETRIABLE then
   f[#f + 1] = "ra"
@@ -264,7 +265,7 @@ return {tonumber(nst)}
 //
 // Returns {moved, earliest remaining trigger (ms) or "", then per push the
 // caller must make: queue, id, state before (the reason), traceparent,
-// execute_at (ms), lambda}.
+// lambda}.
 var processDueScript = redis.NewScript(luaPrelude + `
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
 local now = ARGV[1]
@@ -272,7 +273,7 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp", "xa")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp")
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -308,7 +309,6 @@ for _, id in ipairs(ids) do
     res[#res + 1] = id
     res[#res + 1] = st
     res[#res + 1] = v[9] or ""
-    res[#res + 1] = v[10] or ""
     res[#res + 1] = v[7] or ""
   end
 end

@@ -48,6 +48,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.EnqueueTimeout <= 0 {
 		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
+	opts.DispatchLead = min(max(opts.DispatchLead, 0), MaxDispatchLead)
 	return &Store{rdb: rdb, opts: opts, pipe: newAutoPipe(rdb)}
 }
 

@@ -122,6 +122,55 @@ func TestScheduleLater(t *testing.T) {
 	}
 }
 
+// TestDispatchLead: with a dispatch lead, a scheduled task's trigger is
+// its execute_at less the lead, one due within the lead is enqueued at
+// once, and either keeps its execute_at for the executor to wait for.
+func TestDispatchLead(t *testing.T) {
+	b := setup(t)
+	const lead = 50 * time.Millisecond
+	b.store = New(b.rdb, Options{Partitions: 4, Retention: time.Hour, Now: b.clock.Now, EnqueueTimeout: enqueueTmo, DispatchLead: lead})
+	now := b.clock.Now()
+
+	soon := b.schedule(t, NewTask{ExecuteAt: now.Add(lead)}) // due within the lead
+	wantState(t, soon, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	if !soon.EnqueuedAt.Equal(now) || !soon.ExecuteAt.Equal(now.Add(lead)) {
+		t.Fatalf("due within the lead: enqueued %s execute_at %s, want %s and %s", soon.EnqueuedAt, soon.ExecuteAt, now, now.Add(lead))
+	}
+	b.wantTrigger(t, soon.ID, now.Add(enqueueTmo))
+
+	at := now.Add(time.Second)
+	later := b.schedule(t, NewTask{ExecuteAt: at})
+	wantState(t, later, atfv1.TaskState_TASK_STATE_NEW)
+	b.wantTrigger(t, later.ID, at.Add(-lead))
+	b.clock.Advance(time.Second - lead - time.Millisecond)
+	if n := b.processAll(t); n != 0 {
+		t.Fatalf("a pass %s before the trigger moved %d tasks", time.Millisecond, n)
+	}
+	b.clock.Advance(time.Millisecond)
+	if n := b.processAll(t); n != 1 {
+		t.Fatalf("a pass at the trigger moved %d tasks, want 1", n)
+	}
+	if q := b.queue(t, 0); !slices.Contains(q, later.ID) || !slices.Contains(q, soon.ID) {
+		t.Fatalf("queue = %v, want both %s and %s", q, soon.ID, later.ID)
+	}
+	// The claim hands out the task's execute_at, not the time it was enqueued.
+	if got := b.claim(t, later.ID); !got.ExecuteAt.Equal(at) || !got.EnqueuedAt.Equal(at.Add(-lead)) {
+		t.Fatalf("claimed: execute_at %s enqueued %s, want %s and %s", got.ExecuteAt, got.EnqueuedAt, at, at.Add(-lead))
+	}
+
+	// A batch follows the same rule.
+	res, err := b.store.ScheduleBatch(b.ctx, []NewTask{
+		{Namespace: ns, Lambda: "echo", ExecuteAt: b.clock.Now().Add(lead / 2)},
+		{Namespace: ns, Lambda: "echo", ExecuteAt: b.clock.Now().Add(time.Minute)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, res[0].Task, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	wantState(t, res[1].Task, atfv1.TaskState_TASK_STATE_NEW)
+	b.wantTrigger(t, res[1].Task.ID, b.clock.Now().Add(time.Minute-lead))
+}
+
 func TestWakeupsClosesWithContext(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -247,9 +296,9 @@ func TestClaimAndFencing(t *testing.T) {
 	}
 	done := b.get(t, task.ID)
 	if string(done.Output) != "out" || !done.OutputTruncated || done.Duration != 1500*time.Microsecond ||
-		!done.FinishedAt.Equal(b.clock.Now()) || !done.StartedAt.Equal(b.clock.Now().Add(-2*time.Millisecond)) {
-		// Never heartbeaten: it started its duration (1.5ms, floored to the
-		// millisecond) before it finished.
+		!done.FinishedAt.Equal(b.clock.Now()) || !done.StartedAt.Equal(b.clock.Now().Add(-time.Millisecond)) {
+		// Never heartbeaten: it started its duration (1.5ms, rounded up to
+		// the millisecond: never before its real start) before it finished.
 		t.Fatalf("after SetResult: %+v", done)
 	}
 	b.wantNoTrigger(t, task.ID)

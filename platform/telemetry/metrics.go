@@ -88,8 +88,8 @@ func newInstruments(meter metric.Meter) *instruments {
 		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
 			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
-		lateness: must(meter.Float64Histogram("atf.task.schedule.lateness", metric.WithUnit("s"),
-			metric.WithDescription("How long after its execute_at the store consumer enqueued a scheduled task."),
+		lateness: must(meter.Float64Histogram("atf.task.start.lateness", metric.WithUnit("s"),
+			metric.WithDescription("How long after its execute_at a task's first attempt started in a sandbox (never before it)."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		execDuration: must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
 			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
@@ -121,19 +121,10 @@ func TaskScheduled(ctx context.Context, lambda string) {
 	inst().tasksScheduled.Add(ctx, 1, attrs1(KeyLambda, lambda))
 }
 
-// TaskEnqueued counts a push by the store consumer; a task that was due
-// (reason ReasonDue) records how late it was enqueued.
-func TaskEnqueued(ctx context.Context, lambda, reason string, late time.Duration) {
-	TaskPushed(ctx, lambda, reason)
-	if reason == ReasonDue {
-		inst().lateness.Record(ctx, max(late, 0).Seconds(), attrs1(KeyLambda, lambda))
-	}
-}
-
-// TaskPushed counts a push made elsewhere than by the store consumer's
-// pass: a task due at once (the frontend, a cron tick), a dead letter
-// retried by hand, tasks a resume released. Not a lateness: they are
-// pushed the moment they are stored or released.
+// TaskPushed counts a push to a task's queue, by reason: the store
+// consumer's (due, retry and the timeouts), a task due at once (the
+// frontend, a cron tick), a dead letter retried by hand, tasks a resume
+// released.
 func TaskPushed(ctx context.Context, lambda, reason string) {
 	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
 }
@@ -143,9 +134,15 @@ func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.D
 	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)))
 }
 
-// TaskStarted counts an execution started.
-func TaskStarted(ctx context.Context, lambda string) {
-	inst().tasksStarted.Add(ctx, 1, attrs1(KeyLambda, lambda))
+// TaskStarted counts an execution started. late, when >= 0, is how long
+// after its execute_at the task's first attempt started (atf.task.start.
+// lateness); a retry or re-run passes -1.
+func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
+	attrs := attrs1(KeyLambda, lambda)
+	inst().tasksStarted.Add(ctx, 1, attrs)
+	if late >= 0 {
+		inst().lateness.Record(ctx, late.Seconds(), attrs)
+	}
 }
 
 // TaskFinished counts an execution's end and records how long it ran and,

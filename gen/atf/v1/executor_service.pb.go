@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -270,8 +271,13 @@ type Work struct {
 	// executor's defaults.
 	MaxOutputBytes int32 `protobuf:"varint,21,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
 	MaxLogBytes    int32 `protobuf:"varint,22,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The task's execute_at. The executor does not start the task before
+	// it: a scheduled task may be handed out up to the platform's dispatch
+	// lead early, so that it starts on time rather than after the store
+	// consumer's, the queue's and the claim's round trips.
+	ExecuteAt     *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=execute_at,json=executeAt,proto3" json:"execute_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Work) Reset() {
@@ -435,6 +441,13 @@ func (x *Work) GetMaxLogBytes() int32 {
 		return x.MaxLogBytes
 	}
 	return 0
+}
+
+func (x *Work) GetExecuteAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExecuteAt
+	}
+	return nil
 }
 
 type GetModuleRequest struct {
@@ -864,14 +877,14 @@ var File_atf_v1_executor_service_proto protoreflect.FileDescriptor
 
 const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1datf/v1/executor_service.proto\x12\x06atf.v1\x1a\x13atf/v1/lambda.proto\x1a\x11atf/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\"~\n" +
+	"\x1datf/v1/executor_service.proto\x12\x06atf.v1\x1a\x13atf/v1/lambda.proto\x1a\x11atf/v1/task.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n" +
 	"\x0fNextWorkRequest\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x1b\n" +
 	"\tmax_tasks\x18\x02 \x01(\x05R\bmaxTasks\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"4\n" +
 	"\x10NextWorkResponse\x12 \n" +
-	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\x82\x05\n" +
+	"\x04work\x18\x01 \x03(\v2\f.atf.v1.WorkR\x04work\"\xbd\x05\n" +
 	"\x04Work\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -892,7 +905,9 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\rallowed_hosts\x18\x10 \x03(\tR\fallowedHosts\x12-\n" +
 	"\x12previous_execution\x18\x14 \x01(\tR\x11previousExecution\x12(\n" +
 	"\x10max_output_bytes\x18\x15 \x01(\x05R\x0emaxOutputBytes\x12\"\n" +
-	"\rmax_log_bytes\x18\x16 \x01(\x05R\vmaxLogBytes\"*\n" +
+	"\rmax_log_bytes\x18\x16 \x01(\x05R\vmaxLogBytes\x129\n" +
+	"\n" +
+	"execute_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\texecuteAt\"*\n" +
 	"\x10GetModuleRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"'\n" +
 	"\x11GetModuleResponse\x12\x12\n" +
@@ -958,47 +973,49 @@ func file_atf_v1_executor_service_proto_rawDescGZIP() []byte {
 var file_atf_v1_executor_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_atf_v1_executor_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_atf_v1_executor_service_proto_goTypes = []any{
-	(Directive)(0),              // 0: atf.v1.Directive
-	(Outcome)(0),                // 1: atf.v1.Outcome
-	(*NextWorkRequest)(nil),     // 2: atf.v1.NextWorkRequest
-	(*NextWorkResponse)(nil),    // 3: atf.v1.NextWorkResponse
-	(*Work)(nil),                // 4: atf.v1.Work
-	(*GetModuleRequest)(nil),    // 5: atf.v1.GetModuleRequest
-	(*GetModuleResponse)(nil),   // 6: atf.v1.GetModuleResponse
-	(*HeartbeatRequest)(nil),    // 7: atf.v1.HeartbeatRequest
-	(*Beat)(nil),                // 8: atf.v1.Beat
-	(*HeartbeatResponse)(nil),   // 9: atf.v1.HeartbeatResponse
-	(*SetResultRequest)(nil),    // 10: atf.v1.SetResultRequest
-	(*SetResultResponse)(nil),   // 11: atf.v1.SetResultResponse
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
-	(Abi)(0),                    // 13: atf.v1.Abi
-	(*TaskError)(nil),           // 14: atf.v1.TaskError
-	(TaskState)(0),              // 15: atf.v1.TaskState
+	(Directive)(0),                // 0: atf.v1.Directive
+	(Outcome)(0),                  // 1: atf.v1.Outcome
+	(*NextWorkRequest)(nil),       // 2: atf.v1.NextWorkRequest
+	(*NextWorkResponse)(nil),      // 3: atf.v1.NextWorkResponse
+	(*Work)(nil),                  // 4: atf.v1.Work
+	(*GetModuleRequest)(nil),      // 5: atf.v1.GetModuleRequest
+	(*GetModuleResponse)(nil),     // 6: atf.v1.GetModuleResponse
+	(*HeartbeatRequest)(nil),      // 7: atf.v1.HeartbeatRequest
+	(*Beat)(nil),                  // 8: atf.v1.Beat
+	(*HeartbeatResponse)(nil),     // 9: atf.v1.HeartbeatResponse
+	(*SetResultRequest)(nil),      // 10: atf.v1.SetResultRequest
+	(*SetResultResponse)(nil),     // 11: atf.v1.SetResultResponse
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(Abi)(0),                      // 13: atf.v1.Abi
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*TaskError)(nil),             // 15: atf.v1.TaskError
+	(TaskState)(0),                // 16: atf.v1.TaskState
 }
 var file_atf_v1_executor_service_proto_depIdxs = []int32{
 	12, // 0: atf.v1.NextWorkRequest.wait:type_name -> google.protobuf.Duration
 	4,  // 1: atf.v1.NextWorkResponse.work:type_name -> atf.v1.Work
 	13, // 2: atf.v1.Work.abi:type_name -> atf.v1.Abi
 	12, // 3: atf.v1.Work.timeout:type_name -> google.protobuf.Duration
-	8,  // 4: atf.v1.HeartbeatRequest.beats:type_name -> atf.v1.Beat
-	0,  // 5: atf.v1.HeartbeatResponse.directives:type_name -> atf.v1.Directive
-	1,  // 6: atf.v1.SetResultRequest.outcome:type_name -> atf.v1.Outcome
-	14, // 7: atf.v1.SetResultRequest.error:type_name -> atf.v1.TaskError
-	12, // 8: atf.v1.SetResultRequest.duration:type_name -> google.protobuf.Duration
-	15, // 9: atf.v1.SetResultResponse.state:type_name -> atf.v1.TaskState
-	2,  // 10: atf.v1.ControllerService.NextWork:input_type -> atf.v1.NextWorkRequest
-	5,  // 11: atf.v1.ControllerService.GetModule:input_type -> atf.v1.GetModuleRequest
-	7,  // 12: atf.v1.HeartbeatService.Heartbeat:input_type -> atf.v1.HeartbeatRequest
-	10, // 13: atf.v1.HeartbeatService.SetResult:input_type -> atf.v1.SetResultRequest
-	3,  // 14: atf.v1.ControllerService.NextWork:output_type -> atf.v1.NextWorkResponse
-	6,  // 15: atf.v1.ControllerService.GetModule:output_type -> atf.v1.GetModuleResponse
-	9,  // 16: atf.v1.HeartbeatService.Heartbeat:output_type -> atf.v1.HeartbeatResponse
-	11, // 17: atf.v1.HeartbeatService.SetResult:output_type -> atf.v1.SetResultResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 4: atf.v1.Work.execute_at:type_name -> google.protobuf.Timestamp
+	8,  // 5: atf.v1.HeartbeatRequest.beats:type_name -> atf.v1.Beat
+	0,  // 6: atf.v1.HeartbeatResponse.directives:type_name -> atf.v1.Directive
+	1,  // 7: atf.v1.SetResultRequest.outcome:type_name -> atf.v1.Outcome
+	15, // 8: atf.v1.SetResultRequest.error:type_name -> atf.v1.TaskError
+	12, // 9: atf.v1.SetResultRequest.duration:type_name -> google.protobuf.Duration
+	16, // 10: atf.v1.SetResultResponse.state:type_name -> atf.v1.TaskState
+	2,  // 11: atf.v1.ControllerService.NextWork:input_type -> atf.v1.NextWorkRequest
+	5,  // 12: atf.v1.ControllerService.GetModule:input_type -> atf.v1.GetModuleRequest
+	7,  // 13: atf.v1.HeartbeatService.Heartbeat:input_type -> atf.v1.HeartbeatRequest
+	10, // 14: atf.v1.HeartbeatService.SetResult:input_type -> atf.v1.SetResultRequest
+	3,  // 15: atf.v1.ControllerService.NextWork:output_type -> atf.v1.NextWorkResponse
+	6,  // 16: atf.v1.ControllerService.GetModule:output_type -> atf.v1.GetModuleResponse
+	9,  // 17: atf.v1.HeartbeatService.Heartbeat:output_type -> atf.v1.HeartbeatResponse
+	11, // 18: atf.v1.HeartbeatService.SetResult:output_type -> atf.v1.SetResultResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_atf_v1_executor_service_proto_init() }

@@ -27,6 +27,31 @@ func TestBatchGatingWatchCron(t *testing.T) {
 	batchGatingWatchCron(t, startDev(t))
 }
 
+// TestDispatchLead: with `--dispatch-lead 300ms` a task due later is
+// enqueued ahead of its execute_at by the lead, and the executor holds it
+// until then: it starts at its time, never before; its start lateness is
+// on /metrics.
+func TestDispatchLead(t *testing.T) {
+	p := startDev(t, "--dispatch-lead", "300ms")
+	deploy(t, p, "hi", testmodules.WAT(t, "hello"), "")
+	res := do(t, "POST", p.url+"/v1/lambdas/hi/tasks?at=1500ms", nil)
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule for later: %d %s", res.status, res.body)
+	}
+	got := finish(t, p, decodeTask(t, res.body).GetId(), 20*time.Second)
+	xa, ea, sa := got.GetExecuteAt().AsTime(), got.GetEnqueuedAt().AsTime(), got.GetStartedAt().AsTime()
+	if got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS || sa.Before(xa) {
+		t.Fatalf("task %s: started %v after its execute_at, want >= 0", got.GetState(), sa.Sub(xa))
+	}
+	if ea.Before(xa.Add(-300*time.Millisecond)) || !ea.Before(xa) {
+		t.Fatalf("enqueued %v after its execute_at, want within the 300ms lead before it", ea.Sub(xa))
+	}
+	metrics := string(do(t, "GET", p.url+"/metrics", nil).body)
+	if want := `atf_task_start_lateness_seconds_count{atf_lambda_name="hi"`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
+
 // TestRedisCluster runs the platform (`atf dev --redis-cluster`) on a Redis
 // Cluster of three real redis-server masters: every partition's scripts
 // run on the node holding its slot, queues and leases on theirs.

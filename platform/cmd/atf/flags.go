@@ -59,6 +59,7 @@ type timeoutFlags struct {
 	enqueueTimeout    time.Duration
 	claimTimeout      time.Duration
 	retention         time.Duration
+	dispatchLead      time.Duration
 }
 
 func (t *timeoutFlags) register(fs *flag.FlagSet) {
@@ -67,11 +68,15 @@ func (t *timeoutFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&t.enqueueTimeout, "enqueue-timeout", consumer.DefaultEnqueueTimeout, "an enqueued task not claimed for this long is pushed to its queue again")
 	fs.DurationVar(&t.claimTimeout, "claim-timeout", consumer.DefaultClaimTimeout, "a claimed task not started for this long is enqueued again")
 	fs.DurationVar(&t.retention, "retention", store.DefaultRetention, "a finished task, its key and its index entries are kept this long, then deleted")
+	fs.DurationVar(&t.dispatchLead, "dispatch-lead", store.DefaultDispatchLead, "a scheduled task is enqueued this long before its execute_at and held by the executor until then, so that it starts on time (0: enqueued at execute_at)")
 }
 
 func (t *timeoutFlags) validate() error {
 	if t.retention <= 0 {
 		return fmt.Errorf("--retention %s must be positive: finished tasks are kept that long", t.retention)
+	}
+	if t.dispatchLead < 0 || t.dispatchLead > store.MaxDispatchLead {
+		return fmt.Errorf("--dispatch-lead %s must be between 0 and %s: a task handed out early holds an execution slot until its time", t.dispatchLead, store.MaxDispatchLead)
 	}
 	if t.heartbeatTimeout <= 3*t.heartbeatInterval {
 		return fmt.Errorf("--heartbeat-timeout %s must exceed three --heartbeat-interval (%s): an executor gives up after three failed heartbeats, and its tasks must not run elsewhere before that", t.heartbeatTimeout, 3*t.heartbeatInterval)

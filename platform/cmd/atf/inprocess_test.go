@@ -26,6 +26,7 @@ import (
 	"github.com/atfhq/atf/platform/executor"
 	"github.com/atfhq/atf/platform/gctune"
 	"github.com/atfhq/atf/platform/redistest"
+	"github.com/atfhq/atf/platform/store"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -146,7 +147,13 @@ func startPlatformWith(b testing.TB, slots int, executionLog bool) *benchPlatfor
 	}
 	b.Cleanup(func() { engine.Close(context.Background()) })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tf := timeoutFlags{heartbeatInterval: 3 * time.Second, heartbeatTimeout: 10 * time.Second, enqueueTimeout: 30 * time.Second, claimTimeout: 30 * time.Second}
+	tf := timeoutFlags{heartbeatInterval: 3 * time.Second, heartbeatTimeout: 10 * time.Second, enqueueTimeout: 30 * time.Second, claimTimeout: 30 * time.Second,
+		dispatchLead: store.DefaultDispatchLead}
+	if v := os.Getenv("ATF_DISPATCH_LEAD"); v != "" { // as the binary reads it
+		if tf.dispatchLead, err = time.ParseDuration(v); err != nil {
+			b.Fatal(err)
+		}
+	}
 	roles := map[string]bool{roleFrontend: true, roleConsumer: true, roleController: true, roleHSC: true}
 	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger})
 	bp := &benchPlatform{p: p, rdb: rdb, starts: &starts{at: map[string]int64{}, running: map[string]int{}}, status: &counting{Status: p.hsc}, sent: sent}

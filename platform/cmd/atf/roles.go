@@ -77,7 +77,10 @@ type platformConfig struct {
 
 func newPlatform(cfg platformConfig) *platform {
 	instrumentRedis(cfg.rdb, cfg.tel, cfg.logger)
-	st := store.New(cfg.rdb, store.Options{EnqueueTimeout: cfg.timeouts.enqueueTimeout, Retention: cfg.timeouts.retention, OnEnqueue: consumer.ObserveEnqueued})
+	st := store.New(cfg.rdb, store.Options{
+		EnqueueTimeout: cfg.timeouts.enqueueTimeout, Retention: cfg.timeouts.retention,
+		DispatchLead: cfg.timeouts.dispatchLead, OnEnqueue: consumer.ObserveEnqueued,
+	})
 	p := &platform{store: st}
 	if cfg.roles[roleFrontend] {
 		p.frontend = frontend.New(frontend.Config{Store: st, Inspector: cfg.engine})
