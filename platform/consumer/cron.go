@@ -78,7 +78,7 @@ func (c *Consumer) runCron(ctx context.Context, cs CronStore) {
 		}
 		next := c.cronOnce(ctx, cs, st, now)
 		wakeAt := refreshAt
-		if !next.IsZero() && next.Before(wakeAt) {
+		if next = next.Add(-c.cfg.DispatchLead); !next.IsZero() && next.Before(wakeAt) {
 			wakeAt = next
 		}
 		timer.Reset(max(time.Until(wakeAt), 0))
@@ -126,7 +126,7 @@ func (c *Consumer) loadCron(ctx context.Context, cs CronStore, st *cronState, no
 }
 
 // cronOnce creates the tasks of every owned schedule's ticks that are due
-// (dueTicks) and returns the earliest tick to
+// within the dispatch lead (dueTicks) and returns the earliest tick to
 // come among all schedules (zero: none). Tests call it directly.
 func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, now time.Time) time.Time {
 	var next time.Time
@@ -144,7 +144,10 @@ func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, no
 			}
 			continue
 		}
-		for _, due := range dueTicks(e, now) {
+		// A tick's task is made the dispatch lead ahead (due at the tick:
+		// the store enqueues it at once and the executor holds it until
+		// then), so that it starts on the tick.
+		for _, due := range dueTicks(e, now.Add(c.cfg.DispatchLead)) {
 			err := c.createTick(ctx, cs, e.sc, due)
 			if errors.Is(err, store.ErrNotFound) {
 				// The lambda was deleted and its schedule left behind.

@@ -154,3 +154,30 @@ func TestCronRun(t *testing.T) {
 		t.Fatalf("%d tasks in 3.5s of an every-second schedule, keys %v", len(ts), keys)
 	}
 }
+
+// TestCronDispatchLead: with a dispatch lead, a tick's task is made that
+// much before the tick (due at the tick), not earlier.
+func TestCronDispatchLead(t *testing.T) {
+	b := setup(t)
+	b.deploy(t, "tick")
+	if err := b.store.SetSchedule(b.ctx, store.Schedule{Namespace: "default", Lambda: "tick", Cron: "*/5 * * * *"}); err != nil {
+		t.Fatal(err)
+	}
+	const lead = 50 * time.Millisecond
+	c := New(Config{Store: b.store, Partitions: []int{b.store.SchedulePartition("default", "tick")}, DispatchLead: lead,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	start := time.Now().UTC()
+	tick := start.Truncate(5 * time.Minute).Add(5 * time.Minute)
+	st := &cronState{}
+	if err := c.loadCron(b.ctx, b.store, st, start); err != nil {
+		t.Fatal(err)
+	}
+	c.cronOnce(b.ctx, b.store, st, tick.Add(-lead-time.Millisecond))
+	if ts := b.tasks(t, "tick"); len(ts) != 0 {
+		t.Fatalf("%d tasks made before the lead", len(ts))
+	}
+	c.cronOnce(b.ctx, b.store, st, tick.Add(-lead))
+	if ts := b.tasks(t, "tick"); len(ts) != 1 || !ts[0].ExecuteAt.Equal(tick) || ts[0].Key != store.CronKey(tick) {
+		t.Fatalf("tasks within the lead: %+v, want one due at %s", ts, tick)
+	}
+}

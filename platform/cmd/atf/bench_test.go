@@ -8,8 +8,10 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +48,7 @@ func BenchmarkThroughput(b *testing.B) {
 			for b.Loop() {
 				cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
 				selfCPU, redisCPU := bp.cpu(b)
-				took := bp.scheduleAndWait(b, tc.lambda, n, 32)
+				took := bp.scheduleAndWait(b, tc.lambda, n, benchProducers())
 				selfCPU2, redisCPU2 := bp.cpu(b)
 				report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
 				// CPU per task bounds throughput whatever the machine's load:
@@ -253,4 +255,11 @@ func BenchmarkIsolation(b *testing.B) {
 		report(b, "other lambda's pickup during a flood p50", float64(percentile(lat, 0.5))/1e6, "ms", "")
 		report(b, "other lambda's pickup during a flood max", float64(percentile(lat, 1))/1e6, "ms", "a few ms")
 	}
+}
+
+func benchProducers() int {
+	if v, err := strconv.Atoi(os.Getenv("ATF_BENCH_PRODUCERS")); err == nil && v > 0 {
+		return v
+	}
+	return 32
 }
