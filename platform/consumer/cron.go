@@ -77,11 +77,7 @@ func (c *Consumer) runCron(ctx context.Context, cs CronStore) {
 			}
 		}
 		next := c.cronOnce(ctx, cs, st, now)
-		wakeAt := refreshAt
-		if next = next.Add(-c.cfg.DispatchLead); !next.IsZero() && next.Before(wakeAt) {
-			wakeAt = next
-		}
-		timer.Reset(max(time.Until(wakeAt), 0))
+		timer.Reset(max(time.Until(cronWake(next, refreshAt, c.cfg.DispatchLead)), 0))
 		select {
 		case <-ctx.Done():
 			return
@@ -94,6 +90,18 @@ func (c *Consumer) runCron(ctx context.Context, cs CronStore) {
 			timer.Stop()
 		}
 	}
+}
+
+// cronWake is when the cron loop looks again: the dispatch lead before the
+// next tick (zero: none), or at the next refresh if that is sooner.
+func cronWake(next, refreshAt time.Time, lead time.Duration) time.Time {
+	if next.IsZero() {
+		return refreshAt
+	}
+	if early := next.Add(-lead); early.Before(refreshAt) {
+		return early
+	}
+	return refreshAt
 }
 
 // loadCron reads the schedules. An unchanged schedule keeps its last tick;

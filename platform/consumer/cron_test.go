@@ -181,3 +181,26 @@ func TestCronDispatchLead(t *testing.T) {
 		t.Fatalf("tasks within the lead: %+v, want one due at %s", ts, tick)
 	}
 }
+
+// TestCronWake: the loop wakes the lead before the next tick, or at the
+// refresh; with no tick to come, at the refresh — never at once (a zero
+// tick less the lead once made it spin).
+func TestCronWake(t *testing.T) {
+	refresh := time.Date(2030, 1, 1, 0, 0, 30, 0, time.UTC)
+	tick := refresh.Add(-10 * time.Second)
+	for _, tc := range []struct {
+		next time.Time
+		lead time.Duration
+		want time.Time
+	}{
+		{time.Time{}, 0, refresh},
+		{time.Time{}, 20 * time.Millisecond, refresh},
+		{tick, 0, tick},
+		{tick, 20 * time.Millisecond, tick.Add(-20 * time.Millisecond)},
+		{refresh.Add(time.Minute), 20 * time.Millisecond, refresh},
+	} {
+		if got := cronWake(tc.next, refresh, tc.lead); !got.Equal(tc.want) {
+			t.Errorf("cronWake(%v, lead %v) = %v, want %v", tc.next, tc.lead, got, tc.want)
+		}
+	}
+}

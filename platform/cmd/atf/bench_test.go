@@ -41,14 +41,22 @@ func report(b *testing.B, name string, value float64, unit, target string) {
 // Reactor: a reactor module (instances pooled), which leaves the
 // platform's own cost.
 func BenchmarkThroughput(b *testing.B) {
-	for _, tc := range []struct{ name, lambda string }{{"Command", "noop"}, {"Reactor", "noop-reactor"}} {
+	for _, tc := range []struct {
+		name, lambda string
+		batch        int // tasks per ScheduleBatch; 0: one Schedule each
+	}{{"Command", "noop", 0}, {"Reactor", "noop-reactor", 0}, {"ReactorBatch100", "noop-reactor", 100}} {
 		b.Run(tc.name, func(b *testing.B) {
 			bp := startPlatformWith(b, 256, false) // as atf runs by default
 			const n = 20000
 			for b.Loop() {
 				cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
 				selfCPU, redisCPU := bp.cpu(b)
-				took := bp.scheduleAndWait(b, tc.lambda, n, benchProducers())
+				var took time.Duration
+				if tc.batch > 0 {
+					took = bp.scheduleBatchesAndWait(b, tc.lambda, n, tc.batch, 8)
+				} else {
+					took = bp.scheduleAndWait(b, tc.lambda, n, benchProducers())
+				}
 				selfCPU2, redisCPU2 := bp.cpu(b)
 				report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
 				// CPU per task bounds throughput whatever the machine's load:
@@ -105,7 +113,11 @@ func BenchmarkPickupLatency(b *testing.B) {
 // prints the median and the range of the windows' p99, which on a shared
 // machine swing more than any one change moves them.
 func BenchmarkScheduledLateness(b *testing.B) {
-	bp := startPlatform(b, 64)
+	slots := 64
+	if v, err := strconv.Atoi(os.Getenv("ATF_BENCH_SLOTS")); err == nil {
+		slots = v
+	}
+	bp := startPlatform(b, slots)
 	const n = 4000
 	var p99s []float64
 	defer func() {
@@ -138,7 +150,12 @@ func BenchmarkScheduledLateness(b *testing.B) {
 		if time.Now().After(base) {
 			b.Fatalf("scheduling took past the first task's time; lateness would be meaningless")
 		}
+		time.Sleep(time.Until(base.Add(-100 * time.Millisecond)))
+		selfCPU, redisCPU := bp.cpu(b)
 		bp.waitDone(b, target, time.Minute)
+		selfCPU2, redisCPU2 := bp.cpu(b)
+		report(b, "platform CPU per task run", float64((selfCPU2-selfCPU).Microseconds())/n, "platform-us/task", "(the window's, scheduling excluded)")
+		report(b, "redis-server CPU per task run", float64((redisCPU2-redisCPU).Microseconds())/n, "redis-us/task", "")
 		var late []time.Duration
 		early := 0
 		bp.starts.mu.Lock()
@@ -211,8 +228,12 @@ func BenchmarkIdle(b *testing.B) {
 	for b.Loop() {
 		time.Sleep(2 * time.Second)
 		before, served := bp.sent.commands.Load(), bp.commands(b)
+		selfCPU, _ := bp.cpu(b)
 		const window = 10 * time.Second
 		time.Sleep(window)
+		selfCPU2, _ := bp.cpu(b)
+		// A loop spinning without touching Redis shows here only.
+		report(b, "idle platform CPU", float64((selfCPU2-selfCPU).Milliseconds())/window.Seconds(), "cpu-ms/s", "(every role and an executor, one process)")
 		report(b, "idle redis commands", float64(bp.sent.commands.Load()-before)/window.Seconds(), "cmds/s", "<= 5")
 		// INFO itself is one call.
 		report(b, "idle redis-server calls", float64(bp.commands(b)-served-1)/window.Seconds(), "calls/s", "(counts calls inside scripts)")

@@ -215,6 +215,33 @@ func (bp *benchPlatform) scheduleAndWait(b testing.TB, lambda string, n, workers
 	return time.Since(start)
 }
 
+// scheduleBatchesAndWait schedules n tasks of lambda in ScheduleBatch
+// calls of size from workers goroutines and waits for all to succeed.
+func (bp *benchPlatform) scheduleBatchesAndWait(b testing.TB, lambda string, n, size, workers int) time.Duration {
+	b.Helper()
+	target := bp.status.done.Load() + int64(n)
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for next.Add(int64(size)) <= int64(n) {
+				req := &atfv1.ScheduleBatchRequest{Tasks: make([]*atfv1.ScheduleRequest, size)}
+				for i := range req.Tasks {
+					req.Tasks[i] = &atfv1.ScheduleRequest{Lambda: lambda}
+				}
+				if _, err := bp.p.frontend.ScheduleBatch(b.Context(), req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	bp.waitDone(b, target, time.Minute)
+	return time.Since(start)
+}
+
 func (bp *benchPlatform) waitDone(b testing.TB, target int64, within time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(within)
