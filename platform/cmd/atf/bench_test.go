@@ -113,11 +113,7 @@ func BenchmarkPickupLatency(b *testing.B) {
 // prints the median and the range of the windows' p99, which on a shared
 // machine swing more than any one change moves them.
 func BenchmarkScheduledLateness(b *testing.B) {
-	slots := 64
-	if v, err := strconv.Atoi(os.Getenv("ATF_BENCH_SLOTS")); err == nil {
-		slots = v
-	}
-	bp := startPlatform(b, slots)
+	bp := startPlatform(b, 64)
 	const n = 4000
 	var p99s []float64
 	defer func() {
@@ -278,6 +274,8 @@ func BenchmarkIsolation(b *testing.B) {
 	}
 }
 
+// benchProducers is the number of goroutines BenchmarkThroughput schedules
+// from: ATF_BENCH_PRODUCERS, default 32.
 func benchProducers() int {
 	if v, err := strconv.Atoi(os.Getenv("ATF_BENCH_PRODUCERS")); err == nil && v > 0 {
 		return v
