@@ -69,6 +69,12 @@ const (
 	// 9.8 ms over 17 runs with two and 11.2 ms over 9 with four (both
 	// ranging 5-18 ms on a shared 2-core box); sixteen gave 20-27 ms.
 	maxFetchers = 2
+	// MaxHold bounds how long a task handed out before its execute_at
+	// (the platform's dispatch lead, at most 1s) is held before it starts.
+	// Longer means this executor's clock is behind the store's; the task
+	// then starts after MaxHold rather than holding its slot until the
+	// clocks agree. Executors' clocks are expected to be synchronized (NTP).
+	MaxHold = 2 * time.Second
 )
 
 // Config configures an Executor.
@@ -297,12 +303,11 @@ func (e *Executor) execute(w *atfv1.Work) {
 	// A task handed out within the dispatch lead waits for its time here,
 	// registered (so that a shutdown or a heartbeat failure aborts the
 	// wait) but not yet beating: its first beat is planned from its start.
-	start := time.Now()
 	var due time.Time
 	if xa := w.GetExecuteAt(); xa != nil {
 		due = xa.AsTime()
-		start = later(start, due)
 	}
+	start := holdUntil(time.Now(), due)
 	e.mu.Lock()
 	guest := newGuestState()
 	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat), guest: guest}
@@ -313,7 +318,7 @@ func (e *Executor) execute(w *atfv1.Work) {
 		delete(e.running, w.GetTaskId())
 		e.mu.Unlock()
 	}()
-	if !sleepUntil(ctx, due) {
+	if !sleepUntil(ctx, start) {
 		e.logTask(ctx, slog.LevelWarn, w, "task aborted before its execute_at", "reason", context.Cause(ctx))
 		return // never started: its claim timeout re-enqueues it, the attempt uncounted
 	}
@@ -393,11 +398,17 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// holdUntil is when a task due at due (zero: none) handed out at now
+// starts: at due, never before, but after at most MaxHold (a task far
+// ahead of this executor's clock means the clock is behind the store's).
+func holdUntil(now, due time.Time) time.Time {
+	switch {
+	case !due.After(now):
+		return now
+	case due.Sub(now) > MaxHold:
+		return now.Add(MaxHold)
 	}
-	return a
+	return due
 }
 
 // logTask logs about one execution; the task's attributes are added only

@@ -248,3 +248,18 @@ func TestShutdownWhileWaitingForExecuteAt(t *testing.T) {
 		t.Fatalf("ran %v, %d results, %d beats, %d running; want none", runner.ran, len(results), beats, b.ex.Running())
 	}
 }
+
+func TestHoldUntil(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ due, want time.Time }{
+		{time.Time{}, now},
+		{now.Add(-time.Second), now},
+		{now.Add(20 * time.Millisecond), now.Add(20 * time.Millisecond)},
+		{now.Add(MaxHold), now.Add(MaxHold)},
+		{now.Add(time.Hour), now.Add(MaxHold)},
+	} {
+		if got := holdUntil(now, tc.due); !got.Equal(tc.want) {
+			t.Errorf("holdUntil(due %v) = %v, want %v", tc.due.Sub(now), got.Sub(now), tc.want.Sub(now))
+		}
+	}
+}

@@ -66,6 +66,8 @@ func BenchmarkThroughput(b *testing.B) {
 				report(b, "platform CPU per task", perSelf, "platform-us/task", "(every role + executor, one process)")
 				report(b, "redis-server CPU per task", perRedis, "redis-us/task", "")
 				report(b, "2-core ceiling from CPU", 2e6/(perSelf+perRedis), "ceiling-tasks/s", "")
+				// redis-server runs commands on one thread.
+				report(b, "one redis-server's ceiling", 1e6/perRedis, "redis-ceiling-tasks/s", "")
 				report(b, "redis commands per task", float64(bp.sent.commands.Load()-cmds)/n, "cmds/task", "<= 6 (a script is one)")
 				report(b, "redis round trips per task", float64(bp.sent.roundTrips.Load()-trips)/n, "trips/task", "")
 				report(b, "redis-server calls per task", float64(bp.commands(b)-served)/n, "calls/task", "(counts calls inside scripts)")
