@@ -51,12 +51,11 @@ func BenchmarkThroughput(b *testing.B) {
 			for b.Loop() {
 				cmds, trips, served := bp.sent.commands.Load(), bp.sent.roundTrips.Load(), bp.commands(b)
 				selfCPU, redisCPU := bp.cpu(b)
-				var took time.Duration
+				producers := benchProducers()
 				if tc.batch > 0 {
-					took = bp.scheduleBatchesAndWait(b, tc.lambda, n, tc.batch, 8)
-				} else {
-					took = bp.scheduleAndWait(b, tc.lambda, n, benchProducers())
+					producers = 8
 				}
+				took := bp.scheduleInBatchesAndWait(b, tc.lambda, n, producers, tc.batch)
 				selfCPU2, redisCPU2 := bp.cpu(b)
 				report(b, "throughput", float64(n)/took.Seconds(), "tasks/s", ">= 15000")
 				// CPU per task bounds throughput whatever the machine's load:

@@ -191,33 +191,16 @@ func (bp *benchPlatform) schedule(b testing.TB, req *atfv1.ScheduleRequest) stri
 	return res.GetTask().GetId()
 }
 
-// scheduleAndWait schedules n tasks of lambda from workers goroutines and
-// waits for all to succeed.
+// scheduleAndWait schedules n tasks of lambda from workers goroutines,
+// each Schedule call one task, and waits for all to succeed.
 func (bp *benchPlatform) scheduleAndWait(b testing.TB, lambda string, n, workers int) time.Duration {
 	b.Helper()
-	target := bp.status.done.Load() + int64(n)
-	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				bp.schedule(b, &atfv1.ScheduleRequest{Lambda: lambda})
-			}
-		})
-	}
-	wg.Wait()
-	scheduled := time.Since(start)
-	bp.waitDone(b, target, time.Minute)
-	if n >= 1000 {
-		b.Logf("%d tasks scheduled in %s (%.0f/s), all done in %s", n, scheduled, float64(n)/scheduled.Seconds(), time.Since(start))
-	}
-	return time.Since(start)
+	return bp.scheduleInBatchesAndWait(b, lambda, n, workers, 0)
 }
 
-// scheduleBatchesAndWait schedules n tasks of lambda in ScheduleBatch
-// calls of size from workers goroutines and waits for all to succeed.
-func (bp *benchPlatform) scheduleBatchesAndWait(b testing.TB, lambda string, n, size, workers int) time.Duration {
+// scheduleInBatchesAndWait is scheduleAndWait with ScheduleBatch calls of
+// batch tasks each (n a multiple of it); batch 0 calls Schedule.
+func (bp *benchPlatform) scheduleInBatchesAndWait(b testing.TB, lambda string, n, workers, batch int) time.Duration {
 	b.Helper()
 	target := bp.status.done.Load() + int64(n)
 	start := time.Now()
@@ -225,8 +208,12 @@ func (bp *benchPlatform) scheduleBatchesAndWait(b testing.TB, lambda string, n, 
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for next.Add(int64(size)) <= int64(n) {
-				req := &atfv1.ScheduleBatchRequest{Tasks: make([]*atfv1.ScheduleRequest, size)}
+			for next.Add(int64(max(batch, 1))) <= int64(n) {
+				if batch == 0 {
+					bp.schedule(b, &atfv1.ScheduleRequest{Lambda: lambda})
+					continue
+				}
+				req := &atfv1.ScheduleBatchRequest{Tasks: make([]*atfv1.ScheduleRequest, batch)}
 				for i := range req.Tasks {
 					req.Tasks[i] = &atfv1.ScheduleRequest{Lambda: lambda}
 				}
@@ -238,7 +225,11 @@ func (bp *benchPlatform) scheduleBatchesAndWait(b testing.TB, lambda string, n, 
 		})
 	}
 	wg.Wait()
+	scheduled := time.Since(start)
 	bp.waitDone(b, target, time.Minute)
+	if n >= 1000 {
+		b.Logf("%d tasks scheduled in %s (%.0f/s), all done in %s", n, scheduled, float64(n)/scheduled.Seconds(), time.Since(start))
+	}
 	return time.Since(start)
 }
 
