@@ -64,10 +64,6 @@ type Config struct {
 	// Sweep. Default and at most store.MaxSweep (10s): the store sends no
 	// wake-up for triggers set further ahead.
 	Sweep time.Duration
-	// DispatchLead is how long before its tick a cron schedule's task is
-	// made: the store's Options.DispatchLead, with which the store enqueues
-	// it at once and its executor holds it until the tick. Default 0.
-	DispatchLead time.Duration
 	// TrimEvery is how often the owned partitions' index sets are trimmed
 	// of tasks gone (IndexTrimmer). Default DefaultTrimEvery (5 min).
 	TrimEvery time.Duration

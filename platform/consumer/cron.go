@@ -35,6 +35,10 @@ type CronStore interface {
 	SchedulePartition(ns, lambda string) int
 	GetLambda(ctx context.Context, ns, name string) (store.Lambda, error)
 	Schedule(ctx context.Context, t store.NewTask) (store.Task, bool, error)
+	// DispatchLead is how long before its tick a tick's task is made: the
+	// store enqueues a task due that soon at once, and its executor holds
+	// it until the tick.
+	DispatchLead() time.Duration
 }
 
 const (
@@ -77,7 +81,7 @@ func (c *Consumer) runCron(ctx context.Context, cs CronStore) {
 			}
 		}
 		next := c.cronOnce(ctx, cs, st, now)
-		timer.Reset(max(time.Until(cronWake(next, refreshAt, c.cfg.DispatchLead)), 0))
+		timer.Reset(max(time.Until(cronWake(next, refreshAt, cs.DispatchLead())), 0))
 		select {
 		case <-ctx.Done():
 			return
@@ -155,7 +159,7 @@ func (c *Consumer) cronOnce(ctx context.Context, cs CronStore, st *cronState, no
 		// A tick's task is made the dispatch lead ahead (due at the tick:
 		// the store enqueues it at once and the executor holds it until
 		// then), so that it starts on the tick.
-		for _, due := range dueTicks(e, now.Add(c.cfg.DispatchLead)) {
+		for _, due := range dueTicks(e, now.Add(cs.DispatchLead())) {
 			err := c.createTick(ctx, cs, e.sc, due)
 			if errors.Is(err, store.ErrNotFound) {
 				// The lambda was deleted and its schedule left behind.

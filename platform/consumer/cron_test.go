@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atfhq/atf/platform/redistest"
 	"github.com/atfhq/atf/platform/store"
 	"github.com/robfig/cron/v3"
 )
@@ -158,13 +159,14 @@ func TestCronRun(t *testing.T) {
 // TestCronDispatchLead: with a dispatch lead, a tick's task is made that
 // much before the tick (due at the tick), not earlier.
 func TestCronDispatchLead(t *testing.T) {
-	b := setup(t)
+	t.Parallel()
+	const lead = 50 * time.Millisecond
+	b := &testBundle{ctx: t.Context(), store: store.New(redistest.Start(t), store.Options{DispatchLead: lead})}
 	b.deploy(t, "tick")
 	if err := b.store.SetSchedule(b.ctx, store.Schedule{Namespace: "default", Lambda: "tick", Cron: "*/5 * * * *"}); err != nil {
 		t.Fatal(err)
 	}
-	const lead = 50 * time.Millisecond
-	c := New(Config{Store: b.store, Partitions: []int{b.store.SchedulePartition("default", "tick")}, DispatchLead: lead,
+	c := New(Config{Store: b.store, Partitions: []int{b.store.SchedulePartition("default", "tick")},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start := time.Now().UTC()
 	tick := start.Truncate(5 * time.Minute).Add(5 * time.Minute)

@@ -130,6 +130,10 @@ const MaxSweep = 10 * time.Second
 
 // wakeFor is the wake channel to pass a script setting a trigger at at,
 // "" when no wake-up is needed.
+// DispatchLead is Options.DispatchLead: how long before its execute_at a
+// scheduled task is enqueued.
+func (s *Store) DispatchLead() time.Duration { return s.opts.DispatchLead }
+
 func wakeFor(now, at time.Time) string {
 	if at.Sub(now) >= MaxSweep+time.Second {
 		return ""

@@ -92,7 +92,7 @@ func newPlatform(cfg platformConfig) *platform {
 		p.hsc = hsc.New(hsc.Config{Store: st, Logger: cfg.logger, HeartbeatTimeout: cfg.timeouts.heartbeatTimeout})
 	}
 	if cfg.roles[roleConsumer] {
-		p.consumer = consumer.New(consumer.Config{Store: st, Logger: cfg.logger, Timeouts: cfg.timeouts.store(), DispatchLead: cfg.timeouts.dispatchLead})
+		p.consumer = consumer.New(consumer.Config{Store: st, Logger: cfg.logger, Timeouts: cfg.timeouts.store()})
 	}
 	srvCfg := server.Config{
 		Frontend: p.frontend,
