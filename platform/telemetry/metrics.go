@@ -86,7 +86,7 @@ func newInstruments(meter metric.Meter) *instruments {
 		tasksEnqueued: must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
 			metric.WithDescription("Tasks pushed to their queue, by reason: due (by the store consumer, or at once when scheduled due), retry, manual_retry, resume, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
 		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
-			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller."),
+			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller; 0 for a task claimed within the dispatch lead, ahead of its time."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		lateness: must(meter.Float64Histogram("atf.task.start.lateness", metric.WithUnit("s"),
 			metric.WithDescription("How long after its execute_at a task's first attempt started in a sandbox (never before it)."),
