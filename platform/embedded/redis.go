@@ -185,7 +185,20 @@ func start(ctx context.Context, bin, addr string, opts Options) (*Redis, error) 
 	defer cancel()
 	for {
 		if err := ping(ctx, r.addr); err == nil {
-			return r, nil
+			// The port may be another server's: ours then failed to bind
+			// it and exits, and that one answers. It must not pass for ours
+			// (two tests would share a database; a cluster node would join
+			// another cluster).
+			pid, err := serverPID(ctx, r.addr)
+			if err == nil && pid == cmd.Process.Pid {
+				return r, nil
+			}
+			_ = r.Stop(context.Background())
+			if err != nil {
+				return nil, fmt.Errorf("embedded: redis-server on %s: read its process id: %w", r.addr, err)
+			}
+			return nil, fmt.Errorf("embedded: %s is another redis-server's (pid %d), not the one started (pid %d): %s",
+				r.addr, pid, cmd.Process.Pid, strings.TrimSpace(tail.String()))
 		}
 		select {
 		case <-r.done:
@@ -257,9 +270,51 @@ func freeAddr() (string, error) {
 	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
 }
 
+// serverPID asks the redis-server on addr for its process id (INFO server).
+func serverPID(ctx context.Context, addr string) (int, error) {
+	pid := 0
+	err := inline(ctx, addr, "INFO server", func(r *bufio.Reader) error {
+		head, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+		if !strings.HasPrefix(head, "$") || err != nil {
+			return fmt.Errorf("unexpected INFO reply %q", strings.TrimSpace(head))
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(string(body), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+				pid, err = strconv.Atoi(v)
+				return err
+			}
+		}
+		return errors.New("INFO server has no process_id")
+	})
+	return pid, err
+}
+
 // ping sends an inline PING and expects +PONG. A server still loading its
 // AOF answers -LOADING, which counts as not ready.
 func ping(ctx context.Context, addr string) error {
+	return inline(ctx, addr, "PING", func(r *bufio.Reader) error {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "+PONG") {
+			return fmt.Errorf("embedded: unexpected PING reply %q", strings.TrimSpace(line))
+		}
+		return nil
+	})
+}
+
+// inline sends one inline command on a new connection and lets read read
+// the reply.
+func inline(ctx context.Context, addr, cmd string, read func(*bufio.Reader) error) error {
 	d := net.Dialer{Timeout: 200 * time.Millisecond}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -267,17 +322,10 @@ func ping(ctx context.Context, addr string) error {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("embedded: unexpected PING reply %q", strings.TrimSpace(line))
-	}
-	return nil
+	return read(bufio.NewReader(conn))
 }
 
 // tailBuffer keeps the last max bytes written to it.

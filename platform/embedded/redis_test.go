@@ -173,3 +173,24 @@ func TestStartFailureIsClear(t *testing.T) {
 		t.Fatalf("start on a taken port: %v", err)
 	}
 }
+
+// TestPortOfAnotherRedis: asked for a port another redis-server holds,
+// StartRedis fails — that server answering PING must not pass for the one
+// it started (two tests sharing a database, a cluster node joining
+// another cluster, `atf dev` writing into someone else's Redis).
+func TestPortOfAnotherRedis(t *testing.T) {
+	needRedis(t)
+	t.Parallel()
+	other, err := StartRedis(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop(context.Background())
+	_, err = StartRedis(context.Background(), Options{Addr: other.Addr(), StartTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "another redis-server's (pid "+strconv.Itoa(other.Pid())) {
+		t.Fatalf("start on another redis-server's port: %v", err)
+	}
+	if got := do(t, other.Addr(), "PING"); got != "+PONG" {
+		t.Fatalf("the other server after the failed start: %q", got)
+	}
+}

@@ -127,6 +127,7 @@ func StartCluster(t testing.TB, n int) *redis.ClusterClient {
 	}
 	want := []string{"cluster_state:ok", "cluster_slots_assigned:16384", "cluster_known_nodes:" + strconv.Itoa(n)}
 	for i, node := range nodes {
+		var last string // the last CLUSTER INFO read, for the failure
 		for {
 			info, err := node.ClusterInfo(ctx).Result()
 			ready := err == nil
@@ -136,8 +137,11 @@ func StartCluster(t testing.TB, n int) *redis.ClusterClient {
 			if ready {
 				break
 			}
+			if err == nil {
+				last = info
+			}
 			if ctx.Err() != nil {
-				t.Fatalf("redistest: cluster node %s not ready: %v\n%s", addrs[i], err, info)
+				t.Fatalf("redistest: cluster node %s not ready (want %v): %v\nlast CLUSTER INFO:\n%s", addrs[i], want, err, last)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
