@@ -155,8 +155,9 @@ type Executor struct {
 	auditMu sync.Mutex // serializes ExecutionLog lines
 
 	mu      sync.Mutex
-	running map[string]*running
-	kick    chan struct{} // asks for a heartbeat now (a task started)
+	running map[string]*running // registered tasks: held for their execute_at, or started
+	started int                 // of running, those whose sandbox started
+	kick    chan struct{}       // asks for a heartbeat now (a task started)
 }
 
 type running struct {
@@ -164,6 +165,7 @@ type running struct {
 	cancel   context.CancelCauseFunc
 	span     trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
 	nextBeat time.Time  // guarded by Executor.mu
+	started  bool       // its sandbox started (not held); guarded by Executor.mu
 	guest    *guestState
 }
 
@@ -316,6 +318,9 @@ func (e *Executor) execute(w *atfv1.Work) {
 	defer func() {
 		e.mu.Lock()
 		delete(e.running, w.GetTaskId())
+		if r.started {
+			e.started--
+		}
 		e.mu.Unlock()
 	}()
 	if !sleepUntil(ctx, start) {
@@ -328,7 +333,8 @@ func (e *Executor) execute(w *atfv1.Work) {
 	}
 	ctx, span := startExecute(ctx, e.cfg.ID, w, late)
 	e.mu.Lock()
-	r.span = span
+	r.span, r.started = span, true
+	e.started++
 	e.mu.Unlock()
 	select { // the heartbeat loop plans this task's first beat
 	case e.kick <- struct{}{}:
@@ -563,9 +569,18 @@ func (e *Executor) abortAll(cause error) {
 	}
 }
 
-// Running reports how many tasks run now.
+// Running reports how many tasks run now: started, not those held until
+// their execute_at (Held).
 func (e *Executor) Running() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.running)
+	return e.started
+}
+
+// Held reports how many claimed tasks wait for their execute_at (handed
+// out within the dispatch lead). Each holds an execution slot.
+func (e *Executor) Held() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.running) - e.started
 }

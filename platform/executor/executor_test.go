@@ -249,6 +249,32 @@ func TestShutdownWhileWaitingForExecuteAt(t *testing.T) {
 	}
 }
 
+// TestHeldTaskIsNotRunning: a task held for its execute_at holds a slot
+// but is not counted as running (atf_executor_sandboxes_running) until its
+// sandbox starts.
+func TestHeldTaskIsNotRunning(t *testing.T) {
+	t.Parallel()
+	runner := &recordingRunner{ran: map[string]time.Time{}}
+	w := work("later")
+	at := time.Now().Add(500 * time.Millisecond)
+	w.ExecuteAt = timestamppb.New(at)
+	b := setup(t, runner, w)
+	done := make(chan error, 1)
+	go func() { done <- runFor(t, b.ex, time.Second) }()
+	for b.ex.Held() == 0 && time.Now().Before(at) {
+		time.Sleep(time.Millisecond)
+	}
+	if held, running := b.ex.Held(), b.ex.Running(); time.Now().Before(at) && (held != 1 || running != 0) {
+		t.Fatalf("while held: %d held, %d running; want 1 and 0", held, running)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, results := b.status.snapshot(); len(results) != 1 || b.ex.Running() != 0 || b.ex.Held() != 0 {
+		t.Fatalf("after: %d results, %d running, %d held; want 1, 0, 0", len(results), b.ex.Running(), b.ex.Held())
+	}
+}
+
 func TestHoldUntil(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct{ due, want time.Time }{
