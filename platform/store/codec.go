@@ -42,7 +42,6 @@ const (
 	fToken       = "tok" // fencing token of the current claim
 	fCancelReq   = "cr"  // "1" when cancel was requested while running
 	fParked      = "pk"  // "1" while parked by a pause (gate.go)
-	fClaimedTill = "cd"  // ms, the current claim's deadline (claimScript)
 )
 
 // decodeTask reads a task hash. id is the task's id (not stored in it).

@@ -74,55 +74,6 @@ func TestProcessDue(t *testing.T) {
 		b.claim(t, task.ID)
 	})
 
-	t.Run("claimed with a claim timeout past the enqueue trigger keeps that trigger", func(t *testing.T) {
-		// Nearly every task is claimed long before its enqueue trigger
-		// and finished before it: the claim leaves the trigger where it
-		// is when it comes no later than the claim's deadline.
-		task := b.schedule(t, NewTask{Priority: 4})
-		enqueuedTill := b.clock.Now().Add(enqueueTmo)
-		b.clock.Advance(5 * time.Second)
-		const long = enqueueTmo + time.Minute
-		got, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID, LambdaVersion: 1}}, long)
-		if err != nil || len(got) != 1 {
-			t.Fatalf("Claim: %v %v", got, err)
-		}
-		claimedTill := b.clock.Now().Add(long)
-		b.wantTrigger(t, task.ID, enqueuedTill)
-		p, _ := b.store.PartitionOf(task.ID)
-		if cd := b.rdb.HGet(b.ctx, taskKey(p, task.ID), fClaimedTill).Val(); cd != ms(claimedTill) {
-			t.Fatalf("claim deadline %s, want %s", cd, ms(claimedTill))
-		}
-		// At the enqueue trigger the claim is alive: nothing pushed, the
-		// trigger moves to the claim's deadline.
-		b.clock.Advance(enqueueTmo)
-		b.processAll(t)
-		wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_CLAIMED)
-		if q := b.queue(t, 4); !slices.Equal(q, []string{task.ID}) { // the schedule's push, never popped here
-			t.Fatalf("queue %v, want nothing more pushed", q)
-		}
-		b.wantTrigger(t, task.ID, claimedTill)
-		// Past the deadline it is enqueued again, the attempt not counted.
-		b.clock.Advance(claimedTill.Sub(b.clock.Now()))
-		b.processAll(t)
-		again := b.get(t, task.ID)
-		wantState(t, again, atfv1.TaskState_TASK_STATE_ENQUEUED)
-		if again.Attempt != 0 || again.Token != 1 {
-			t.Fatalf("attempt %d token %d, want 0 and 1", again.Attempt, again.Token)
-		}
-		if q := b.queue(t, 4); !slices.Equal(q, []string{task.ID, task.ID}) {
-			t.Fatalf("queue %v", q)
-		}
-		// A claim whose deadline comes before the enqueue trigger (a
-		// claim timeout shorter than the enqueue timeout) moves the
-		// trigger to its deadline; a result removes it.
-		second := b.claim(t, task.ID)
-		b.wantTrigger(t, task.ID, b.clock.Now().Add(claimTmo))
-		if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
-			t.Fatal(err)
-		}
-		b.wantNoTrigger(t, task.ID)
-	})
-
 	t.Run("processing past the heartbeat timeout is enqueued with an error", func(t *testing.T) {
 		task := b.running(t, NewTask{MaxAttempts: 2, Priority: 7})
 		b.clock.Advance(heartbeatTmo)

@@ -15,7 +15,7 @@ import "github.com/redis/go-redis/v9"
 // Task hash fields (see taskFields in codec.go):
 //
 //	ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb pg err
-//	out otr dur tp tok cr pk cd
+//	out otr dur tp tok cr
 
 // luaPrelude holds the constants and helpers every task script shares. It
 // is part of each script's text.
@@ -132,15 +132,8 @@ if park(KEYS[1], KEYS[2], ARGV[1], ARGV[3]) then
   return 0
 end
 local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok, "cd", ARGV[4])
--- The enqueue trigger stays when it comes no later than the claim
--- deadline: processDue then finds the claim alive ("cd") and moves the
--- trigger to it. A task claimed and finished in between (nearly every
--- one) never pays for a move.
-local cur = redis.call("ZSCORE", KEYS[2], ARGV[1])
-if not cur or tonumber(cur) > tonumber(ARGV[4]) then
-  set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
-end
+redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok)
+set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
 v[1], v[2], v[3] = att, tok, false
 return v
 `)
@@ -280,7 +273,7 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp", "cd")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp")
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -289,9 +282,6 @@ for _, id in ipairs(ids) do
     push = true
   elseif st == ENQUEUED then
     push = true
-  elseif st == CLAIMED and tonumber(v[10] or 0) > tonumber(now) then
-    -- claimed after its enqueue trigger was set: the claim runs to "cd"
-    redis.call("ZADD", KEYS[1], v[10], id)
   elseif st == CLAIMED then
     -- the claimer never started it: the attempt does not count
     redis.call("HSET", tkey, "st", ENQUEUED, "att", math.max(att - 1, 0), "ea", now, "ua", now)

@@ -16,11 +16,8 @@ type ClaimRequest struct {
 }
 
 // Claim moves popped tasks from ENQUEUED to CLAIMED: attempt and fencing
-// token go up by one, the lambda version is recorded, and a task not
-// started (heartbeaten) by now + claimTimeout is enqueued again: its
-// trigger moves there, or stays when it is due no sooner (the enqueue
-// timeout's) and the consumer, finding the claim alive, moves it then —
-// a task finished in between never pays for the move. Tasks that are not ENQUEUED (cancelled, claimed
+// token go up by one, the lambda version is recorded and the next trigger
+// is now + claimTimeout. Tasks that are not ENQUEUED (cancelled, claimed
 // already, a duplicate queue entry, gone, malformed ids) are skipped
 // silently. One round trip.
 //
