@@ -60,9 +60,11 @@
 // The trigger set holds every live task with the time the store consumer
 // must look at it again (ProcessDue):
 //
-//	NEW                execute_at           -> ENQUEUED, pushed
+//	NEW                execute_at - lead    -> ENQUEUED, pushed
 //	ENQUEUED           enqueued + enqueue   -> pushed again (lost push)
-//	CLAIMED            claimed + claim      -> ENQUEUED, attempt - 1
+//	CLAIMED            claimed + claim      -> ENQUEUED, attempt - 1;
+//	                                           CANCELLED when cancel was
+//	                                           requested (never started)
 //	PROCESSING         heartbeat + timeout  -> ENQUEUED with a
 //	                                           HEARTBEAT_TIMEOUT error;
 //	                                           FATAL_FAILURE at max

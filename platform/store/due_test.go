@@ -74,6 +74,28 @@ func TestProcessDue(t *testing.T) {
 		b.claim(t, task.ID)
 	})
 
+	t.Run("claimed and cancelled past the claim timeout ends cancelled, never run again", func(t *testing.T) {
+		// Its claimer died (or an executor held it for its execute_at and
+		// stopped) after the cancel: re-enqueued, it would start again
+		// and run until its first heartbeat said cancel.
+		task := b.schedule(t, NewTask{Priority: 3})
+		b.claim(t, task.ID)
+		if got, err := b.store.Cancel(b.ctx, ns, task.ID); err != nil || got.State != atfv1.TaskState_TASK_STATE_CLAIMED || !got.CancelRequested {
+			t.Fatalf("Cancel: %+v %v", got, err)
+		}
+		b.clock.Advance(claimTmo)
+		b.processAll(t)
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_CANCELLED)
+		if got.Attempt != 0 || got.FinishedAt.IsZero() {
+			t.Fatalf("attempt %d finished %s, want 0 (never started) and set", got.Attempt, got.FinishedAt)
+		}
+		if q := b.queue(t, 3); !slices.Equal(q, []string{task.ID}) { // the schedule's push only
+			t.Fatalf("queue %v, want nothing pushed again", q)
+		}
+		b.wantNoTrigger(t, task.ID)
+	})
+
 	t.Run("processing past the heartbeat timeout is enqueued with an error", func(t *testing.T) {
 		task := b.running(t, NewTask{MaxAttempts: 2, Priority: 7})
 		b.clock.Advance(heartbeatTmo)

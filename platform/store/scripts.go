@@ -282,6 +282,11 @@ for _, id in ipairs(ids) do
     push = true
   elseif st == ENQUEUED then
     push = true
+  elseif st == CLAIMED and v[4] == "1" then
+    -- cancelled while claimed, and its claimer never started it: it ends
+    -- cancelled here rather than running again to hear so at a heartbeat
+    redis.call("HSET", tkey, "st", CANCELLED, "att", math.max(att - 1, 0), "ua", now)
+    finish(tkey, KEYS[1], id, now, ARGV[7], ARGV[3], v[6], v[7], v[8])
   elseif st == CLAIMED then
     -- the claimer never started it: the attempt does not count
     redis.call("HSET", tkey, "st", ENQUEUED, "att", math.max(att - 1, 0), "ea", now, "ua", now)
