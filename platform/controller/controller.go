@@ -282,8 +282,8 @@ func workFor(t store.Task, s served) *atfv1.Work {
 		PreviousExecution: t.LastExecution,
 		Priority:          int32(t.Priority),
 	}
-	if !t.ExecuteAt.IsZero() {
-		w.ExecuteAt = timestamppb.New(t.ExecuteAt)
+	if due := t.DueAt(); !due.IsZero() {
+		w.ExecuteAt = timestamppb.New(due)
 	}
 	if s.pop.Cap > 0 {
 		w.Slot = s.pop.Running

@@ -14,12 +14,13 @@ import (
 // traceClaims gives each claimed task an atf.claim span in its own trace
 // (a child of the Schedule span stored on the task), covering the claim's
 // round trip, and records its pickup latency: from when it was due (its
-// execute_at on the first attempt, its last enqueue on a later one) to now.
+// execute_at on the first attempt, or when a Retry or Resume enqueued it
+// if later; its last enqueue on a later attempt) to now.
 func traceClaims(ctx context.Context, start time.Time, tasks []store.Task) {
 	now := time.Now()
 	tracer := telemetry.Tracer()
 	for _, t := range tasks {
-		due := t.ExecuteAt
+		due := t.DueAt()
 		if t.Attempt > 1 || due.IsZero() {
 			due = t.EnqueuedAt
 		}

@@ -150,6 +150,25 @@ type Task struct {
 	// Parked is set while the task waits (NEW, out of its queue) because
 	// its lambda or collection is paused (gate.go).
 	Parked bool
+	// RequeuedAt is when an operator's Retry or Resume last enqueued the
+	// task (zero: never): its next run was asked for then.
+	RequeuedAt time.Time
+}
+
+// DueAt is when the task's current run was due: its execute_at, or when
+// it was created (scheduled for a time already past) or a Retry or a
+// Resume enqueued it, if later. Start lateness and pickup latency count
+// from it, so that neither a dead letter retried a week later, nor the
+// time a lambda stayed paused, nor a backfill scheduled for last month
+// passes for the platform's own delay.
+func (t Task) DueAt() time.Time {
+	due := t.ExecuteAt
+	for _, at := range [...]time.Time{t.CreatedAt, t.RequeuedAt} {
+		if at.After(due) {
+			due = at
+		}
+	}
+	return due
 }
 
 // Timeouts are the state-table timeouts the consumer applies.

@@ -42,6 +42,7 @@ const (
 	fToken       = "tok" // fencing token of the current claim
 	fCancelReq   = "cr"  // "1" when cancel was requested while running
 	fParked      = "pk"  // "1" while parked by a pause (gate.go)
+	fRequeuedAt  = "rq"  // ms, when Retry or Resume last enqueued it
 )
 
 // decodeTask reads a task hash. id is the task's id (not stored in it).
@@ -72,6 +73,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		Token:           atoi64(h[fToken]),
 		CancelRequested: h[fCancelReq] == "1",
 		Parked:          h[fParked] == "1",
+		RequeuedAt:      msTime(h[fRequeuedAt]),
 	}
 	if v, ok := h[fPayload]; ok && v != "" {
 		t.Payload = []byte(v)

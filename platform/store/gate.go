@@ -314,7 +314,7 @@ for i = 1, #entries, 2 do
   else
     redis.call("ZREM", KEYS[2], id)
     redis.call("HDEL", tkey, "pk")
-    redis.call("HSET", tkey, "st", ENQUEUED, "ea", ARGV[2], "ua", ARGV[2])
+    redis.call("HSET", tkey, "st", ENQUEUED, "ea", ARGV[2], "ua", ARGV[2], "rq", ARGV[2])
     redis.call("ZADD", KEYS[3], ARGV[3], id)
     res[#res + 1] = v[4]
     res[#res + 1] = id

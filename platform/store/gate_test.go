@@ -117,8 +117,13 @@ func TestPauseResumeLambda(t *testing.T) {
 	}
 	for _, id := range ids {
 		b.wantParked(t, id, false)
-		wantState(t, b.get(t, id), atfv1.TaskState_TASK_STATE_ENQUEUED)
+		got := b.get(t, id)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
 		b.wantTrigger(t, id, b.clock.Now().Add(enqueueTmo))
+		// Due from the resume: the hour paused is not the platform's delay.
+		if !got.RequeuedAt.Equal(b.clock.Now()) || !got.DueAt().Equal(b.clock.Now()) {
+			t.Fatalf("requeued %s, due %s; want the resume, %s", got.RequeuedAt, got.DueAt(), b.clock.Now())
+		}
 	}
 	if got := b.claimAll(t, ids...); len(got) != 5 {
 		t.Fatalf("claimed %v after resume", got)

@@ -15,7 +15,7 @@ import "github.com/redis/go-redis/v9"
 // Task hash fields (see taskFields in codec.go):
 //
 //	ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb pg err
-//	out otr dur tp tok cr
+//	out otr dur tp tok cr pk rq
 
 // luaPrelude holds the constants and helpers every task script shares. It
 // is part of each script's text.
@@ -140,7 +140,7 @@ return v
 
 // claimFields are the task hash fields claimScript returns after attempt,
 // token and a nil, in the order decodeClaimed reads them.
-const claimFields = `"ns", "lam", "pri", "max", "pl", "tp", "xs", "xa", "ea"`
+const claimFields = `"ns", "lam", "pri", "max", "pl", "tp", "xs", "xa", "ea", "rq", "ca"`
 
 // heartbeatScript extends a claim and answers what the executor must do.
 //
@@ -377,7 +377,7 @@ end
 if st ~= FATAL and st ~= CANCELLED then
   return {3, redis.call("HGETALL", KEYS[1])}
 end
-redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2])
+redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2], "rq", ARGV[2])
 redis.call("HDEL", KEYS[1], "fa", "ra")
 redis.call("PERSIST", KEYS[1])
 if v[4] and v[4] ~= "" then

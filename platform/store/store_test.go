@@ -225,3 +225,23 @@ func TestNewID(t *testing.T) {
 		prev = id[2:]
 	}
 }
+
+func TestDueAt(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		task Task
+		want time.Time
+	}{
+		{"scheduled ahead", Task{ExecuteAt: at, CreatedAt: at.Add(-time.Hour)}, at},
+		{"due now", Task{ExecuteAt: at, CreatedAt: at}, at},
+		{"scheduled for a time past", Task{ExecuteAt: at, CreatedAt: at.Add(time.Hour)}, at.Add(time.Hour)},
+		{"retried after its time", Task{ExecuteAt: at, CreatedAt: at, RequeuedAt: at.Add(24 * time.Hour)}, at.Add(24 * time.Hour)},
+		{"resumed before its time: never early", Task{ExecuteAt: at, CreatedAt: at.Add(-time.Hour), RequeuedAt: at.Add(-time.Minute)}, at},
+		{"nothing known", Task{}, time.Time{}},
+	} {
+		if got := tc.task.DueAt(); !got.Equal(tc.want) {
+			t.Errorf("%s: DueAt = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

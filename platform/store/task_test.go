@@ -571,10 +571,16 @@ func TestRetryDeadLetter(t *testing.T) {
 	if _, err := b.store.Retry(b.ctx, ns, task.ID); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("Retry of an ENQUEUED task: %v", err)
 	}
-	// It runs again, with a full set of attempts.
+	// It runs again, with a full set of attempts, due from the Retry
+	// (not from its execute_at, a minute and more before).
+	retried := b.clock.Now()
+	b.clock.Advance(time.Second)
 	again := b.claim(t, task.ID)
-	if again.Attempt != 1 {
-		t.Fatalf("attempt %d", again.Attempt)
+	if again.Attempt != 1 || !again.RequeuedAt.Equal(retried) || !again.DueAt().Equal(retried) || !again.ExecuteAt.Before(retried) {
+		t.Fatalf("claimed again: attempt %d, requeued %s, due %s, execute_at %s; want 1, %s, %s, earlier", again.Attempt, again.RequeuedAt, again.DueAt(), again.ExecuteAt, retried, retried)
+	}
+	if got := b.get(t, task.ID); !got.RequeuedAt.Equal(retried) {
+		t.Fatalf("GetTask: requeued %s, want %s", got.RequeuedAt, retried)
 	}
 
 	// A cancelled task can be retried too, and its cancel flag is cleared.

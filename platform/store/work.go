@@ -23,9 +23,9 @@ type ClaimRequest struct {
 //
 // A returned task carries what an execution needs: id, namespace, lambda
 // and the claimed version, state, priority, attempt and max attempts,
-// fencing token, payload, trace context, last execution, execute and
-// enqueued times, updated = now. Not the previous attempt's output or
-// error, nor the other times: GetTask reads those.
+// fencing token, payload, trace context, last execution, execute,
+// created and enqueued times, RequeuedAt, updated = now. Not the previous attempt's
+// output or error, nor the other times: GetTask reads those.
 func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
 	now := s.now()
 	deadline, wake := ms(now.Add(claimTimeout)), wakeFor(now, now.Add(claimTimeout))
@@ -66,7 +66,7 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 // decodeClaimed reads claimScript's reply for a claimed task.
 func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	r, _ := reply.([]any)
-	if len(r) != 12 {
+	if len(r) != 14 {
 		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
 	}
 	f := r[3:]
@@ -87,6 +87,8 @@ func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 		LastExecution: str(f[6]),
 		ExecuteAt:     msTime(str(f[7])),
 		EnqueuedAt:    msTime(str(f[8])),
+		RequeuedAt:    msTime(str(f[9])),
+		CreatedAt:     msTime(str(f[10])),
 		UpdatedAt:     now.Truncate(time.Millisecond).UTC(),
 	}
 	if pl := str(f[4]); pl != "" {

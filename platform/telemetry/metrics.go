@@ -86,10 +86,10 @@ func newInstruments(meter metric.Meter) *instruments {
 		tasksEnqueued: must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
 			metric.WithDescription("Tasks pushed to their queue, by reason: due (by the store consumer, or at once when scheduled due), retry, manual_retry, resume, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
 		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
-			metric.WithDescription("From when a task was due (execute_at, or its re-enqueue) to its claim by a controller; 0 for a task claimed within the dispatch lead, ahead of its time."),
+			metric.WithDescription("From when a task was due (execute_at, its creation when scheduled for a time past, a RetryTask or resume if later; on later attempts its re-enqueue) to its claim by a controller; 0 for a task claimed within the dispatch lead, ahead of its time."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		lateness: must(meter.Float64Histogram("atf.task.start.lateness", metric.WithUnit("s"),
-			metric.WithDescription("How long after its execute_at a task's first attempt started in a sandbox (never before it)."),
+			metric.WithDescription("How long after it was due (execute_at, its creation when scheduled for a time past, a RetryTask or resume if later) a task's first attempt started in a sandbox (never before it)."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		execDuration: must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
 			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
@@ -135,8 +135,8 @@ func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.D
 }
 
 // TaskStarted counts an execution started. late, when >= 0, is how long
-// after its execute_at the task's first attempt started (atf.task.start.
-// lateness); a retry or re-run passes -1.
+// after it was due (store.Task.DueAt) the task's first attempt started
+// (atf.task.start.lateness); a later attempt passes -1.
 func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 	attrs := attrs1(KeyLambda, lambda)
 	inst().tasksStarted.Add(ctx, 1, attrs)

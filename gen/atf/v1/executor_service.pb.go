@@ -271,10 +271,13 @@ type Work struct {
 	// executor's defaults.
 	MaxOutputBytes int32 `protobuf:"varint,21,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
 	MaxLogBytes    int32 `protobuf:"varint,22,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
-	// The task's execute_at. The executor does not start the task before
-	// it: a scheduled task may be handed out up to the platform's dispatch
-	// lead early, so that it starts on time rather than after the store
-	// consumer's, the queue's and the claim's round trips.
+	// When this run is due: the task's execute_at, or its creation (a time
+	// already past was asked for) or when a RetryTask or a resume enqueued
+	// it again, if later; start lateness counts from it.
+	// The executor does not start the task before it: a scheduled task may
+	// be handed out up to the platform's dispatch lead early, so that it
+	// starts on time rather than after the store consumer's, the queue's
+	// and the claim's round trips.
 	ExecuteAt     *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=execute_at,json=executeAt,proto3" json:"execute_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,10 +47,41 @@ func TestDispatchLead(t *testing.T) {
 	if ea.Before(xa.Add(-300*time.Millisecond)) || !ea.Before(xa) {
 		t.Fatalf("enqueued %v after its execute_at, want within the 300ms lead before it", ea.Sub(xa))
 	}
+	// A task scheduled for an hour ago is due when it is created: its
+	// start lateness and pickup latency count from then, not the hour.
+	deploy(t, p, "backfill", testmodules.WAT(t, "hello"), "")
+	res = do(t, "POST", p.url+"/v1/lambdas/backfill/tasks?at=-1h", nil)
+	if res.status != http.StatusCreated {
+		t.Fatalf("schedule for an hour ago: %d %s", res.status, res.body)
+	}
+	if got := finish(t, p, decodeTask(t, res.body).GetId(), 20*time.Second); got.GetState() != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("task scheduled for an hour ago: %s", got.GetState())
+	}
 	metrics := string(do(t, "GET", p.url+"/metrics", nil).body)
 	if want := `atf_task_start_lateness_seconds_count{atf_lambda_name="hi"`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
+	for _, name := range []string{"atf_task_start_lateness_seconds_sum", "atf_task_pickup_latency_seconds_sum"} {
+		sum, ok := metricSum(metrics, name, `atf_lambda_name="backfill"`)
+		if !ok || sum > 10 {
+			t.Errorf("%s for the task scheduled an hour ago: %v (found %v), want well under 10s", name, sum, ok)
+		}
+	}
+}
+
+// metricSum reads the value of the first series of name on a /metrics
+// page whose labels contain label.
+func metricSum(page, name, label string) (float64, bool) {
+	for _, line := range strings.Split(page, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok || !strings.Contains(rest, label) {
+			continue
+		}
+		_, v, _ := strings.Cut(rest, "} ")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // TestRedisCluster runs the platform (`atf dev --redis-cluster`) on a Redis
