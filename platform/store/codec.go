@@ -63,7 +63,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		EnqueuedAt:      msTime(h[fEnqueuedAt]),
 		StartedAt:       msTime(h[fStartedAt]),
 		FinishedAt:      msTime(h[fFinishedAt]),
-		UpdatedAt:       msTime(h[fUpdatedAt]),
+		UpdatedAt:       msTime(h[fUpdatedAt]), // or later: see below
 		RetryAt:         msTime(h[fRetryAt]),
 		Progress:        int(atoi64(h[fProgress])),
 		OutputTruncated: h[fTruncated] == "1",
@@ -74,6 +74,13 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		CancelRequested: h[fCancelReq] == "1",
 		Parked:          h[fParked] == "1",
 		RequeuedAt:      msTime(h[fRequeuedAt]),
+	}
+	// A write that sets another time leaves "ua" out when it equals that
+	// time (creation, finish): updated is the latest of them.
+	for _, at := range [...]time.Time{t.CreatedAt, t.FinishedAt} {
+		if at.After(t.UpdatedAt) {
+			t.UpdatedAt = at
+		}
 	}
 	if v, ok := h[fPayload]; ok && v != "" {
 		t.Payload = []byte(v)

@@ -202,12 +202,20 @@ return 1
 // ARGV[12] partition key prefix
 // ARGV[13] wake channel
 // ARGV[14] partition number
+// ARGV[15] start, if it never heartbeat: now less the duration, rounded
+//          up (ms)
 //
 // Returns {new state} when recorded; {0, current state or "0"} when the
 // token is not the current claim or the task is not running (nothing
 // changes then).
+//
+// A first attempt that no operator re-ran (no RetryTask or resume: "rq")
+// has no earlier output or error to clear, so empty ones are not written:
+// each field written costs redis-server a conversion, a listpack search
+// and an AOF entry. Nor is "ua" beside "fa": a finished task was last
+// updated when it finished (decodeTask).
 var setResultScript = redis.NewScript(luaPrelude + `
-local v = redis.call("HMGET", KEYS[1], "st", "tok", "att", "max", "sa", "ns", "lam", "key")
+local v = redis.call("HMGET", KEYS[1], "st", "tok", "att", "max", "sa", "key", "rq")
 local st = v[1]
 if not st or v[2] ~= ARGV[2] or (st ~= CLAIMED and st ~= PROCESSING) then
   return {0, st or "0"}
@@ -229,25 +237,37 @@ elseif att >= max then
 else
   nst = RETRIABLE
 end
-local f = {"st", nst, "out", ARGV[4], "otr", ARGV[5],
-  "err", with_attempt(blob, att), "dur", ARGV[8], "ua", ARGV[9]}
+local f = {"st", nst, "dur", ARGV[8]}
+local clean = att <= 1 and not v[7]
+if ARGV[4] ~= "" or not clean then
+  f[#f + 1], f[#f + 2] = "out", ARGV[4]
+end
+if ARGV[5] == "1" or not clean then
+  f[#f + 1], f[#f + 2] = "otr", ARGV[5]
+end
+if blob ~= "" or not clean then
+  f[#f + 1], f[#f + 2] = "err", with_attempt(blob, att)
+end
 if not v[5] then
   -- never heartbeaten (it ran shorter than the executor's first beat):
-  -- it started a duration ago. Rounded up: "now" is rounded down, and a
-  -- task started on its execute_at must not show a start before it.
-  f[#f + 1] = "sa"
-  f[#f + 1] = math.ceil(tonumber(ARGV[9]) - tonumber(ARGV[8]) / 1000)
+  -- it started a duration ago (rounded up: a task started on its
+  -- execute_at must not show a start before it)
+  f[#f + 1], f[#f + 2] = "sa", ARGV[15]
 end
 if nst == RETRIABLE then
-  f[#f + 1] = "ra"
-  f[#f + 1] = ARGV[10]
+  f[#f + 1], f[#f + 2] = "ra", ARGV[10]
+  f[#f + 1], f[#f + 2] = "ua", ARGV[9]
   redis.call("HSET", KEYS[1], unpack(f))
   set_trigger(KEYS[2], ARGV[1], ARGV[10], ARGV[13], ARGV[14])
 else
-  f[#f + 1] = "fa"
-  f[#f + 1] = ARGV[9]
+  f[#f + 1], f[#f + 2] = "fa", ARGV[9]
   redis.call("HSET", KEYS[1], unpack(f))
-  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], v[6], v[7], v[8], true)
+  local ns, lam
+  if v[6] and v[6] ~= "" then
+    local nl = redis.call("HMGET", KEYS[1], "ns", "lam")
+    ns, lam = nl[1], nl[2]
+  end
+  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], ns, lam, v[6], true)
 end
 return {tonumber(nst)}
 `)

@@ -596,3 +596,63 @@ func TestRetryDeadLetter(t *testing.T) {
 		t.Fatalf("Retry of a cancelled task: %+v %v", got, err)
 	}
 }
+
+// TestSetResultClearsEarlierAttempts: a result writes empty output and
+// error fields only when an earlier attempt (or the run before an
+// operator's Retry) may have left some, and then always.
+func TestSetResultClearsEarlierAttempts(t *testing.T) {
+	b := setup(t)
+	fail := func(task Task) {
+		t.Helper()
+		if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY,
+			Output: []byte("o1"), OutputTruncated: true, Error: &atfv1.TaskError{Message: "boom"}, RetryAt: b.clock.Now().Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	succeed := func(task Task) Task {
+		t.Helper()
+		if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
+			t.Fatal(err)
+		}
+		got := b.get(t, task.ID)
+		wantState(t, got, atfv1.TaskState_TASK_STATE_SUCCESS)
+		if got.Output != nil || got.OutputTruncated || got.Error != nil || !got.UpdatedAt.Equal(got.FinishedAt) {
+			t.Fatalf("after a clean success: output %q truncated %v error %v updated %s finished %s", got.Output, got.OutputTruncated, got.Error, got.UpdatedAt, got.FinishedAt)
+		}
+		return got
+	}
+
+	// A first attempt's clean success writes no empty fields at all.
+	first := b.running(t, NewTask{})
+	succeed(first)
+	p, _ := b.store.PartitionOf(first.ID)
+	for _, f := range []string{fOutput, fTruncated, fError} {
+		if b.rdb.HExists(b.ctx, taskKey(p, first.ID), f).Val() {
+			t.Fatalf("field %s written for a first attempt's clean success", f)
+		}
+	}
+
+	// The second attempt clears the first's output and error.
+	second := b.running(t, NewTask{MaxAttempts: 3})
+	fail(second)
+	b.clock.Advance(time.Second)
+	b.processAll(t)
+	again := b.claim(t, second.ID)
+	if again.Attempt != 2 {
+		t.Fatalf("attempt %d", again.Attempt)
+	}
+	succeed(again)
+
+	// So does the run after an operator's Retry, though it is attempt 1.
+	dead := b.running(t, NewTask{MaxAttempts: 1})
+	fail(dead)
+	wantState(t, b.get(t, dead.ID), atfv1.TaskState_TASK_STATE_FATAL_FAILURE)
+	if _, err := b.store.Retry(b.ctx, ns, dead.ID); err != nil {
+		t.Fatal(err)
+	}
+	rerun := b.claim(t, dead.ID)
+	if rerun.Attempt != 1 {
+		t.Fatalf("attempt %d after Retry", rerun.Attempt)
+	}
+	succeed(rerun)
+}

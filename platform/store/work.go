@@ -175,9 +175,14 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 		truncated = "1"
 	}
 	keys := []string{taskKey(p, r.TaskID), triggerKey(p)}
+	nowMS := now.UnixMilli()
+	// Stored times are whole milliseconds: "now" rounds down, so the
+	// start a duration before it rounds up (never before the real one):
+	// ceil(now - d) = now - floor(d).
+	started := nowMS - r.Duration.Milliseconds()
 	args := []any{r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
-		r.Duration.Microseconds(), ms(now), ms(retryAt), s.opts.Retention.Milliseconds(),
-		partPrefix(p), wakeFor(now, retryAt), p}
+		r.Duration.Microseconds(), nowMS, ms(retryAt), s.opts.Retention.Milliseconds(),
+		partPrefix(p), wakeFor(now, retryAt), p, started}
 	var cmd *redis.Cmd
 	if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
 		cmd = setResultScript.EvalSha(ctx, pipe, keys, args...)
