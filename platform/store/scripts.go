@@ -202,8 +202,7 @@ return 1
 // ARGV[12] partition key prefix
 // ARGV[13] wake channel
 // ARGV[14] partition number
-// ARGV[15] start, if it never heartbeat: now less the duration, rounded
-//          up (ms)
+// ARGV[15] start if it never heartbeat: now less the duration (ms, up)
 //
 // Returns {new state} when recorded; {0, current state or "0"} when the
 // token is not the current claim or the task is not running (nothing
