@@ -218,21 +218,19 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if nt.Key != "" {
 		keys = append(keys, dedupKey(p, nt.Namespace, nt.Lambda, nt.Key))
 	}
-	args := make([]any, 0, 6+2*16)
+	// Attempt and token start unset (0), updated-at too (the creation).
+	args := make([]any, 0, 6+2*9)
 	args = append(args, id, partPrefix(p), trigger, nowMS, wake, p,
 		fNamespace, nt.Namespace,
 		fLambda, nt.Lambda,
 		fState, strconv.Itoa(int(t.State)),
 		fMaxAttempts, strconv.Itoa(nt.MaxAttempts),
-		fPriority, strconv.Itoa(nt.Priority),
 		fQueue, queue,
-		fExecuteAt, ms(nt.ExecuteAt),
-		fCreatedAt, nowMS,
-		fUpdatedAt, nowMS) // attempt and token start unset: 0
+		fWork, workBlob(nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload))
 	if dueNow {
 		args = append(args, fEnqueuedAt, nowMS)
 	}
-	for _, fv := range [...]struct{ f, v string }{{fKey, nt.Key}, {fCollection, nt.Collection}, {fTraceParent, nt.TraceParent}, {fPayload, string(nt.Payload)}} {
+	for _, fv := range [...]struct{ f, v string }{{fKey, nt.Key}, {fCollection, nt.Collection}} {
 		if fv.v != "" {
 			args = append(args, fv.f, fv.v)
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -20,7 +21,7 @@ const (
 	fState       = "st"  // atf.v1.TaskState number
 	fAttempt     = "att" // attempts started (1 = first run)
 	fMaxAttempts = "max"
-	fPriority    = "pri"
+	fPriority    = "pri" // this and xa, ca, tp, pl: tasks stored before fWork
 	fKey         = "key"
 	fCollection  = "col"
 	fQueue       = "q" // queue key the task is pushed to
@@ -43,7 +44,78 @@ const (
 	fCancelReq   = "cr"  // "1" when cancel was requested while running
 	fParked      = "pk"  // "1" while parked by a pause (gate.go)
 	fRequeuedAt  = "rq"  // ms, when Retry or Resume last enqueued it
+	fWork        = "w"   // what never changes and only Go reads: workBlob
 )
+
+// workBlob packs the fields of a new task that never change and that no
+// script reads — priority, execute_at, created, traceparent, payload —
+// into the one field "w": each field of a hash costs redis-server a
+// conversion, a listpack search and an AOF entry wherever a script writes
+// or reads it, and the claim returns all of these.
+//
+//	0x01 uvarint(priority) uvarint(execute_at ms) uvarint(created ms)
+//	uvarint(len(traceparent)) traceparent payload...
+//
+// Its first byte tells it from a traceparent ("00-..."), which the
+// consumer's and resume's scripts return in its place for tasks stored
+// before it existed.
+const workVersion = 0x01
+
+func workBlob(priority int, executeAt, created time.Time, traceparent string, payload []byte) string {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+binary.MaxVarintLen16+len(traceparent)+len(payload))
+	b = append(b, workVersion)
+	b = binary.AppendUvarint(b, uint64(priority))
+	b = binary.AppendUvarint(b, uint64(executeAt.UnixMilli()))
+	b = binary.AppendUvarint(b, uint64(created.UnixMilli()))
+	b = binary.AppendUvarint(b, uint64(len(traceparent)))
+	b = append(b, traceparent...)
+	b = append(b, payload...)
+	return string(b)
+}
+
+// work is a decoded workBlob.
+type work struct {
+	priority             int
+	executeAt, createdAt time.Time
+	traceparent          string
+	payload              []byte // nil when empty
+}
+
+func decodeWork(s string) (work, error) {
+	var w work
+	if s == "" || s[0] != workVersion {
+		return w, fmt.Errorf("store: task work field: unknown encoding")
+	}
+	b := []byte(s[1:])
+	var v [4]uint64
+	for i := range v {
+		n, k := binary.Uvarint(b)
+		if k <= 0 {
+			return w, fmt.Errorf("store: task work field: truncated")
+		}
+		v[i], b = n, b[k:]
+	}
+	if v[3] > uint64(len(b)) {
+		return w, fmt.Errorf("store: task work field: truncated traceparent")
+	}
+	w.priority = int(v[0])
+	w.executeAt, w.createdAt = time.UnixMilli(int64(v[1])).UTC(), time.UnixMilli(int64(v[2])).UTC()
+	w.traceparent, b = string(b[:v[3]]), b[v[3]:]
+	if len(b) > 0 {
+		w.payload = b
+	}
+	return w, nil
+}
+
+// traceParentOf is the traceparent in a script's reply that gives the
+// work field or, for a task stored before it existed, the traceparent.
+func traceParentOf(v string) string {
+	if v == "" || v[0] != workVersion {
+		return v
+	}
+	w, _ := decodeWork(v)
+	return w.traceparent
+}
 
 // decodeTask reads a task hash. id is the task's id (not stored in it).
 func decodeTask(id string, h map[string]string) (Task, error) {
@@ -75,15 +147,21 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		Parked:          h[fParked] == "1",
 		RequeuedAt:      msTime(h[fRequeuedAt]),
 	}
+	if v, ok := h[fWork]; ok {
+		w, err := decodeWork(v)
+		if err != nil {
+			return t, fmt.Errorf("store: task %s: %w", id, err)
+		}
+		t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent, t.Payload = w.priority, w.executeAt, w.createdAt, w.traceparent, w.payload
+	} else if v := h[fPayload]; v != "" { // stored before the work field
+		t.Payload = []byte(v)
+	}
 	// A write that sets another time leaves "ua" out when it equals that
 	// time (creation, finish): updated is the latest of them.
 	for _, at := range [...]time.Time{t.CreatedAt, t.FinishedAt} {
 		if at.After(t.UpdatedAt) {
 			t.UpdatedAt = at
 		}
-	}
-	if v, ok := h[fPayload]; ok && v != "" {
-		t.Payload = []byte(v)
 	}
 	if v, ok := h[fOutput]; ok && v != "" {
 		t.Output = []byte(v)

@@ -135,7 +135,7 @@ func (s *Store) ResumeFunc(ctx context.Context, ns, name, collection string, fn 
 					total++
 					if fn != nil {
 						tp, _ := res[i+2].(string)
-						told = append(told, Enqueued{TaskID: id, Lambda: name, TraceParent: tp, From: atfv1.TaskState_TASK_STATE_NEW})
+						told = append(told, Enqueued{TaskID: id, Lambda: name, TraceParent: traceParentOf(tp), From: atfv1.TaskState_TASK_STATE_NEW})
 					}
 				}
 				// As for Schedule: the enqueue timeout redoes a lost push.
@@ -305,7 +305,7 @@ local res = {#entries / 2, ARGV[5], ARGV[6]}
 for i = 1, #entries, 2 do
   local id = entries[i]
   local tkey = ARGV[4] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "tp")
+  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "w")
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
@@ -318,7 +318,7 @@ for i = 1, #entries, 2 do
     redis.call("ZADD", KEYS[3], ARGV[3], id)
     res[#res + 1] = v[4]
     res[#res + 1] = id
-    res[#res + 1] = v[5] or ""
+    res[#res + 1] = v[5] or redis.call("HGET", tkey, "tp") or "" -- as in processDueScript
   end
 end
 return res

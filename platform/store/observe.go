@@ -26,7 +26,7 @@ const pushStride = 5
 // and id: state before, traceparent, lambda.
 func enqueuedFrom(id string, v []any) Enqueued {
 	str := func(i int) string { s, _ := v[i].(string); return s }
-	e := Enqueued{TaskID: id, TraceParent: str(1), Lambda: str(2)}
+	e := Enqueued{TaskID: id, TraceParent: traceParentOf(str(1)), Lambda: str(2)}
 	if st, err := strconv.Atoi(str(0)); err == nil {
 		e.From = atfv1.TaskState(st)
 	}

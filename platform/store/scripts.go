@@ -12,10 +12,12 @@ import "github.com/redis/go-redis/v9"
 // unix milliseconds, so tests drive the clock. They stick to Lua 5.1 and
 // redis.call, and run unchanged on redis-server and miniredis.
 //
-// Task hash fields (see taskFields in codec.go):
+// Task hash fields (see the f* constants in codec.go):
 //
-//	ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb pg err
-//	out otr dur tp tok cr pk rq
+//	ns lam lv st att max key col q w ea sa fa ua ra hb pg err out otr
+//	dur tok cr pk rq xs
+//
+// and, in tasks stored before "w" packed them: pri pl xa ca tp.
 
 // luaPrelude holds the constants and helpers every task script shares. It
 // is part of each script's text.
@@ -117,7 +119,8 @@ return {0}
 // ARGV[6] partition number
 //
 // Returns, once claimed, {attempt, token, nil, then the values of
-// claimFields} (one HMGET read them all); 0 when the task is gone or not
+// claimFields} (one HMGET read them all), and for a task stored before
+// the work field those of oldClaimFields after them; 0 when the task is gone or not
 // ENQUEUED (cancelled, claimed already, a duplicate queue entry) or was
 // parked because its lambda or collection is paused (gate.go). Only what
 // an execution needs comes back: every element of a script's reply costs
@@ -131,6 +134,12 @@ end
 if park(KEYS[1], KEYS[2], ARGV[1], ARGV[3]) then
   return 0
 end
+if not v[7] then
+  local old = redis.call("HMGET", KEYS[1], ` + oldClaimFields + `)
+  for i = 1, #old do
+    v[#v + 1] = old[i]
+  end
+end
 local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
 redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok)
 set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
@@ -139,8 +148,12 @@ return v
 `)
 
 // claimFields are the task hash fields claimScript returns after attempt,
-// token and a nil, in the order decodeClaimed reads them.
-const claimFields = `"ns", "lam", "pri", "max", "pl", "tp", "xs", "xa", "ea", "rq", "ca"`
+// token and a nil, in the order decodeClaimed reads them; oldClaimFields
+// those of a task stored before the work field ("w" is then nil).
+const (
+	claimFields    = `"ns", "lam", "max", "w", "xs", "ea", "rq"`
+	oldClaimFields = `"pri", "pl", "tp", "xa", "ca"`
+)
 
 // heartbeatScript extends a claim and answers what the executor must do.
 //
@@ -292,7 +305,7 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "tp")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w")
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -332,7 +345,9 @@ for _, id in ipairs(ids) do
     res[#res + 1] = v[5]
     res[#res + 1] = id
     res[#res + 1] = st
-    res[#res + 1] = v[9] or ""
+    -- the work field (the caller reads the traceparent from it), or the
+    -- traceparent of a task stored before it
+    res[#res + 1] = v[9] or redis.call("HGET", tkey, "tp") or ""
     res[#res + 1] = v[7] or ""
   end
 end

@@ -245,3 +245,32 @@ func TestDueAt(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkBlob(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	for _, tc := range []struct {
+		pri     int
+		tp      string
+		payload []byte
+	}{{0, "", nil}, {9, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte{0, 1, 0xff}}, {3, "", []byte("p")}} {
+		blob := workBlob(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)
+		w, err := decodeWork(blob)
+		if err != nil || w.priority != tc.pri || !w.executeAt.Equal(at) || !w.createdAt.Equal(at.Add(-time.Hour)) || w.traceparent != tc.tp || string(w.payload) != string(tc.payload) || (tc.payload == nil) != (w.payload == nil) {
+			t.Errorf("round trip of %+v: %+v %v", tc, w, err)
+		}
+		if got := traceParentOf(blob); got != tc.tp {
+			t.Errorf("traceParentOf = %q, want %q", got, tc.tp)
+		}
+		for n := 1; n < len(blob)-len(tc.payload); n++ {
+			if _, err := decodeWork(blob[:n]); err == nil {
+				t.Errorf("%d of %d bytes decoded without an error", n, len(blob))
+			}
+		}
+	}
+	if got := traceParentOf("00-abc"); got != "00-abc" {
+		t.Errorf("a plain traceparent: %q", got)
+	}
+	if _, err := decodeWork("00-abc"); err == nil {
+		t.Error("a traceparent decoded as a work field")
+	}
+}

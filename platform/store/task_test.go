@@ -10,6 +10,7 @@ import (
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestScheduleNow(t *testing.T) {
@@ -655,4 +656,57 @@ func TestSetResultClearsEarlierAttempts(t *testing.T) {
 		t.Fatalf("attempt %d after Retry", rerun.Attempt)
 	}
 	succeed(rerun)
+}
+
+// TestTasksStoredBeforeTheWorkField: a task stored by a version that kept
+// priority, payload, traceparent and times in fields of their own (no
+// "w") still reads, claims, is pushed by the consumer with its
+// traceparent, and finishes.
+func TestTasksStoredBeforeTheWorkField(t *testing.T) {
+	b := setup(t)
+	var told []Enqueued
+	b.store.opts.OnEnqueue = func(_ context.Context, e []Enqueued) { told = append(told, e...) }
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	now := b.clock.Now()
+	id := b.store.newID(0, now)
+	p, _ := b.store.PartitionOf(id)
+	nowMS := ms(now)
+	// As the previous version's prepare wrote it, due now and enqueued.
+	if err := b.rdb.HSet(b.ctx, taskKey(p, id), fNamespace, ns, fLambda, "echo", fState, "2", fMaxAttempts, "3",
+		fPriority, "7", fQueue, b.store.QueueKey(ns, "echo", 7), fExecuteAt, nowMS, fCreatedAt, nowMS, fUpdatedAt, nowMS,
+		fEnqueuedAt, nowMS, fTraceParent, tp, fPayload, "old").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.ZAdd(b.ctx, triggerKey(p), redis.Z{Score: float64(now.Add(enqueueTmo).UnixMilli()), Member: id})
+	got := b.get(t, id)
+	if got.Priority != 7 || string(got.Payload) != "old" || got.TraceParent != tp || !got.ExecuteAt.Equal(now) || !got.CreatedAt.Equal(now) {
+		t.Fatalf("GetTask of an old task: %+v", got)
+	}
+	// The push was lost: the consumer pushes it again, with its traceparent.
+	b.clock.Advance(enqueueTmo)
+	b.processAll(t)
+	if len(told) != 1 || told[0].TaskID != id || told[0].TraceParent != tp {
+		t.Fatalf("told %+v, want the task with its traceparent", told)
+	}
+	claimed := b.claim(t, id)
+	if claimed.Priority != 7 || string(claimed.Payload) != "old" || claimed.TraceParent != tp || !claimed.ExecuteAt.Equal(now) || !claimed.CreatedAt.Equal(now) || claimed.Namespace != ns || claimed.Lambda != "echo" {
+		t.Fatalf("claimed old task: %+v", claimed)
+	}
+	if st, err := b.store.SetResult(b.ctx, Result{TaskID: id, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte("done")}); err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("SetResult: %s %v", st, err)
+	}
+	if done := b.get(t, id); string(done.Output) != "done" || string(done.Payload) != "old" {
+		t.Fatalf("finished old task: %+v", done)
+	}
+	// New tasks keep those in the work field: a task hash of fewer fields.
+	fresh := b.schedule(t, NewTask{Priority: 3, Payload: []byte("new"), TraceParent: tp})
+	fp, _ := b.store.PartitionOf(fresh.ID)
+	for _, f := range []string{fPriority, fPayload, fTraceParent, fExecuteAt, fCreatedAt, fUpdatedAt} {
+		if b.rdb.HExists(b.ctx, taskKey(fp, fresh.ID), f).Val() {
+			t.Errorf("a new task has field %s", f)
+		}
+	}
+	if got := b.get(t, fresh.ID); got.Priority != 3 || string(got.Payload) != "new" || got.TraceParent != tp || !got.UpdatedAt.Equal(got.CreatedAt) {
+		t.Fatalf("new task: %+v", got)
+	}
 }

@@ -66,7 +66,7 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 // decodeClaimed reads claimScript's reply for a claimed task.
 func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	r, _ := reply.([]any)
-	if len(r) != 14 {
+	if len(r) != 10 && len(r) != 15 {
 		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
 	}
 	f := r[3:]
@@ -80,20 +80,27 @@ func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 		LambdaVersion: req.LambdaVersion,
 		State:         atfv1.TaskState_TASK_STATE_CLAIMED,
 		Attempt:       int(att),
-		MaxAttempts:   int(atoi64(str(f[3]))),
-		Priority:      int(atoi64(str(f[2]))),
+		MaxAttempts:   int(atoi64(str(f[2]))),
 		Token:         tok,
-		TraceParent:   str(f[5]),
-		LastExecution: str(f[6]),
-		ExecuteAt:     msTime(str(f[7])),
-		EnqueuedAt:    msTime(str(f[8])),
-		RequeuedAt:    msTime(str(f[9])),
-		CreatedAt:     msTime(str(f[10])),
+		LastExecution: str(f[4]),
+		EnqueuedAt:    msTime(str(f[5])),
+		RequeuedAt:    msTime(str(f[6])),
 		UpdatedAt:     now.Truncate(time.Millisecond).UTC(),
 	}
-	if pl := str(f[4]); pl != "" {
+	if len(f) == 7 {
+		w, err := decodeWork(str(f[3]))
+		if err != nil {
+			return Task{}, fmt.Errorf("store: claim %s: %w", req.TaskID, err)
+		}
+		t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent, t.Payload = w.priority, w.executeAt, w.createdAt, w.traceparent, w.payload
+		return t, nil
+	}
+	old := f[7:] // oldClaimFields
+	t.Priority = int(atoi64(str(old[0])))
+	if pl := str(old[1]); pl != "" {
 		t.Payload = []byte(pl)
 	}
+	t.TraceParent, t.ExecuteAt, t.CreatedAt = str(old[2]), msTime(str(old[3])), msTime(str(old[4]))
 	return t, nil
 }
 
