@@ -20,7 +20,8 @@ const HeartbeatTimeoutMessage = "executor stopped heartbeating"
 //	NEW                          -> ENQUEUED (its trigger is execute_at
 //	                                less Options.DispatchLead)
 //	ENQUEUED (enqueue timeout)   -> pushed again, stays ENQUEUED
-//	CLAIMED (claim timeout)      -> ENQUEUED, attempt - 1 (it never ran)
+//	CLAIMED (claim timeout)      -> ENQUEUED, attempt - 1 (it never ran);
+//	                                CANCELLED if cancel was requested
 //	PROCESSING (heartbeat t/o)   -> ENQUEUED with a HEARTBEAT_TIMEOUT error,
 //	                                FATAL_FAILURE (attempts exhausted) at max
 //	                                attempts, CANCELLED if cancel was requested
@@ -28,8 +29,12 @@ const HeartbeatTimeoutMessage = "executor stopped heartbeating"
 //
 // Every task left ENQUEUED gets the trigger now + t.Enqueue and is pushed
 // to its queue after the script (queue keys live outside the partition's
-// slot). Only t.Enqueue is read: the claim and heartbeat deadlines were
-// set by Claim and Heartbeat when they stored the triggers.
+// slot). A CLAIMED task's deadline is its claim plus t.Claim: Claim leaves
+// the enqueue trigger in place when it comes no later than that, and a
+// task found claimed and alive gets its deadline as its trigger (the
+// controllers' claim timeout must not be longer than t.Claim; zero:
+// the trigger is the deadline). The heartbeat deadline was set by
+// Heartbeat when it stored the trigger.
 //
 // moved counts the tasks handled; next is the earliest trigger left in the
 // partition (zero when none). next <= now means more are due already.
@@ -59,7 +64,7 @@ func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit
 	now := s.now()
 	res, err := processDueScript.Run(ctx, s.rdb, []string{triggerKey(partition)},
 		ms(now), limit, partPrefix(partition), ms(now.Add(enqueue)), blob, lastBlob,
-		s.opts.Retention.Milliseconds()).Slice()
+		s.opts.Retention.Milliseconds(), t.Claim.Milliseconds()).Slice()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("store: process due triggers of partition %d: %w", partition, err)
 	}

@@ -192,3 +192,67 @@ func TestProcessDueLimitAndStale(t *testing.T) {
 		t.Fatalf("empty partition: %d %s %v", n, next, err)
 	}
 }
+
+// TestClaimKeepsEnqueueTrigger: with an enqueue timeout no longer than the
+// claim timeout (the defaults: 30s both), a claim leaves the task's
+// enqueue trigger in place — one sorted-set write less per task — and the
+// consumer, finding the claim alive there, moves the trigger to the
+// claim's deadline; past it the task is enqueued again as ever.
+func TestClaimKeepsEnqueueTrigger(t *testing.T) {
+	b := setup(t)
+	const enqueue, claim = 5 * time.Second, 30 * time.Second
+	b.store = New(b.rdb, Options{Partitions: 4, Retention: time.Hour, Now: b.clock.Now, EnqueueTimeout: enqueue})
+	tmo := Timeouts{Enqueue: enqueue, Claim: claim, Heartbeat: heartbeatTmo}
+	task := b.schedule(t, NewTask{Priority: 4})
+	enqueuedTill := b.clock.Now().Add(enqueue)
+	b.clock.Advance(time.Second)
+	got, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID, LambdaVersion: 1}}, claim)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Claim: %v %v", got, err)
+	}
+	claimedTill := b.clock.Now().Add(claim)
+	b.wantTrigger(t, task.ID, enqueuedTill)
+
+	process := func() {
+		t.Helper()
+		for p := range b.store.Partitions() {
+			if _, _, err := b.store.ProcessDue(b.ctx, p, tmo, 100); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// At the enqueue trigger the claim is alive: nothing pushed, the
+	// trigger moves to the claim's deadline.
+	b.clock.Advance(enqueue)
+	process()
+	wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_CLAIMED)
+	if q := b.queue(t, 4); !slices.Equal(q, []string{task.ID}) { // the schedule's push, not popped here
+		t.Fatalf("queue %v, want nothing more pushed", q)
+	}
+	b.wantTrigger(t, task.ID, claimedTill)
+	// Past the deadline it is enqueued again, the attempt not counted.
+	b.clock.Advance(claimedTill.Sub(b.clock.Now()))
+	process()
+	again := b.get(t, task.ID)
+	wantState(t, again, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	if again.Attempt != 0 || again.Token != 1 {
+		t.Fatalf("attempt %d token %d, want 0 and 1", again.Attempt, again.Token)
+	}
+	if q := b.queue(t, 4); !slices.Equal(q, []string{task.ID, task.ID}) {
+		t.Fatalf("queue %v", q)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueue))
+
+	// A claim timeout shorter than what is left of the enqueue trigger
+	// moves the trigger to the claim's deadline at once; a result removes
+	// it.
+	second, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID, LambdaVersion: 1}}, time.Second)
+	if err != nil || len(second) != 1 {
+		t.Fatalf("second Claim: %v %v", second, err)
+	}
+	b.wantTrigger(t, task.ID, b.clock.Now().Add(time.Second))
+	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second[0].Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
+		t.Fatal(err)
+	}
+	b.wantNoTrigger(t, task.ID)
+}

@@ -117,6 +117,13 @@ return {0}
 // ARGV[4] claim deadline: now + claim timeout (ms)
 // ARGV[5] wake channel
 // ARGV[6] partition number
+// ARGV[7] enqueue timeout (ms)
+//
+// The task's trigger stays where its enqueue put it (enqueued + enqueue
+// timeout) when that comes no later than the claim deadline — with the
+// default timeouts, always: processDueScript then finds the claim alive
+// (updated + claim timeout) and moves the trigger to its deadline. Nearly
+// every task is finished before, and never pays for a move.
 //
 // Returns, once claimed, {attempt, token, nil, then the values of
 // claimFields} (one HMGET read them all), and for a task stored before
@@ -142,7 +149,10 @@ if not v[7] then
 end
 local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
 redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok)
-set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
+local ea = tonumber(v[9])
+if not ea or ea + tonumber(ARGV[7]) > tonumber(ARGV[4]) then
+  set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
+end
 v[1], v[2], v[3] = att, tok, false
 return v
 `)
@@ -294,6 +304,8 @@ return {tonumber(nst)}
 // ARGV[5] heartbeat-timeout error (atf.v1.TaskError, proto binary)
 // ARGV[6] the same error with attempts_exhausted set
 // ARGV[7] retention (ms)
+// ARGV[8] claim timeout (ms): a CLAIMED task's deadline is its claim
+// ("ua") plus this; with 0 its trigger is its deadline
 //
 // Returns {moved, earliest remaining trigger (ms) or "", then per push the
 // caller must make: queue, id, state before (the reason), traceparent,
@@ -301,11 +313,12 @@ return {tonumber(nst)}
 var processDueScript = redis.NewScript(luaPrelude + `
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
 local now = ARGV[1]
+local claim = tonumber(ARGV[8])
 local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua")
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -319,6 +332,10 @@ for _, id in ipairs(ids) do
     -- cancelled here rather than running again to hear so at a heartbeat
     redis.call("HSET", tkey, "st", CANCELLED, "att", math.max(att - 1, 0), "ua", now)
     finish(tkey, KEYS[1], id, now, ARGV[7], ARGV[3], v[6], v[7], v[8])
+  elseif st == CLAIMED and claim > 0 and (tonumber(v[10]) or 0) + claim > tonumber(now) then
+    -- claimed after its enqueue trigger was set (claimScript): alive
+    -- until the claim's deadline, when it is looked at again
+    redis.call("ZADD", KEYS[1], tonumber(v[10]) + claim, id)
   elseif st == CLAIMED then
     -- the claimer never started it: the attempt does not count
     redis.call("HSET", tkey, "st", ENQUEUED, "att", math.max(att - 1, 0), "ea", now, "ua", now)

@@ -38,7 +38,7 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 		}
 		calls = append(calls, scriptCall{
 			keys: []string{taskKey(p, c.TaskID), triggerKey(p)},
-			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wake, p},
+			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wake, p, s.opts.EnqueueTimeout.Milliseconds()},
 		})
 		reqs = append(reqs, c)
 	}
