@@ -52,6 +52,9 @@ func TestProcessDue(t *testing.T) {
 			t.Fatalf("queue %v", q)
 		}
 		b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueueTmo))
+		if !got.EnqueuedAt.Equal(b.clock.Now()) {
+			t.Fatalf("enqueued at %s, want the push again, %s", got.EnqueuedAt, b.clock.Now())
+		}
 		b.claim(t, task.ID)
 	})
 

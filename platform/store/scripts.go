@@ -326,6 +326,9 @@ for _, id in ipairs(ids) do
     redis.call("HSET", tkey, "st", ENQUEUED, "ea", now, "ua", now)
     push = true
   elseif st == ENQUEUED then
+    -- pushed again (the push was lost): enqueued now, which is what a
+    -- claim reckons its trigger from
+    redis.call("HSET", tkey, "ea", now)
     push = true
   elseif st == CLAIMED and v[4] == "1" then
     -- cancelled while claimed, and its claimer never started it: it ends
