@@ -1,6 +1,9 @@
 package store_test
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,13 +54,8 @@ func logCommandStats(b *testing.B, rdb redis.UniversalClient, ops int) {
 // throughput on one Redis (it runs commands on one thread), without the
 // platform's own CPU in the way. One op is one task.
 func BenchmarkTaskRedisCost(b *testing.B) {
-	rdb := redistest.Start(b)
-	s := store.New(rdb, store.Options{})
+	rdb, s, lambdas := benchStore(b)
 	ctx := b.Context()
-	if _, err := s.DeployLambda(ctx, store.Lambda{Namespace: "default", Name: "noop", SHA256: strings.Repeat("a", 64), MemoryMB: 64, MaxAttempts: 3, Timeout: time.Minute}); err != nil {
-		b.Fatal(err)
-	}
-	lambdas := []store.PopLambda{{Queues: []string{s.QueueKey("default", "noop", 0)}, Running: s.RunningKey("default", "noop")}}
 	const batch, workers = 100, 8
 	cycle := func() error { // one batch through its life
 		nts := make([]store.NewTask, batch)
@@ -129,7 +127,7 @@ func BenchmarkTaskRedisCost(b *testing.B) {
 }
 
 // redisCPU is the CPU time redis-server has used so far.
-func redisCPU(b *testing.B, rdb redis.UniversalClient) time.Duration {
+func redisCPU(b testing.TB, rdb redis.UniversalClient) time.Duration {
 	info, err := rdb.Info(b.Context(), "cpu").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -143,4 +141,126 @@ func redisCPU(b *testing.B, rdb redis.UniversalClient) time.Duration {
 		}
 	}
 	return total
+}
+
+// benchStore is a store over a fresh redis-server — or over the one at
+// ATF_BENCH_REDIS_ADDR, e.g. one run under valgrind — with a lambda
+// "noop" deployed, and that lambda's queues as Pop takes them.
+func benchStore(b *testing.B) (*redis.Client, *store.Store, []store.PopLambda) {
+	var rdb *redis.Client
+	if addr := os.Getenv("ATF_BENCH_REDIS_ADDR"); addr != "" {
+		rdb = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+		b.Cleanup(func() { _ = rdb.Close() })
+	} else {
+		rdb = redistest.Start(b)
+	}
+	s := store.New(rdb, store.Options{})
+	if _, err := s.DeployLambda(b.Context(), store.Lambda{Namespace: "default", Name: "noop", SHA256: strings.Repeat("a", 64), MemoryMB: 64, MaxAttempts: 3, Timeout: time.Minute}); err != nil {
+		b.Fatal(err)
+	}
+	return rdb, s, []store.PopLambda{{Queues: []string{s.QueueKey("default", "noop", 0)}, Running: s.RunningKey("default", "noop")}}
+}
+
+// BenchmarkTaskPhases runs due-now tasks through their life one phase at
+// a time — all scheduled (ScheduleBatch of 100 from 8 goroutines), then
+// all popped and claimed, then all results set — 2,400 tasks per op
+// (ATF_BENCH_TASKS, a multiple of 800), and reports redis-server's CPU per task in each.
+//
+// CPU time on a shared machine swings by ±15% between runs; redis-server's
+// instructions do not. With ATF_BENCH_REDIS_ADDR naming a redis-server run
+// under callgrind and ATF_BENCH_CALLGRIND_PID its pid, the benchmark dumps
+// callgrind's counts after each phase (callgrind_control -d), one file per
+// phase; BENCHMARKS.md has the commands.
+func BenchmarkTaskPhases(b *testing.B) {
+	rdb, s, lambdas := benchStore(b)
+	ctx := b.Context()
+	n := 2400
+	if v, err := strconv.Atoi(os.Getenv("ATF_BENCH_TASKS")); err == nil && v >= 800 {
+		n = v / 800 * 800
+	}
+	const workers = 8
+	dump := func(phase string) {
+		if pid := os.Getenv("ATF_BENCH_CALLGRIND_PID"); pid != "" {
+			if out, err := exec.Command("callgrind_control", "-d", phase, pid).CombinedOutput(); err != nil {
+				b.Fatalf("callgrind_control: %v: %s", err, out)
+			}
+		}
+	}
+	var cpu [3]time.Duration
+	round := 0
+	for b.Loop() {
+		round++
+		dump(fmt.Sprintf("r%d-start", round))
+		c0 := redisCPU(b, rdb)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for range n / workers / 100 {
+					nts := make([]store.NewTask, 100)
+					for j := range nts {
+						nts[j] = store.NewTask{Namespace: "default", Lambda: "noop", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+					}
+					if _, err := s.ScheduleBatch(ctx, nts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		dump(fmt.Sprintf("r%d-schedule", round))
+		c1 := redisCPU(b, rdb)
+		var mu sync.Mutex
+		var claimed []store.Task
+		for range workers {
+			wg.Go(func() {
+				for {
+					popped, err := s.Pop(ctx, lambdas, 100, 0, "")
+					if err != nil || len(popped) == 0 {
+						return
+					}
+					reqs := make([]store.ClaimRequest, len(popped))
+					for i, p := range popped {
+						reqs[i] = store.ClaimRequest{TaskID: p.TaskID, LambdaVersion: 1}
+					}
+					got, err := s.Claim(ctx, reqs, 30*time.Second)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					claimed = append(claimed, got...)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(claimed) != n {
+			b.Fatalf("claimed %d of %d tasks", len(claimed), n)
+		}
+		dump(fmt.Sprintf("r%d-claim", round))
+		c2 := redisCPU(b, rdb)
+		next := make(chan store.Task)
+		for range 64 { // as many results at once as an executor's slots finish
+			wg.Go(func() {
+				for t := range next {
+					if _, err := s.SetResult(ctx, store.Result{TaskID: t.ID, Token: t.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Duration: 50 * time.Microsecond}); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		}
+		for _, t := range claimed {
+			next <- t
+		}
+		close(next)
+		wg.Wait()
+		dump(fmt.Sprintf("r%d-result", round))
+		c3 := redisCPU(b, rdb)
+		cpu[0], cpu[1], cpu[2] = cpu[0]+c1-c0, cpu[1]+c2-c1, cpu[2]+c3-c2
+	}
+	tasks := float64(round * n)
+	for i, phase := range []string{"schedule", "claim", "result"} {
+		b.ReportMetric(float64(cpu[i].Microseconds())/tasks, phase+"-redis-us/task")
+	}
 }
