@@ -66,14 +66,7 @@ func TestProcessDue(t *testing.T) {
 		wantState(t, b.get(t, task.ID), atfv1.TaskState_TASK_STATE_CLAIMED)
 		b.clock.Advance(time.Millisecond)
 		b.processAll(t)
-		got := b.get(t, task.ID)
-		wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
-		if got.Attempt != 0 || got.Token != 1 {
-			t.Fatalf("attempt %d token %d, want 0 and 1", got.Attempt, got.Token)
-		}
-		if q := b.queue(t, 6); !slices.Equal(q, []string{task.ID, task.ID}) {
-			t.Fatalf("queue %v", q)
-		}
+		b.wantClaimTimedOut(t, task.ID, 6)
 		b.claim(t, task.ID)
 	})
 
@@ -236,14 +229,7 @@ func TestClaimKeepsEnqueueTrigger(t *testing.T) {
 	// Past the deadline it is enqueued again, the attempt not counted.
 	b.clock.Advance(claimedTill.Sub(b.clock.Now()))
 	process()
-	again := b.get(t, task.ID)
-	wantState(t, again, atfv1.TaskState_TASK_STATE_ENQUEUED)
-	if again.Attempt != 0 || again.Token != 1 {
-		t.Fatalf("attempt %d token %d, want 0 and 1", again.Attempt, again.Token)
-	}
-	if q := b.queue(t, 4); !slices.Equal(q, []string{task.ID, task.ID}) {
-		t.Fatalf("queue %v", q)
-	}
+	b.wantClaimTimedOut(t, task.ID, 4)
 	b.wantTrigger(t, task.ID, b.clock.Now().Add(enqueue))
 
 	// A claim timeout shorter than what is left of the enqueue trigger
@@ -258,4 +244,19 @@ func TestClaimKeepsEnqueueTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.wantNoTrigger(t, task.ID)
+}
+
+// wantClaimTimedOut: a task scheduled due now (one push) and claimed once,
+// whose claim timed out, is ENQUEUED again and pushed again, its attempt
+// uncounted and its token that of the lost claim.
+func (b *testBundle) wantClaimTimedOut(t *testing.T, id string, priority int) {
+	t.Helper()
+	got := b.get(t, id)
+	wantState(t, got, atfv1.TaskState_TASK_STATE_ENQUEUED)
+	if got.Attempt != 0 || got.Token != 1 {
+		t.Fatalf("attempt %d token %d, want 0 and 1", got.Attempt, got.Token)
+	}
+	if q := b.queue(t, priority); !slices.Equal(q, []string{id, id}) {
+		t.Fatalf("queue %v, want the task pushed twice", q)
+	}
 }
