@@ -127,12 +127,12 @@ return {0}
 //
 // Returns, once claimed, {attempt, token, nil, then the values of
 // claimFields} (one HMGET read them all), and for a task stored before
-// the work field those of oldClaimFields after them; 0 when the task is gone or not
-// ENQUEUED (cancelled, claimed already, a duplicate queue entry) or was
-// parked because its lambda or collection is paused (gate.go). Only what
-// an execution needs comes back: every element of a script's reply costs
-// redis-server a conversion each way (the whole hash cost ~10 us per task
-// more).
+// the work field those of oldClaimFields after them; 0 when the task is
+// gone or not ENQUEUED (cancelled, claimed already, a duplicate queue
+// entry) or was parked because its lambda or collection is paused
+// (gate.go). Only what an execution needs comes back: every element of a
+// script's reply costs redis-server a conversion each way (the whole hash
+// cost ~10 us per task more).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
 local v = redis.call("HMGET", KEYS[1], "st", "att", "tok", ` + claimFields + `)
 if v[1] ~= ENQUEUED then

@@ -16,16 +16,19 @@ type ClaimRequest struct {
 }
 
 // Claim moves popped tasks from ENQUEUED to CLAIMED: attempt and fencing
-// token go up by one, the lambda version is recorded and the next trigger
-// is now + claimTimeout. Tasks that are not ENQUEUED (cancelled, claimed
-// already, a duplicate queue entry, gone, malformed ids) are skipped
-// silently. One round trip.
+// token go up by one, the lambda version is recorded, and a task not
+// started by now + claimTimeout is enqueued again (its trigger moves
+// there, or stays at its enqueue timeout when that comes no later: the
+// consumer then finds the claim alive and moves it; ProcessDue). Tasks
+// that are not ENQUEUED (cancelled, claimed already, a duplicate queue
+// entry, gone, malformed ids) are skipped silently. One round trip.
 //
 // A returned task carries what an execution needs: id, namespace, lambda
 // and the claimed version, state, priority, attempt and max attempts,
 // fencing token, payload, trace context, last execution, execute,
-// created and enqueued times, RequeuedAt, updated = now. Not the previous attempt's
-// output or error, nor the other times: GetTask reads those.
+// created and enqueued times, RequeuedAt, updated = now. Not the
+// previous attempt's output or error, nor the other times: GetTask reads
+// those.
 func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
 	now := s.now()
 	deadline, wake := ms(now.Add(claimTimeout)), wakeFor(now, now.Add(claimTimeout))
