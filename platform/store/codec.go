@@ -73,12 +73,11 @@ func workBlob(priority int, executeAt, created time.Time, traceparent string, pa
 	return string(b)
 }
 
-// work is a decoded workBlob.
+// work is a decoded workBlob. Its strings share the blob's memory.
 type work struct {
 	priority             int
 	executeAt, createdAt time.Time
-	traceparent          string
-	payload              []byte // nil when empty
+	traceparent, payload string
 }
 
 func decodeWork(s string) (work, error) {
@@ -86,25 +85,31 @@ func decodeWork(s string) (work, error) {
 	if s == "" || s[0] != workVersion {
 		return w, fmt.Errorf("store: task work field: unknown encoding")
 	}
-	b := []byte(s[1:])
+	rest := s[1:]
 	var v [4]uint64
 	for i := range v {
-		n, k := binary.Uvarint(b)
+		n, k := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
 		if k <= 0 {
 			return w, fmt.Errorf("store: task work field: truncated")
 		}
-		v[i], b = n, b[k:]
+		v[i], rest = n, rest[k:]
 	}
-	if v[3] > uint64(len(b)) {
+	if v[3] > uint64(len(rest)) {
 		return w, fmt.Errorf("store: task work field: truncated traceparent")
 	}
 	w.priority = int(v[0])
 	w.executeAt, w.createdAt = time.UnixMilli(int64(v[1])).UTC(), time.UnixMilli(int64(v[2])).UTC()
-	w.traceparent, b = string(b[:v[3]]), b[v[3]:]
-	if len(b) > 0 {
-		w.payload = b
-	}
+	w.traceparent, w.payload = rest[:v[3]], rest[v[3]:]
 	return w, nil
+}
+
+// fill sets the task's fields that w holds.
+func (w work) fill(t *Task) {
+	t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent = w.priority, w.executeAt, w.createdAt, w.traceparent
+	t.Payload = nil
+	if w.payload != "" {
+		t.Payload = []byte(w.payload)
+	}
 }
 
 // traceParentOf is the traceparent in a script's reply that gives the
@@ -152,7 +157,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		if err != nil {
 			return t, fmt.Errorf("store: task %s: %w", id, err)
 		}
-		t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent, t.Payload = w.priority, w.executeAt, w.createdAt, w.traceparent, w.payload
+		w.fill(&t)
 	} else if v := h[fPayload]; v != "" { // stored before the work field
 		t.Payload = []byte(v)
 	}

@@ -255,8 +255,10 @@ func TestWorkBlob(t *testing.T) {
 	}{{0, "", nil}, {9, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte{0, 1, 0xff}}, {3, "", []byte("p")}} {
 		blob := workBlob(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)
 		w, err := decodeWork(blob)
-		if err != nil || w.priority != tc.pri || !w.executeAt.Equal(at) || !w.createdAt.Equal(at.Add(-time.Hour)) || w.traceparent != tc.tp || string(w.payload) != string(tc.payload) || (tc.payload == nil) != (w.payload == nil) {
-			t.Errorf("round trip of %+v: %+v %v", tc, w, err)
+		var task Task
+		w.fill(&task)
+		if err != nil || task.Priority != tc.pri || !task.ExecuteAt.Equal(at) || !task.CreatedAt.Equal(at.Add(-time.Hour)) || task.TraceParent != tc.tp || string(task.Payload) != string(tc.payload) || (tc.payload == nil) != (task.Payload == nil) {
+			t.Errorf("round trip of %+v: %+v %v", tc, task, err)
 		}
 		if got := traceParentOf(blob); got != tc.tp {
 			t.Errorf("traceParentOf = %q, want %q", got, tc.tp)

@@ -95,7 +95,7 @@ func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 		if err != nil {
 			return Task{}, fmt.Errorf("store: claim %s: %w", req.TaskID, err)
 		}
-		t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent, t.Payload = w.priority, w.executeAt, w.createdAt, w.traceparent, w.payload
+		w.fill(&t)
 		return t, nil
 	}
 	old := f[7:] // oldClaimFields
