@@ -142,7 +142,9 @@ func (f *Frontend) RetryTask(ctx context.Context, req *atfv1.RetryTaskRequest) (
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	retryEnqueued(ctx, t, start)
+	if t.State == atfv1.TaskState_TASK_STATE_ENQUEUED { // not when it waits for its execute_at (NEW)
+		retryEnqueued(ctx, t, start)
+	}
 	return &atfv1.RetryTaskResponse{Task: TaskToProto(t)}, nil
 }
 

@@ -415,13 +415,17 @@ return {code, redis.call("HGETALL", KEYS[1])}
 // KEYS[2] partition trigger zset
 // ARGV[1] task id
 // ARGV[2] now (ms)
-// ARGV[3] enqueue deadline: now + enqueue timeout (ms)
+// ARGV[3] its next trigger (ms): now + enqueue timeout, or, with ARGV[7]
+// "1", its execute_at less the dispatch lead
 // ARGV[4] partition key prefix
 // ARGV[5] wake channel
 // ARGV[6] partition number
+// ARGV[7] "1" when its execute_at is still ahead (it was cancelled before
+// its time): it waits for it, NEW, instead of being enqueued now
 //
 // Returns {0} when there is no such task, else {code, {task hash}} with code
-// 1 enqueued (the caller pushes it), 3 not retriable (nothing changed).
+// 1 enqueued (the caller pushes it unless ARGV[7] is "1"), 3 not
+// retriable (nothing changed).
 var retryScript = redis.NewScript(luaPrelude + `
 local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key")
 local st = v[1]
@@ -431,8 +435,13 @@ end
 if st ~= FATAL and st ~= CANCELLED then
   return {3, redis.call("HGETALL", KEYS[1])}
 end
-redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2], "rq", ARGV[2])
-redis.call("HDEL", KEYS[1], "fa", "ra")
+if ARGV[7] == "1" then
+  redis.call("HSET", KEYS[1], "st", NEW, "att", 0, "cr", "0", "ua", ARGV[2], "rq", ARGV[2])
+  redis.call("HDEL", KEYS[1], "fa", "ra", "ea")
+else
+  redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2], "rq", ARGV[2])
+  redis.call("HDEL", KEYS[1], "fa", "ra")
+end
 redis.call("PERSIST", KEYS[1])
 if v[4] and v[4] ~= "" then
   local kk = ARGV[4] .. "key:" .. v[2] .. ":" .. v[3] .. ":" .. v[4]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -120,15 +121,26 @@ func (s *Store) Cancel(ctx context.Context, ns, id string) (Task, error) {
 // Retry runs a FATAL_FAILURE (dead letter) or CANCELLED task again: it is
 // ENQUEUED with attempt 0, its cancel flag cleared and its retention expiry
 // lifted, and pushed to its queue. Its error stays until the next result.
-// Other states are ErrWrongState.
+// A task whose execute_at is still ahead (cancelled before its time) goes
+// back to NEW and waits for it instead: a task never starts early. Other
+// states are ErrWrongState.
 func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
 	p, err := s.checkOwner(ctx, ns, id)
 	if err != nil {
 		return Task{}, err
 	}
+	// A task cancelled before its time waits for it again: never early.
+	xa, err := s.executeAt(ctx, p, id)
+	if err != nil {
+		return Task{}, err
+	}
 	now := s.now()
+	next, later := now.Add(s.opts.EnqueueTimeout), "0"
+	if at := xa.Add(-s.opts.DispatchLead); at.After(now) {
+		next, later = at, "1"
+	}
 	res, err := retryScript.Run(ctx, s.rdb, []string{taskKey(p, id), triggerKey(p)},
-		id, ms(now), ms(now.Add(s.opts.EnqueueTimeout)), partPrefix(p), wakeFor(now, now.Add(s.opts.EnqueueTimeout)), p).Slice()
+		id, ms(now), ms(next), partPrefix(p), wakeFor(now, next), p, later).Slice()
 	if err != nil {
 		return Task{}, fmt.Errorf("store: retry task %s: %w", id, err)
 	}
@@ -139,9 +151,28 @@ func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
 	if code == 3 {
 		return t, errorf(ErrWrongState, "task %s is %s: only a FATAL_FAILURE or CANCELLED task can be retried", id, t.State)
 	}
-	// As in Schedule: a lost push is redone by the enqueue timeout.
-	_ = s.rdb.LPush(ctx, s.QueueKey(t.Namespace, t.Lambda, t.Priority), id).Err()
+	if later == "0" {
+		// As in Schedule: a lost push is redone by the enqueue timeout.
+		_ = s.rdb.LPush(ctx, s.QueueKey(t.Namespace, t.Lambda, t.Priority), id).Err()
+	}
 	return t, nil
+}
+
+// executeAt reads a task's execute_at (zero when the task is gone).
+func (s *Store) executeAt(ctx context.Context, p int, id string) (time.Time, error) {
+	v, err := s.rdb.HMGet(ctx, taskKey(p, id), fWork, fExecuteAt).Result()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: task %s: %w", id, err)
+	}
+	if w, _ := v[0].(string); w != "" {
+		d, err := decodeWork(w)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("store: task %s: %w", id, err)
+		}
+		return d.executeAt, nil
+	}
+	old, _ := v[1].(string) // stored before the work field
+	return msTime(old), nil
 }
 
 // checkOwner finds a task's partition and checks that it belongs to ns.

@@ -710,3 +710,42 @@ func TestTasksStoredBeforeTheWorkField(t *testing.T) {
 		t.Fatalf("new task: %+v", got)
 	}
 }
+
+// TestRetryBeforeExecuteAt: a task cancelled before its execute_at and
+// then retried waits for its execute_at again — a task never starts early
+// — rather than being enqueued at once.
+func TestRetryBeforeExecuteAt(t *testing.T) {
+	b := setup(t)
+	at := b.clock.Now().Add(time.Hour)
+	task := b.schedule(t, NewTask{ExecuteAt: at, Priority: 2})
+	if got, err := b.store.Cancel(b.ctx, ns, task.ID); err != nil || got.State != atfv1.TaskState_TASK_STATE_CANCELLED {
+		t.Fatalf("Cancel: %+v %v", got, err)
+	}
+	b.clock.Advance(time.Minute)
+	got, err := b.store.Retry(b.ctx, ns, task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, got, atfv1.TaskState_TASK_STATE_NEW)
+	if !got.EnqueuedAt.IsZero() || !got.FinishedAt.IsZero() || got.Attempt != 0 {
+		t.Fatalf("after Retry: %+v", got)
+	}
+	if q := b.queue(t, 2); len(q) != 0 {
+		t.Fatalf("queue %v, want nothing pushed before its time", q)
+	}
+	b.wantTrigger(t, task.ID, at)
+	p, _ := b.store.PartitionOf(task.ID)
+	if ttl := b.rdb.PTTL(b.ctx, taskKey(p, task.ID)).Val(); ttl != -1 {
+		t.Fatalf("TTL %s after Retry, want none", ttl)
+	}
+	// At its time the consumer enqueues it; it runs due then.
+	b.clock.Advance(at.Sub(b.clock.Now()))
+	b.processAll(t)
+	if q := b.queue(t, 2); !slices.Equal(q, []string{task.ID}) {
+		t.Fatalf("queue %v at its time", q)
+	}
+	claimed := b.claim(t, task.ID)
+	if claimed.Attempt != 1 || !claimed.DueAt().Equal(at) {
+		t.Fatalf("claimed: attempt %d due %s, want 1 and %s", claimed.Attempt, claimed.DueAt(), at)
+	}
+}

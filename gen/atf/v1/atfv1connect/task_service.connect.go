@@ -61,7 +61,8 @@ type TaskServiceClient interface {
 	ListTasks(context.Context, *v1.ListTasksRequest) (*v1.ListTasksResponse, error)
 	// CancelTask ends a task CANCELLED; a running task's sandbox is aborted.
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
-	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
+	// RetryTask runs a FATAL_FAILURE or CANCELLED task again; one cancelled
+	// before its execute_at waits for it again (NEW).
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
 	// GetTaskLogs returns what the task's attempts logged: their atf_v1 log
 	// calls and the end of their stderr, per attempt (capped).
@@ -235,7 +236,8 @@ type TaskServiceHandler interface {
 	ListTasks(context.Context, *v1.ListTasksRequest) (*v1.ListTasksResponse, error)
 	// CancelTask ends a task CANCELLED; a running task's sandbox is aborted.
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
-	// RetryTask runs a FATAL_FAILURE or CANCELLED task again.
+	// RetryTask runs a FATAL_FAILURE or CANCELLED task again; one cancelled
+	// before its execute_at waits for it again (NEW).
 	RetryTask(context.Context, *v1.RetryTaskRequest) (*v1.RetryTaskResponse, error)
 	// GetTaskLogs returns what the task's attempts logged: their atf_v1 log
 	// calls and the end of their stderr, per attempt (capped).
