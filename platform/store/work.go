@@ -171,9 +171,11 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 	if err != nil {
 		return 0, err
 	}
-	lastBlob, err := encodeError(exhausted(r.Error))
-	if err != nil {
-		return 0, err
+	var lastBlob string // the script reads it only for a RETRY at max attempts
+	if r.Outcome == atfv1.Outcome_OUTCOME_RETRY {
+		if lastBlob, err = encodeError(exhausted(r.Error)); err != nil {
+			return 0, err
+		}
 	}
 	now := s.now()
 	retryAt := r.RetryAt
