@@ -157,7 +157,8 @@ type Executor struct {
 	mu      sync.Mutex
 	running map[string]*running // registered tasks: held for their execute_at, or started
 	started int                 // of running, those whose sandbox started
-	kick    chan struct{}       // asks for a heartbeat now (a task started)
+	planned time.Time           // when the heartbeat loop wakes next; zero: not known
+	kick    chan struct{}       // asks for a heartbeat now (a task's first beat is due before planned)
 }
 
 type running struct {
@@ -335,10 +336,17 @@ func (e *Executor) execute(w *atfv1.Work) {
 	e.mu.Lock()
 	r.span, r.started = span, true
 	e.started++
+	// The heartbeat loop plans this task's first beat when it wakes; it
+	// need only wake now if that is later than the beat. Under load it
+	// rarely is: a task starting now is due after the ones before it, and
+	// waking the loop for each start had it scan every running task.
+	early := e.planned.IsZero() || r.nextBeat.Before(e.planned)
 	e.mu.Unlock()
-	select { // the heartbeat loop plans this task's first beat
-	case e.kick <- struct{}{}:
-	default:
+	if early {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
 	}
 
 	e.audit("start", w, "")
@@ -521,9 +529,11 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 	now := time.Now()
 	next := now.Add(e.cfg.HeartbeatInterval)
 	e.mu.Lock()
-	rs := make([]*running, 0, len(e.running))
-	beats := make([]*atfv1.Beat, 0, len(e.running))
-	spans := make([]trace.Span, 0, len(e.running))
+	var (
+		rs    []*running
+		beats []*atfv1.Beat
+		spans []trace.Span
+	)
 	for _, r := range e.running {
 		if r.nextBeat.After(now) {
 			if r.nextBeat.Before(next) {
@@ -536,6 +546,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		spans = append(spans, r.span)
 		beats = append(beats, &atfv1.Beat{TaskId: r.work.GetTaskId(), FencingToken: r.work.GetFencingToken(), Progress: r.guest.progress.Load()})
 	}
+	e.planned = next // the loop sleeps until then (heartbeatLoop)
 	e.mu.Unlock()
 	if len(beats) == 0 {
 		return next, nil

@@ -45,6 +45,7 @@ type fakeStatus struct {
 	directive atfv1.Directive
 	fail      bool
 	beats     int
+	firstBeat map[string]time.Time // when each task was first beaten
 	results   []*atfv1.SetResultRequest
 }
 
@@ -52,6 +53,11 @@ func (s *fakeStatus) Heartbeat(_ context.Context, req *atfv1.HeartbeatRequest) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.beats++
+	for _, b := range req.GetBeats() {
+		if _, ok := s.firstBeat[b.GetTaskId()]; !ok && s.firstBeat != nil {
+			s.firstBeat[b.GetTaskId()] = time.Now()
+		}
+	}
 	if s.fail {
 		return nil, errors.New("hsc unreachable")
 	}
@@ -272,6 +278,37 @@ func TestHeldTaskIsNotRunning(t *testing.T) {
 	}
 	if _, results := b.status.snapshot(); len(results) != 1 || b.ex.Running() != 0 || b.ex.Held() != 0 {
 		t.Fatalf("after: %d results, %d running, %d held; want 1, 0, 0", len(results), b.ex.Running(), b.ex.Held())
+	}
+}
+
+// TestFirstBeatAfterEachStart: each task gets its first heartbeat
+// FirstBeat after it starts, though the heartbeat interval is long and
+// the heartbeat loop is woken only when a task's first beat comes before
+// the loop's planned wake.
+func TestFirstBeatAfterEachStart(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	later := work("later")
+	later.ExecuteAt = timestamppb.New(begin.Add(300 * time.Millisecond))
+	b := setup(t, blockingRunner{}, work("now"), later)
+	b.status.firstBeat = map[string]time.Time{}
+	const first = 50 * time.Millisecond
+	b.ex = New(Config{Controller: b.ctl, Status: b.status, Runner: blockingRunner{}, Slots: 4,
+		HeartbeatInterval: 5 * time.Second, FirstBeat: first, ShutdownGrace: 50 * time.Millisecond})
+	if err := runFor(t, b.ex, 900*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	b.status.mu.Lock()
+	defer b.status.mu.Unlock()
+	for id, start := range map[string]time.Duration{"now": 0, "later": 300 * time.Millisecond} {
+		at, ok := b.status.firstBeat[id]
+		if !ok {
+			t.Errorf("task %q never beaten in 900ms (interval 5s, first beat %s after its start at %s)", id, first, start)
+			continue
+		}
+		if got := at.Sub(begin); got < start+first || got > start+first+400*time.Millisecond {
+			t.Errorf("task %q first beaten at %s, want %s after its start at %s", id, got, first, start)
+		}
 	}
 }
 
