@@ -90,7 +90,11 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 	}
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		var c scriptCall
+		nk, na := 0, 1
+		for _, i := range idx {
+			nk, na = nk+len(pts[i].keys), na+2+len(pts[i].args)
+		}
+		c := scriptCall{keys: make([]string, 0, nk), args: make([]any, 0, na)}
 		c.args = append(c.args, len(idx))
 		for _, i := range idx {
 			pt := pts[i]
