@@ -139,8 +139,10 @@ type Engine struct {
 	// registered one.
 	atf map[string]api.FunctionDefinition
 
-	// closing is done when Close starts; it stops every running module.
+	// closing is done when Close starts; then it and runs stop every
+	// running module.
 	closing   context.Context
+	runs      runSet
 	closeRuns context.CancelFunc
 
 	// pool holds idle reactor instances (pool.go); the janitor closes
@@ -241,6 +243,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.cachedBytes = 0
 	e.mu.Unlock()
 	e.closeRuns()
+	e.runs.stopAll(errClosed)
 	e.janitor.Wait()
 	for _, inst := range e.pool.close() {
 		e.closeInstance(inst)
@@ -292,4 +295,16 @@ func (e *Engine) compile(ctx context.Context, wasm []byte) (wazero.CompiledModul
 		return nil, err
 	}
 	return e.runtime.CompileModule(ctx, ins.wasm)
+}
+
+// track registers a Run's context so that Close stops it, and returns
+// the function that forgets it. A Run registered as Close begins is
+// stopped here: Close cancels closing before it stops the registered
+// runs.
+func (e *Engine) track(rc *runContext) (forget func()) {
+	forget = e.runs.add(rc)
+	if e.closing.Err() != nil {
+		rc.Stop(errClosed)
+	}
+	return forget
 }

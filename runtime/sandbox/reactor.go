@@ -110,7 +110,7 @@ func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
 	rc := newRunContext(withJob(ctx, job), job.Timeout)
 	defer rc.release()
 	st := e.newRunState(job, rc)
-	defer context.AfterFunc(e.closing, func() { rc.Stop(errClosed) })()
+	defer e.track(rc)()
 
 	inst := e.pool.get(poolKey{sha: c.sha, memoryMB: job.MemoryMB})
 	if inst == nil {

@@ -147,7 +147,7 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 
 	st := e.newRunState(job, rc)
 	st.mem = newMemoryLimit(job.MemoryMB)
-	defer context.AfterFunc(e.closing, func() { rc.Stop(errClosed) })()
+	defer e.track(rc)()
 
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st, rc))
 	if err != nil {

@@ -464,3 +464,39 @@ func (b *testBundle) runAllocating(t *testing.T, job sandbox.Job) (sandbox.Resul
 	runtime.ReadMemStats(&after)
 	return res, after.TotalAlloc - before.TotalAlloc
 }
+
+// TestCloseStopsCommandsInFlight: Close stops a command module that spins,
+// as it does a reactor's call (TestReactorCloseEngine), promptly and with
+// the engine-closed cause, not the run's timeout.
+func TestCloseStopsCommandsInFlight(t *testing.T) {
+	t.Parallel()
+	e, err := sandbox.New(context.Background(), sandbox.Config{CompilationCacheDir: sharedCache(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBundle{engine: e}
+	job := b.newJob(testmodules.WAT(t, "spin"), "")
+	job.Timeout = 50 * time.Millisecond // compiles it: the runs below start at once
+	if res := e.Run(context.Background(), job); res.Error.GetKind() != atfv1.ErrorKind_ERROR_KIND_TIMEOUT {
+		t.Fatalf("spin with a 50ms timeout: %s %v", res.Outcome, res.Error)
+	}
+	job.Timeout = time.Minute
+	done := make(chan sandbox.Result, 4)
+	for range cap(done) {
+		go func() { done <- e.Run(context.Background(), job) }()
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(done) {
+		res := <-done
+		if res.Outcome == atfv1.Outcome_OUTCOME_SUCCESS || !strings.Contains(res.Error.GetMessage(), "engine closed") {
+			t.Errorf("a run in flight at Close: %s %v", res.Outcome, res.Error)
+		}
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Close and the runs' ends took %s", took)
+	}
+}
