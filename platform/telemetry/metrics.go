@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,8 +17,27 @@ import (
 // Scope is the instrumentation scope of atf's own spans and metrics.
 const Scope = "github.com/atfhq/atf"
 
-// Tracer is atf's tracer from the global provider Setup installs.
-func Tracer() trace.Tracer { return otel.Tracer(Scope) }
+// Tracer is atf's tracer from the global provider Setup installs. It is
+// kept while that provider stays: otel.Tracer takes the global provider's
+// lock (and the SDK provider's) on every call, and every task starts
+// several spans from goroutines running at once.
+func Tracer() trace.Tracer {
+	tp := otel.GetTracerProvider()
+	if c := tracer.Load(); c != nil && reflect.TypeOf(tp).Comparable() && c.tp == tp {
+		return c.t
+	}
+	t := tp.Tracer(Scope)
+	tracer.Store(&providerTracer{tp: tp, t: t})
+	return t
+}
+
+// providerTracer is a tracer with the provider it came from.
+type providerTracer struct {
+	tp trace.TracerProvider
+	t  trace.Tracer
+}
+
+var tracer atomic.Pointer[providerTracer]
 
 // Attribute keys of atf's spans and metrics. OpenTelemetry has no semantic
 // conventions for task queues; these follow its naming rules under atf.*.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -125,5 +126,25 @@ func TestLogHandlerAddsTraceIDs(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("line without a span: %s", lines[1])
+	}
+}
+
+// TestTracerFollowsTheProvider: Tracer is kept between calls, but a new
+// global provider gets its own (tests and benchmarks swap providers).
+func TestTracerFollowsTheProvider(t *testing.T) {
+	defer otel.SetTracerProvider(otel.GetTracerProvider())
+	recs := [2]*tracetest.SpanRecorder{tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()}
+	for i, rec := range recs {
+		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+		for range 2 {
+			_, span := Tracer().Start(context.Background(), "s")
+			span.End()
+		}
+		if n := len(rec.Ended()); n != 2 {
+			t.Fatalf("provider %d recorded %d spans, want 2", i, n)
+		}
+	}
+	if n := len(recs[0].Ended()); n != 2 {
+		t.Fatalf("the first provider recorded %d spans after the second was set, want 2", n)
 	}
 }
