@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -125,12 +124,12 @@ func (s *Store) Cancel(ctx context.Context, ns, id string) (Task, error) {
 // back to NEW and waits for it instead: a task never starts early. Other
 // states are ErrWrongState.
 func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
-	p, err := s.checkOwner(ctx, ns, id)
+	p, v, err := s.readOwned(ctx, ns, id, fWork, fExecuteAt)
 	if err != nil {
 		return Task{}, err
 	}
 	// A task cancelled before its time waits for it again: never early.
-	xa, err := s.executeAt(ctx, p, id)
+	xa, err := executeAtOf(id, v[0], v[1])
 	if err != nil {
 		return Task{}, err
 	}
@@ -158,37 +157,41 @@ func (s *Store) Retry(ctx context.Context, ns, id string) (Task, error) {
 	return t, nil
 }
 
-// executeAt reads a task's execute_at (zero when the task is gone).
-func (s *Store) executeAt(ctx context.Context, p int, id string) (time.Time, error) {
-	v, err := s.rdb.HMGet(ctx, taskKey(p, id), fWork, fExecuteAt).Result()
-	if err != nil {
-		return time.Time{}, fmt.Errorf("store: task %s: %w", id, err)
-	}
-	if w, _ := v[0].(string); w != "" {
+// executeAtOf is a task's execute_at from its work field or, stored
+// before that, its own field (HMGET values).
+func executeAtOf(id string, work, old any) (time.Time, error) {
+	if w, _ := work.(string); w != "" {
 		d, err := decodeWork(w)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("store: task %s: %w", id, err)
 		}
 		return d.executeAt, nil
 	}
-	old, _ := v[1].(string) // stored before the work field
-	return msTime(old), nil
+	xa, _ := old.(string)
+	return msTime(xa), nil
 }
 
 // checkOwner finds a task's partition and checks that it belongs to ns.
 func (s *Store) checkOwner(ctx context.Context, ns, id string) (int, error) {
+	p, _, err := s.readOwned(ctx, ns, id)
+	return p, err
+}
+
+// readOwned is checkOwner that also reads fields of the task hash, in the
+// same round trip (a nil for each one missing).
+func (s *Store) readOwned(ctx context.Context, ns, id string, fields ...string) (int, []any, error) {
 	p, err := s.PartitionOf(id)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	owner, err := s.rdb.HGet(ctx, taskKey(p, id), fNamespace).Result()
-	if errors.Is(err, redis.Nil) || (err == nil && owner != ns) {
-		return 0, errorf(ErrNotFound, "task %q not found", id)
-	}
+	v, err := s.rdb.HMGet(ctx, taskKey(p, id), append([]string{fNamespace}, fields...)...).Result()
 	if err != nil {
-		return 0, fmt.Errorf("store: task %s: %w", id, err)
+		return 0, nil, fmt.Errorf("store: task %s: %w", id, err)
 	}
-	return p, nil
+	if owner, _ := v[0].(string); owner == "" || owner != ns {
+		return 0, nil, errorf(ErrNotFound, "task %q not found", id)
+	}
+	return p, v[1:], nil
 }
 
 // taskReply reads a {code, {task hash}} script reply; code 0 is not found.
