@@ -297,14 +297,13 @@ func (e *Engine) compile(ctx context.Context, wasm []byte) (wazero.CompiledModul
 	return e.runtime.CompileModule(ctx, ins.wasm)
 }
 
-// track registers a Run's context so that Close stops it, and returns
-// the function that forgets it. A Run registered as Close begins is
+// track registers a Run's context so that Close stops it; the Run calls
+// e.runs.remove(rc) when it ends. A Run registered as Close begins is
 // stopped here: Close cancels closing before it stops the registered
 // runs.
-func (e *Engine) track(rc *runContext) (forget func()) {
-	forget = e.runs.add(rc)
+func (e *Engine) track(rc *runContext) {
+	e.runs.add(rc)
 	if e.closing.Err() != nil {
 		rc.Stop(errClosed)
 	}
-	return forget
 }

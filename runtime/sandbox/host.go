@@ -39,13 +39,3 @@ func TaskEnv(ctx context.Context) map[string]string {
 	env, _ := ctx.Value(envKey{}).(map[string]string)
 	return env
 }
-
-func withJob(ctx context.Context, job Job) context.Context {
-	if job.Host != nil {
-		ctx = context.WithValue(ctx, hostKey{}, job.Host)
-	}
-	if job.Env != nil {
-		ctx = context.WithValue(ctx, envKey{}, job.Env)
-	}
-	return ctx
-}

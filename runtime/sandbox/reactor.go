@@ -66,8 +66,12 @@ type instance struct {
 	stdout swapWriter
 	stderr swapWriter
 	rc     atomic.Pointer[runContext] // the current task's, for sleep
-	uses   int
-	elem   *list.Element // in pool.lru while idle
+	// gc calls handle for one task (callGuest); stack holds its argument,
+	// then its result.
+	gc    *guestCall
+	stack [1]uint64
+	uses  int
+	elem  *list.Element // in pool.lru while idle
 	// idleSince is when it went idle (pool.put).
 	idleSince time.Time
 }
@@ -107,10 +111,11 @@ func (inst *instance) detach() {
 // runReactor runs one task on a pooled instance of c, instantiating one
 // when none is idle.
 func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
-	rc := newRunContext(withJob(ctx, job), job.Timeout)
+	rc := newRunContext(ctx, job)
 	defer rc.release()
 	st := e.newRunState(job, rc)
-	defer e.track(rc)()
+	e.track(rc)
+	defer e.runs.remove(rc)
 
 	inst := e.pool.get(poolKey{sha: c.sha, memoryMB: job.MemoryMB})
 	if inst == nil {
@@ -119,7 +124,7 @@ func (e *Engine) runReactor(ctx context.Context, c *compiled, job Job) Result {
 			return res
 		}
 	}
-	ok, abandoned := inst.call(rc, job.Payload, &st, e.stackBudget(), func() { e.closeInstance(inst) })
+	ok, abandoned := inst.call(rc, job.Payload, &st, e.stackBudget())
 	if abandoned { // the instance is closed when the host call returns
 		return abandonedResult(st, rc.Cause())
 	}
@@ -159,6 +164,7 @@ func (e *Engine) newInstance(rc *runContext, c *compiled, job Job, st *runState)
 	}
 	inst.guard = g
 	inst.handle = mod.ExportedFunction(handleExport)
+	inst.gc = newGuestCall(inst.callHandle, func() { inst.detach(); e.closeInstance(inst) })
 
 	disarm := g.arm(rc)
 	if start := mod.ExportedFunction(startExport); start != nil {
@@ -193,25 +199,20 @@ func (e *Engine) newInstance(rc *runContext, c *compiled, job Job, st *runState)
 // reports whether the instance can serve another task as far as the call
 // is concerned: it returned (no trap, stop or proc_exit). When the module
 // is blocked in a host function past its deadline (callGuest), call
-// returns abandoned at once and closeInst runs when the host call returns;
-// the instance must not be touched meanwhile.
-func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget int32, closeInst func()) (ok, abandoned bool) {
+// returns abandoned at once and the instance is closed when the host call
+// returns; it must not be touched meanwhile.
+func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget int32) (ok, abandoned bool) {
 	st.mem = inst.mem
 	inst.mem.resetCall()
 	inst.guard.reset(budget)
 	inst.attach(payload, st, rc)
+	inst.stack[0] = uint64(uint32(len(payload)))
 
-	disarm := inst.guard.arm(rc)
-	var results []uint64
-	err, abandoned := callGuest(rc, func() error {
-		var err error
-		results, err = inst.handle.Call(rc, uint64(uint32(len(payload))))
-		return err
-	}, func() { disarm(); inst.detach(); closeInst() }, &st.cpu)
+	err, cpu, abandoned := callGuest(rc, inst.gc, inst.guard)
 	if abandoned {
 		return false, true
 	}
-	disarm()
+	st.cpu = cpu
 	inst.detach()
 	st.cause = rc.Cause()
 	st.stackHit = inst.guard.stackExhausted()
@@ -219,11 +220,17 @@ func (inst *instance) call(rc *runContext, payload []byte, st *runState, budget 
 		st.err = err
 		return false, false
 	}
-	if status := int32(uint32(results[0])); status != 0 {
+	if status := int32(uint32(inst.stack[0])); status != 0 {
 		st.err = sys.NewExitError(uint32(status))
 		st.status = true
 	}
 	return true, false
+}
+
+// callHandle is inst.gc's call: atf_handle(inst.stack[0]) under the
+// current task's run context, its status left in inst.stack[0].
+func (inst *instance) callHandle() error {
+	return inst.handle.CallWithStack(inst.rc.Load(), inst.stack[:])
 }
 
 // evicted reports whether c left the compiled-module cache: its instances

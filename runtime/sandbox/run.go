@@ -142,12 +142,13 @@ func (e *Engine) newRunState(job Job, rc *runContext) runState {
 
 // runCommand instantiates compiled for one task and calls _start.
 func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule, job Job) Result {
-	rc := newRunContext(withJob(ctx, job), job.Timeout)
+	rc := newRunContext(ctx, job)
 	defer rc.release()
 
 	st := e.newRunState(job, rc)
 	st.mem = newMemoryLimit(job.MemoryMB)
-	defer e.track(rc)()
+	e.track(rc)
+	defer e.runs.remove(rc)
 
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(rc, st.mem), compiled, moduleConfig(job, st, rc))
 	if err != nil {
@@ -165,9 +166,8 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 		return failure(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL, err.Error())
 	}
 
-	disarm := g.arm(rc)
 	var abandoned bool
-	st.err, abandoned = callGuest(rc, func() error {
+	st.err, st.cpu, abandoned = callGuest(rc, newGuestCall(func() error {
 		if start := mod.ExportedFunction(startExport); start != nil {
 			if _, err := start.Call(rc); err != nil {
 				return err
@@ -175,12 +175,11 @@ func (e *Engine) runCommand(ctx context.Context, compiled wazero.CompiledModule,
 		}
 		_, err := mod.ExportedFunction("_start").Call(rc)
 		return err
-	}, func() { disarm(); closeMod() }, &st.cpu)
+	}, closeMod), g)
 	if abandoned {
 		owned = false
 		return abandonedResult(st, rc.Cause())
 	}
-	disarm()
 	st.cause = rc.Cause()
 	st.stackHit = g.stackExhausted()
 	return classify(st)

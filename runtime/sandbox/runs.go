@@ -8,11 +8,13 @@ import (
 // runSet holds the run contexts of the Runs in flight, so that Close can
 // stop them all. It is sharded: every Run adds and removes itself, and
 // with one lock (or a context.AfterFunc on one shared context, which
-// locks that context) hundreds of concurrent Runs queued on it.
+// locks that context) hundreds of concurrent Runs queued on it. Each shard
+// is a list threaded through the run contexts (runContext.prev, next), so
+// adding and removing allocate nothing.
 type runSet struct {
 	shards [16]struct {
 		mu   sync.Mutex
-		runs map[*runContext]struct{}
+		head *runContext
 		_    [48]byte // a shard per cache line
 	}
 }
@@ -21,20 +23,32 @@ func (s *runSet) shard(rc *runContext) int {
 	return int(uintptr(unsafe.Pointer(rc))>>6) % len(s.shards)
 }
 
-// add registers rc and returns the function that removes it.
-func (s *runSet) add(rc *runContext) (remove func()) {
+// add registers rc; remove(rc) forgets it.
+func (s *runSet) add(rc *runContext) {
 	sh := &s.shards[s.shard(rc)]
 	sh.mu.Lock()
-	if sh.runs == nil {
-		sh.runs = map[*runContext]struct{}{}
+	rc.prev, rc.next = nil, sh.head
+	if sh.head != nil {
+		sh.head.prev = rc
 	}
-	sh.runs[rc] = struct{}{}
+	sh.head = rc
 	sh.mu.Unlock()
-	return func() {
-		sh.mu.Lock()
-		delete(sh.runs, rc)
-		sh.mu.Unlock()
+}
+
+// remove forgets rc, which add registered.
+func (s *runSet) remove(rc *runContext) {
+	sh := &s.shards[s.shard(rc)]
+	sh.mu.Lock()
+	if rc.prev != nil {
+		rc.prev.next = rc.next
+	} else {
+		sh.head = rc.next
 	}
+	if rc.next != nil {
+		rc.next.prev = rc.prev
+	}
+	rc.prev, rc.next = nil, nil
+	sh.mu.Unlock()
 }
 
 // stopAll stops every registered run with cause.
@@ -42,7 +56,7 @@ func (s *runSet) stopAll(cause error) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for rc := range sh.runs {
+		for rc := sh.head; rc != nil; rc = rc.next {
 			rc.Stop(cause)
 		}
 		sh.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -22,8 +23,10 @@ import (
 //   - stderr went over MaxLogBytes      → errLogLimit (writer.go)
 //   - the caller cancelled its context  → the caller's cause
 //
-// and a context.AfterFunc (no goroutine until it fires) then sets $stop, so
-// the module traps within one loop iteration. wazero's own
+// and then $stop is set, so the module traps within one loop iteration:
+// by callGuest, whose caller waits for the call or the run context,
+// whichever ends first; or, around calls made outside callGuest (a
+// reactor's _initialize), by a context.AfterFunc (guard.arm). wazero's own
 // WithCloseOnContextDone did the same by calling into Go at every loop
 // back-edge, which made CPU-bound modules ~8x slower (runtime/RATIONALE.md).
 //
@@ -42,35 +45,79 @@ var (
 	errLogLimit    = errors.New("sandbox: log limit")
 )
 
-// runContext is the context one module instance runs under.
+// runContext is the context one module instance runs under: the caller's
+// context with the job's time limit (one context.WithTimeoutCause layer, or
+// context.WithCancel when the job has none), and the job's values for host
+// functions (HostFrom, TaskEnv), answered by Value without a
+// context.WithValue layer each. Stop cancels that one layer and records its
+// cause, which Cause reports; context.Cause of the run context itself gives
+// errTimeout or the caller's cause, but context.Canceled after Stop (the
+// recorded causes are the sandbox's own, unexported). Err, Done and
+// Deadline are the layer's: a timed-out run context (and every context a
+// host function derives from it) reports context.DeadlineExceeded, as
+// before.
 type runContext struct {
 	context.Context
-	stop    context.CancelCauseFunc
-	release context.CancelFunc
+	cancel  context.CancelFunc
+	stopped atomic.Pointer[error] // the first Stop's cause
+
+	host any               // Job.Host, nil: none
+	env  map[string]string // Job.Env, nil: none
+
+	// prev and next link it in its runSet shard (runs.go).
+	prev, next *runContext
 }
 
-// newRunContext derives the run context from the caller's. A timeout <= 0
-// sets no time limit of its own.
-func newRunContext(parent context.Context, timeout time.Duration) *runContext {
-	ctx, stop := context.WithCancelCause(parent)
-	release := func() { stop(nil) }
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimeout)
-		release = func() { cancel(); stop(nil) }
+// newRunContext derives the run context of job from the caller's. A
+// timeout <= 0 sets no time limit of its own.
+func newRunContext(parent context.Context, job Job) *runContext {
+	rc := &runContext{host: job.Host, env: job.Env}
+	if job.Timeout > 0 {
+		rc.Context, rc.cancel = context.WithTimeoutCause(parent, job.Timeout, errTimeout)
+	} else {
+		rc.Context, rc.cancel = context.WithCancel(parent)
 	}
-	return &runContext{Context: ctx, stop: stop, release: release}
+	return rc
 }
 
-// Stop ends the run with cause.
-func (r *runContext) Stop(cause error) { r.stop(cause) }
+// release frees the run context's resources (its timer); the run context
+// is done afterwards.
+func (r *runContext) release() { r.cancel() }
+
+// Stop ends the run with cause, unless it has ended already.
+func (r *runContext) Stop(cause error) {
+	if r.Err() != nil {
+		return
+	}
+	r.stopped.CompareAndSwap(nil, &cause)
+	r.cancel()
+}
 
 // Cause returns why the run context is done, or nil.
 func (r *runContext) Cause() error {
 	if r.Err() == nil {
 		return nil
 	}
+	if c := r.stopped.Load(); c != nil {
+		return *c
+	}
 	return context.Cause(r.Context)
+}
+
+// Value answers HostFrom and TaskEnv (host.go) with the job's values and
+// asks the caller's context for the rest.
+func (r *runContext) Value(key any) any {
+	switch key.(type) {
+	case hostKey:
+		if r.host != nil {
+			return r.host
+		}
+	case envKey:
+		if r.env != nil {
+			return r.env
+		}
+	}
+	return r.Context.Value(key)
 }
 
 // sleep is the guest's nanosleep (WASI poll_oneoff on a clock): it returns
@@ -146,88 +193,112 @@ func (g guard) reset(budget int32) {
 // detector with parallel tests).
 const abandonAfter = 500 * time.Millisecond
 
-// callGuest runs call, which calls into the module, on its own goroutine,
-// and returns its error. When ctx is done and call has not returned
-// abandonAfter later, callGuest returns abandoned = true at once and leaves
-// call running; then, and only then, finish runs on call's goroutine once
-// call returns (it closes the instance).
+// guestCall is one call into a module, run by callGuest on a guest
+// goroutine. A reactor instance keeps one for all its calls (none runs
+// while another does); a command's run makes one.
+type guestCall struct {
+	// call calls into the module; finish runs on the guest goroutine once
+	// call returns, if and only if callGuest gave up on it (it closes the
+	// instance).
+	call   func() error
+	finish func()
+
+	done chan error // buffered: the guest goroutine never waits on it
+	cpu  time.Duration
+
+	mu       sync.Mutex
+	returned bool // call returned
+	gaveUp   bool // callGuest returned abandoned
+}
+
+func newGuestCall(call func() error, finish func()) *guestCall {
+	return &guestCall{call: call, finish: finish, done: make(chan error, 1)}
+}
+
+// callGuest runs c.call, which calls into the module guarded by g, on a
+// guest goroutine, and returns its error. When ctx is done first, it sets
+// $stop and waits; when c.call has not returned abandonAfter later,
+// callGuest returns abandoned = true at once and leaves c.call running;
+// then, and only then, c.finish runs on the guest goroutine once c.call
+// returns, and c is never used again.
 //
-// cpu, when not nil, gets the CPU time call used (the goroutine is locked
-// to its thread meanwhile, and the thread's CPU clock read around it); it
-// is set before callGuest returns unless abandoned.
-func callGuest(ctx context.Context, call func() error, finish func(), cpu *time.Duration) (err error, abandoned bool) {
-	var (
-		mu       sync.Mutex
-		returned bool
-		gaveUp   bool
-	)
-	done := make(chan error, 1)
-	goGuest(func() {
-		runtime.LockOSThread()
-		c0, ok0 := threadCPU()
-		err := call()
-		c1, ok1 := threadCPU()
-		runtime.UnlockOSThread()
-		mu.Lock()
-		returned = true
-		g := gaveUp
-		if !g && ok0 && ok1 && cpu != nil { // abandoned: the caller has moved on
-			*cpu = c1 - c0
-		}
-		mu.Unlock()
-		if g {
-			finish()
-			return
-		}
-		done <- err
-	})
+// cpu is the CPU time c.call used (the goroutine is locked to its thread
+// meanwhile, and the thread's CPU clock read around it), 0 when the clock
+// cannot be read or abandoned. $stop is written only before callGuest
+// returns, so a reused instance's next call starts with it cleared.
+func callGuest(ctx context.Context, c *guestCall, g guard) (err error, cpu time.Duration, abandoned bool) {
+	c.returned, c.gaveUp, c.cpu = false, false, 0 // no guest goroutine has c yet
+	goGuest(c)
 	select {
-	case err := <-done:
-		return err, false
+	case err := <-c.done:
+		return err, c.cpu, false
 	case <-ctx.Done():
 	}
+	g.stop.Set(1)
 	t := time.NewTimer(abandonAfter)
 	defer t.Stop()
 	select {
-	case err := <-done:
-		return err, false
+	case err := <-c.done:
+		return err, c.cpu, false
 	case <-t.C:
 	}
-	mu.Lock()
-	if returned {
-		mu.Unlock()
-		return <-done, false
+	c.mu.Lock()
+	if c.returned {
+		c.mu.Unlock()
+		err := <-c.done
+		return err, c.cpu, false
 	}
-	gaveUp = true
-	mu.Unlock()
-	return nil, true
+	c.gaveUp = true
+	c.mu.Unlock()
+	return nil, 0, true
 }
 
-// goGuest runs f on a pooled goroutine. Calls into a module need a deep Go
+// run is the guest goroutine's side of callGuest.
+func (c *guestCall) run() {
+	runtime.LockOSThread()
+	c0, ok0 := threadCPU()
+	err := c.call()
+	c1, ok1 := threadCPU()
+	runtime.UnlockOSThread()
+	c.mu.Lock()
+	c.returned = true
+	gaveUp := c.gaveUp
+	if !gaveUp && ok0 && ok1 { // abandoned: the caller has moved on
+		c.cpu = c1 - c0
+	}
+	c.mu.Unlock()
+	if gaveUp {
+		c.finish()
+		return
+	}
+	c.done <- err // the last touch of c: the caller may reuse it at once
+}
+
+// goGuest runs c on a pooled goroutine. Calls into a module need a deep Go
 // stack (wazero's entry, host functions); a new goroutine per task would
 // grow one again, copying, every time.
-func goGuest(f func()) {
+func goGuest(c *guestCall) {
 	select {
 	case w := <-idleGuestWorkers:
-		w <- f
+		w <- c
 	default:
-		go guestWorker(f)
+		go guestWorker(c)
 	}
 }
 
 // idleGuestWorkers holds parked workers, each waiting on its own channel;
 // one finding the pool full exits instead.
-var idleGuestWorkers = make(chan chan func(), 256)
+var idleGuestWorkers = make(chan chan *guestCall, 256)
 
-func guestWorker(f func()) {
-	w := make(chan func())
+func guestWorker(c *guestCall) {
+	w := make(chan *guestCall)
 	for {
-		f()
+		c.run()
 		select {
 		case idleGuestWorkers <- w:
 		default:
 			return
 		}
-		f = <-w
+		c = <-w
 	}
 }
