@@ -56,12 +56,7 @@ func classify(s runState) Result {
 		return r
 	}
 
-	var exit *sys.ExitError
-	isExit := errors.As(s.err, &exit)
-	code := uint32(0)
-	if isExit {
-		code = exit.ExitCode()
-	}
+	code, isExit := exitCode(s.err)
 
 	switch {
 	case s.stdout.exceeded:
@@ -132,6 +127,18 @@ func classify(s runState) Result {
 		return fail(atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_TRAP,
 			"trap: "+trapMessage(s.err))
 	}
+}
+
+// exitCode is err's exit code, if it is a *sys.ExitError.
+func exitCode(err error) (code uint32, ok bool) {
+	if err == nil { // no errors.As: its target would be allocated
+		return 0, false
+	}
+	var exit *sys.ExitError
+	if !errors.As(err, &exit) {
+		return 0, false
+	}
+	return exit.ExitCode(), true
 }
 
 func memoryMessage(s runState) string {

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"container/list"
 	"sync"
 	"time"
 )
@@ -27,11 +26,45 @@ type pool struct {
 	mu     sync.Mutex
 	closed bool
 	idle   map[poolKey][]*instance // per key, oldest first
-	lru    *list.List              // every idle instance, most recent at the front
+	// lru is every idle instance, most recent at the front, threaded
+	// through instance.lruPrev and lruNext (no allocation per put).
+	lru lruList
+}
+
+// lruList is a doubly linked list of idle instances.
+type lruList struct {
+	front, back *instance
+	n           int
+}
+
+func (l *lruList) pushFront(inst *instance) {
+	inst.lruPrev, inst.lruNext = nil, l.front
+	if l.front != nil {
+		l.front.lruPrev = inst
+	} else {
+		l.back = inst
+	}
+	l.front = inst
+	l.n++
+}
+
+func (l *lruList) remove(inst *instance) {
+	if inst.lruPrev != nil {
+		inst.lruPrev.lruNext = inst.lruNext
+	} else {
+		l.front = inst.lruNext
+	}
+	if inst.lruNext != nil {
+		inst.lruNext.lruPrev = inst.lruPrev
+	} else {
+		l.back = inst.lruPrev
+	}
+	inst.lruPrev, inst.lruNext = nil, nil
+	l.n--
 }
 
 func newPool(perKey, total int) *pool {
-	return &pool{perKey: perKey, total: total, idle: map[poolKey][]*instance{}, lru: list.New()}
+	return &pool{perKey: perKey, total: total, idle: map[poolKey][]*instance{}}
 }
 
 // get takes the most recently used idle instance of key, or returns nil.
@@ -56,14 +89,14 @@ func (p *pool) put(inst *instance) (out []*instance) {
 		return []*instance{inst}
 	}
 	p.idle[inst.key] = append(p.idle[inst.key], inst)
-	inst.elem = p.lru.PushFront(inst)
+	p.lru.pushFront(inst)
 	inst.idleSince = time.Now()
 	if idle := p.idle[inst.key]; len(idle) > p.perKey {
 		out = append(out, idle[0])
 		p.removeLocked(idle[0])
 	}
-	for p.lru.Len() > p.total {
-		old := p.lru.Back().Value.(*instance)
+	for p.lru.n > p.total {
+		old := p.lru.back
 		out = append(out, old)
 		p.removeLocked(old)
 	}
@@ -74,8 +107,7 @@ func (p *pool) put(inst *instance) (out []*instance) {
 func (p *pool) expire(cutoff time.Time) (out []*instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for e := p.lru.Back(); e != nil; e = p.lru.Back() {
-		inst := e.Value.(*instance)
+	for inst := p.lru.back; inst != nil; inst = p.lru.back {
 		if !inst.idleSince.Before(cutoff) {
 			break // the rest went idle later
 		}
@@ -94,8 +126,7 @@ func (p *pool) drop(sha string) (out []*instance) {
 			continue
 		}
 		for _, inst := range idle {
-			p.lru.Remove(inst.elem)
-			inst.elem = nil
+			p.lru.remove(inst)
 		}
 		out = append(out, idle...)
 		delete(p.idle, key)
@@ -111,20 +142,22 @@ func (p *pool) close() (out []*instance) {
 	for _, idle := range p.idle {
 		out = append(out, idle...)
 	}
+	for _, inst := range out {
+		inst.lruPrev, inst.lruNext = nil, nil
+	}
 	p.idle = map[poolKey][]*instance{}
-	p.lru.Init()
+	p.lru = lruList{}
 	return out
 }
 
 func (p *pool) idleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.lru.Len()
+	return p.lru.n
 }
 
 func (p *pool) removeLocked(inst *instance) {
-	p.lru.Remove(inst.elem)
-	inst.elem = nil
+	p.lru.remove(inst)
 	idle := p.idle[inst.key]
 	for i, x := range idle {
 		if x == inst {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestPoolBounds(t *testing.T) {
@@ -45,5 +46,32 @@ func TestPoolBounds(t *testing.T) {
 	}
 	if out := p.put(a1); !slices.Equal(out, []*instance{a1}) {
 		t.Errorf("put after close: %v, want it handed back", out)
+	}
+}
+
+func TestPoolExpire(t *testing.T) {
+	p := newPool(8, 8)
+	k := poolKey{sha: "a", memoryMB: 64}
+	insts := make([]*instance, 4)
+	now := time.Now()
+	for i := range insts {
+		insts[i] = &instance{key: k}
+		p.put(insts[i])
+		insts[i].idleSince = now.Add(time.Duration(i) * time.Second)
+	}
+	if out := p.expire(now.Add(1500 * time.Millisecond)); !slices.Equal(out, insts[:2]) {
+		t.Errorf("expire: %v, want the two idle longest %v", out, insts[:2])
+	}
+	if p.idleCount() != 2 {
+		t.Errorf("%d idle left, want 2", p.idleCount())
+	}
+	if got := p.get(k); got != insts[3] {
+		t.Errorf("get = %p, want the most recent %p", got, insts[3])
+	}
+	if out := p.expire(now.Add(time.Hour)); !slices.Equal(out, insts[2:3]) {
+		t.Errorf("expire all: %v, want %v", out, insts[2:3])
+	}
+	if p.idleCount() != 0 || p.lru.front != nil || p.lru.back != nil {
+		t.Errorf("pool not empty: %d idle", p.idleCount())
 	}
 }

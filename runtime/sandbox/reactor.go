@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -71,7 +70,8 @@ type instance struct {
 	gc    *guestCall
 	stack [1]uint64
 	uses  int
-	elem  *list.Element // in pool.lru while idle
+	// lruPrev and lruNext link it in pool.lru while idle.
+	lruPrev, lruNext *instance
 	// idleSince is when it went idle (pool.put).
 	idleSince time.Time
 }

@@ -64,6 +64,11 @@ type runContext struct {
 	host any               // Job.Host, nil: none
 	env  map[string]string // Job.Env, nil: none
 
+	// stdout and stderr are the run's (newRunState), kept here to save
+	// an allocation each.
+	stdout outputWriter
+	stderr tailWriter
+
 	// prev and next link it in its runSet shard (runs.go).
 	prev, next *runContext
 }

@@ -9,14 +9,17 @@ import (
 // The guest's stdout and stderr. Neither buffers a whole stream: stdout
 // keeps at most MaxOutputBytes, stderr a fixed-size tail.
 
+// stopper stops the module when a writer's limit is hit (the run context).
+type stopper interface{ Stop(cause error) }
+
 // outputWriter keeps stdout up to limit bytes. The first write that would go
-// past the limit keeps what fits, calls onLimit once (which stops the
-// module) and fails; later writes fail without keeping anything.
+// past the limit keeps what fits, stops the module once (stop, with
+// errOutputLimit) and fails; later writes fail without keeping anything.
 type outputWriter struct {
 	limit    int
 	buf      bytes.Buffer
 	exceeded bool
-	onLimit  func()
+	stop     stopper // nil: none
 }
 
 var errStdoutFull = errors.New("stdout limit reached")
@@ -31,8 +34,8 @@ func (w *outputWriter) Write(p []byte) (int, error) {
 	}
 	w.buf.Write(p[:room])
 	w.exceeded = true
-	if w.onLimit != nil {
-		w.onLimit()
+	if w.stop != nil {
+		w.stop.Stop(errOutputLimit)
 	}
 	return room, errStdoutFull
 }
@@ -63,18 +66,14 @@ type tailWriter struct {
 	total int64
 
 	// limit > 0 caps the bytes written (max_log_bytes): the write that goes
-	// past it is still kept in the tail, then onLimit stops the module and
-	// later writes fail.
+	// past it is still kept in the tail, then stop stops the module (with
+	// errLogLimit) and later writes fail.
 	limit    int64
 	exceeded bool
-	onLimit  func()
+	stop     stopper // nil: none
 
 	line  []byte // start of the current line, up to maxLineBytes
 	crash string
-}
-
-func newTailWriter(size int) *tailWriter {
-	return &tailWriter{size: size}
 }
 
 var errStderrFull = errors.New("stderr limit reached")
@@ -86,8 +85,8 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 	w.total += int64(len(p))
 	if w.limit > 0 && w.total > w.limit {
 		w.exceeded = true
-		if w.onLimit != nil {
-			w.onLimit()
+		if w.stop != nil {
+			w.stop.Stop(errLogLimit)
 		}
 	}
 	if w.ring == nil {
