@@ -7,46 +7,45 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// autoPipe sends commands from many goroutines in shared pipelines
-// (natural batching): a caller queues its commands, and whichever caller
-// holds one of a few flush tokens sends everything queued at that moment
-// in one round trip. Alone, a caller sends its own commands at once; under
-// load, hundreds share a round trip. There is no background goroutine:
-// callers do the flushing.
-type autoPipe struct {
-	rdb    redis.UniversalClient
+// autoBatch runs items from many goroutines in shared batches (natural
+// batching): a caller queues its item, and whichever caller holds one of
+// a few flush tokens runs everything queued at that moment in one flush.
+// Alone, a caller runs its own item at once; under load, hundreds share a
+// flush. There is no background goroutine: callers do the flushing.
+type autoBatch[T any] struct {
+	// flush runs a batch; it leaves each item's outcome in the item.
+	flush  func(ctx context.Context, items []T)
 	tokens chan struct{}
 
 	mu      sync.Mutex
-	pending []*pipeOp
+	pending []*batchOp[T]
 }
 
-// pipeOp is one caller's commands.
-type pipeOp struct {
-	add  func(pipe redis.Pipeliner) // queues the caller's commands
-	done chan struct{}              // closed once they have run
+// batchOp is one caller's item.
+type batchOp[T any] struct {
+	item T
+	done chan struct{} // closed once it has run
 }
 
-// maxFlushers bounds the pipelines in flight at once.
+// maxFlushers bounds the flushes in flight at once.
 const maxFlushers = 4
 
-// maxBatch bounds the ops in one pipeline.
+// maxBatch bounds the items in one flush.
 const maxBatch = 512
 
-func newAutoPipe(rdb redis.UniversalClient) *autoPipe {
-	p := &autoPipe{rdb: rdb, tokens: make(chan struct{}, maxFlushers)}
+func newAutoBatch[T any](flush func(ctx context.Context, items []T)) *autoBatch[T] {
+	p := &autoBatch[T]{flush: flush, tokens: make(chan struct{}, maxFlushers)}
 	for range maxFlushers {
 		p.tokens <- struct{}{}
 	}
 	return p
 }
 
-// do runs add's commands in some pipeline and returns when they have run;
-// the caller then reads its commands' results. Per-command errors are the
-// caller's to read; ctx only bounds the wait of a caller whose commands
-// someone else is sending.
-func (p *autoPipe) do(ctx context.Context, add func(pipe redis.Pipeliner)) error {
-	op := &pipeOp{add: add, done: make(chan struct{})}
+// do runs item in some flush and returns when it has run; the caller then
+// reads its outcome from the item. ctx only bounds the wait of a caller
+// whose item someone else is running.
+func (p *autoBatch[T]) do(ctx context.Context, item T) error {
+	op := &batchOp[T]{item: item, done: make(chan struct{})}
 	p.mu.Lock()
 	p.pending = append(p.pending, op)
 	p.mu.Unlock()
@@ -68,7 +67,7 @@ func (p *autoPipe) do(ctx context.Context, add func(pipe redis.Pipeliner)) error
 		if n == 0 {
 			break
 		}
-		p.flush(ctx, batch)
+		p.run(ctx, batch)
 		select {
 		case <-op.done:
 			p.tokens <- struct{}{}
@@ -85,15 +84,30 @@ func (p *autoPipe) do(ctx context.Context, add func(pipe redis.Pipeliner)) error
 	}
 }
 
-func (p *autoPipe) flush(ctx context.Context, batch []*pipeOp) {
+func (p *autoBatch[T]) run(ctx context.Context, batch []*batchOp[T]) {
 	// The batch is everyone's: one caller going away must not cancel it.
 	ctx = context.WithoutCancel(ctx)
-	pipe := p.rdb.Pipeline()
-	for _, op := range batch {
-		op.add(pipe)
+	items := make([]T, len(batch))
+	for i, op := range batch {
+		items[i] = op.item
 	}
-	_, _ = pipe.Exec(ctx) // errors are per command, read by each caller
+	p.flush(ctx, items)
 	for _, op := range batch {
 		close(op.done)
 	}
+}
+
+// autoPipe sends commands from many goroutines in shared pipelines: each
+// item queues its caller's commands, and a flush sends a batch's in one
+// round trip. Per-command errors are the callers' to read.
+type autoPipe = autoBatch[func(pipe redis.Pipeliner)]
+
+func newAutoPipe(rdb redis.UniversalClient) *autoPipe {
+	return newAutoBatch(func(ctx context.Context, adds []func(pipe redis.Pipeliner)) {
+		pipe := rdb.Pipeline()
+		for _, add := range adds {
+			add(pipe)
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command, read by each caller
+	})
 }

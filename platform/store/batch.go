@@ -67,27 +67,7 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 		pts[i] = s.prepare(nt, now)
 	}
 
-	// Groups of task indexes that go into one script: everything on a
-	// standalone server, one partition each on a cluster.
-	var groups [][]int
-	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
-		byPart := map[int]int{}
-		for i, pt := range pts {
-			g, ok := byPart[pt.p]
-			if !ok {
-				g = len(groups)
-				byPart[pt.p] = g
-				groups = append(groups, nil)
-			}
-			groups[g] = append(groups[g], i)
-		}
-	} else {
-		all := make([]int, len(pts))
-		for i := range all {
-			all[i] = i
-		}
-		groups = [][]int{all}
-	}
+	groups := s.scriptGroups(len(pts), func(i int) int { return pts[i].p })
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
 		nk, na := 0, 1

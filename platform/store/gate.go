@@ -255,12 +255,18 @@ func gateOf(fields []string) Gate {
 // luaPark is the part of claimScript that parks a task of a paused lambda
 // or collection instead of claiming it. The partition's keys are built
 // from the task hash's name ("<prefix>task:<id>"). Without any gate in the
-// partition it costs one EXISTS.
+// partition it costs one EXISTS, once per partition and script call:
+// gates caches whether a partition has one (nothing else runs meanwhile).
 const luaPark = `
-local function park(tkey, zkey, id, now)
+local function park(tkey, zkey, id, now, gates)
   local prefix = string.sub(tkey, 1, #tkey - #id - 5)
   local gate = prefix .. "gate"
-  if redis.call("EXISTS", gate) == 0 then
+  local gated = gates[gate]
+  if gated == nil then
+    gated = redis.call("EXISTS", gate) == 1
+    gates[gate] = gated
+  end
+  if not gated then
     return false
   end
   local v = redis.call("HMGET", tkey, "ns", "lam", "col")

@@ -107,54 +107,66 @@ end
 return {0}
 `)
 
-// claimScript moves an ENQUEUED task to CLAIMED with a fresh fencing token.
+// claimScript moves popped ENQUEUED tasks to CLAIMED, each with a fresh
+// fencing token: a batch of them in one call (on Redis Cluster, of one
+// partition; the caller groups them). One call for a batch rather than one
+// per task saves redis-server the fixed cost of a script call (~14k
+// instructions: parsing, the KEYS and ARGV tables, the reply, the AOF's
+// MULTI/EXEC) and, per partition, the pause check's EXISTS.
 //
-// KEYS[1] task hash
-// KEYS[2] partition trigger zset
-// ARGV[1] task id
-// ARGV[2] lambda version the claimer runs
-// ARGV[3] now (ms)
-// ARGV[4] claim deadline: now + claim timeout (ms)
-// ARGV[5] wake channel
-// ARGV[6] partition number
-// ARGV[7] enqueue timeout (ms)
+// KEYS[1] the trigger zset of the first task's partition (it routes the
+// call on a cluster; every key is built from the task ids, whose first
+// two hex digits name their partition)
+// ARGV[1] now (ms)
+// ARGV[2] claim deadline: now + claim timeout (ms)
+// ARGV[3] wake channel
+// ARGV[4] enqueue timeout (ms)
+// ARGV[5...] per task: id, lambda version the claimer runs
 //
-// The task's trigger stays where its enqueue put it (enqueued + enqueue
+// A task's trigger stays where its enqueue put it (enqueued + enqueue
 // timeout) when that comes no later than the claim deadline — with the
 // default timeouts, always: processDueScript then finds the claim alive
 // (updated + claim timeout) and moves the trigger to its deadline. Nearly
 // every task is finished before, and never pays for a move.
 //
-// Returns, once claimed, {attempt, token, nil, then the values of
-// claimFields} (one HMGET read them all), and for a task stored before
-// the work field those of oldClaimFields after them; 0 when the task is
-// gone or not ENQUEUED (cancelled, claimed already, a duplicate queue
-// entry) or was parked because its lambda or collection is paused
-// (gate.go). Only what an execution needs comes back: every element of a
-// script's reply costs redis-server a conversion each way (the whole hash
-// cost ~10 us per task more).
+// Returns one element per task, in order: once claimed, {attempt, token,
+// nil, then the values of claimFields} (one HMGET read them all), and for
+// a task stored before the work field those of oldClaimFields after them;
+// 0 when the task is gone or not ENQUEUED (cancelled, claimed already, a
+// duplicate queue entry) or was parked because its lambda or collection is
+// paused (gate.go). Only what an execution needs comes back: every element
+// of a script's reply costs redis-server a conversion each way (the whole
+// hash cost ~10 us per task more).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
-local v = redis.call("HMGET", KEYS[1], "st", "att", "tok", ` + claimFields + `)
-if v[1] ~= ENQUEUED then
-  return 0
-end
-if park(KEYS[1], KEYS[2], ARGV[1], ARGV[3]) then
-  return 0
-end
-if not v[7] then
-  local old = redis.call("HMGET", KEYS[1], ` + oldClaimFields + `)
-  for i = 1, #old do
-    v[#v + 1] = old[i]
+local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local gates = {}
+local out = {}
+for i = 5, #ARGV, 2 do
+  local id = ARGV[i]
+  local part = tonumber(string.sub(id, 1, 2), 16)
+  local prefix = "atf:{p" .. part .. "}:"
+  local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
+  local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
+  if v[1] ~= ENQUEUED or park(tkey, zkey, id, now, gates) then
+    out[#out + 1] = 0
+  else
+    if not v[7] then
+      local old = redis.call("HMGET", tkey, ` + oldClaimFields + `)
+      for j = 1, #old do
+        v[#v + 1] = old[j]
+      end
+    end
+    local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
+    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", att, "tok", tok)
+    local ea = tonumber(v[9])
+    if not ea or ea + etimeout > deadline then
+      set_trigger(zkey, id, deadline, wake, part)
+    end
+    v[1], v[2], v[3] = att, tok, false
+    out[#out + 1] = v
   end
 end
-local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-redis.call("HSET", KEYS[1], "st", CLAIMED, "lv", ARGV[2], "ua", ARGV[3], "att", att, "tok", tok)
-local ea = tonumber(v[9])
-if not ea or ea + tonumber(ARGV[7]) > tonumber(ARGV[4]) then
-  set_trigger(KEYS[2], ARGV[1], ARGV[4], ARGV[5], ARGV[6])
-end
-v[1], v[2], v[3] = att, tok, false
-return v
+return out
 `)
 
 // claimFields are the task hash fields claimScript returns after attempt,
@@ -207,91 +219,108 @@ end
 return 1
 `)
 
-// setResultScript records an execution's outcome under the current claim.
+// setResultScript records executions' outcomes under their current
+// claims: the results that callers made at about the same time, in one
+// call (on Redis Cluster, of one partition; the caller groups them), which
+// saves redis-server a script call's fixed cost per result.
 //
-// KEYS[1] task hash
-// KEYS[2] partition trigger zset
-// ARGV[1]  task id
-// ARGV[2]  fencing token
-// ARGV[3]  outcome (atf.v1.Outcome: 1 SUCCESS, 2 RETRY, 3 FATAL, 4 CANCELLED)
-// ARGV[4]  output
-// ARGV[5]  output truncated ("1"/"0")
-// ARGV[6]  error (atf.v1.TaskError, proto binary; "" for none)
-// ARGV[7]  the same error with attempts_exhausted set
-// ARGV[8]  duration (microseconds)
-// ARGV[9]  now (ms)
-// ARGV[10] retry at (ms)
-// ARGV[11] retention (ms)
-// ARGV[12] partition key prefix
-// ARGV[13] wake channel
-// ARGV[14] partition number
-// ARGV[15] start if it never heartbeat: now less the duration (ms, up)
+// KEYS[1] the trigger zset of the first task's partition (it routes the
+// call on a cluster; every key is built from the task ids, whose first
+// two hex digits name their partition)
+// ARGV[1] now (ms)
+// ARGV[2] retention (ms)
+// ARGV[3] a retry at least this far ahead (ms) wakes no consumer (MaxSweep
+// and a second)
+// ARGV[4] wake channel
+// ARGV[5...] per result, 8 values:
 //
-// Returns {new state} when recorded; {0, current state or "0"} when the
-// token is not the current claim or the task is not running (nothing
-// changes then).
+//	id, fencing token, outcome (atf.v1.Outcome: 1 SUCCESS, 2 RETRY,
+//	3 FATAL, 4 CANCELLED; followed by "t" when the output was truncated),
+//	output, error (atf.v1.TaskError, proto binary; "" for none),
+//	duration (microseconds), start if it never heartbeat: now less the
+//	duration (ms, rounded up), retry at (ms)
+//
+// Returns per result its new state when recorded, and when the token is
+// not the current claim or the task is not running (nothing changes then)
+// -1 less its current state (-1: gone).
 //
 // A first attempt that no operator re-ran (no RetryTask or resume: "rq")
 // has no earlier output or error to clear, so empty ones are not written:
 // each field written costs redis-server a conversion, a listpack search
 // and an AOF entry. Nor is "ua" beside "fa": a finished task was last
-// updated when it finished (decodeTask).
+// updated when it finished (decodeTask). An exhausted attempt's error gets
+// attempts_exhausted (field 7) appended: a field appended to a proto
+// message overrides an earlier value of it.
 var setResultScript = redis.NewScript(luaPrelude + `
-local v = redis.call("HMGET", KEYS[1], "st", "tok", "att", "max", "sa", "key", "rq")
-local st = v[1]
-if not st or v[2] ~= ARGV[2] or (st ~= CLAIMED and st ~= PROCESSING) then
-  return {0, st or "0"}
-end
-local att = tonumber(v[3]) or 0
-local max = tonumber(v[4]) or 1
-local blob = ARGV[6]
-local out = ARGV[3]
-local nst
-if out == "1" then
-  nst = SUCCESS
-elseif out == "3" then
-  nst = FATAL
-elseif out == "4" then
-  nst = CANCELLED
-elseif att >= max then
-  nst = FATAL
-  blob = ARGV[7]
-else
-  nst = RETRIABLE
-end
-local f = {"st", nst, "dur", ARGV[8]}
-local clean = att <= 1 and not v[7]
-if ARGV[4] ~= "" or not clean then
-  f[#f + 1], f[#f + 2] = "out", ARGV[4]
-end
-if ARGV[5] == "1" or not clean then
-  f[#f + 1], f[#f + 2] = "otr", ARGV[5]
-end
-if blob ~= "" or not clean then
-  f[#f + 1], f[#f + 2] = "err", with_attempt(blob, att)
-end
-if not v[5] then
-  -- never heartbeaten (it ran shorter than the executor's first beat):
-  -- it started a duration ago (rounded up: a task started on its
-  -- execute_at must not show a start before it)
-  f[#f + 1], f[#f + 2] = "sa", ARGV[15]
-end
-if nst == RETRIABLE then
-  f[#f + 1], f[#f + 2] = "ra", ARGV[10]
-  f[#f + 1], f[#f + 2] = "ua", ARGV[9]
-  redis.call("HSET", KEYS[1], unpack(f))
-  set_trigger(KEYS[2], ARGV[1], ARGV[10], ARGV[13], ARGV[14])
-else
-  f[#f + 1], f[#f + 2] = "fa", ARGV[9]
-  redis.call("HSET", KEYS[1], unpack(f))
-  local ns, lam
-  if v[6] and v[6] ~= "" then
-    local nl = redis.call("HMGET", KEYS[1], "ns", "lam")
-    ns, lam = nl[1], nl[2]
+local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local res = {}
+for i = 5, #ARGV, 8 do
+  local id, tok, out, output, blob, dur, sa, ra = unpack(ARGV, i, i + 7)
+  local part = tonumber(string.sub(id, 1, 2), 16)
+  local prefix = "atf:{p" .. part .. "}:"
+  local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
+  local v = redis.call("HMGET", tkey, "st", "tok", "att", "max", "sa", "key", "rq")
+  local st = v[1]
+  if not st or v[2] ~= tok or (st ~= CLAIMED and st ~= PROCESSING) then
+    res[#res + 1] = -1 - (tonumber(st) or 0)
+  else
+    local att = tonumber(v[3]) or 0
+    local max = tonumber(v[4]) or 1
+    local truncated = string.sub(out, 2) == "t"
+    out = string.sub(out, 1, 1)
+    local nst
+    if out == "1" then
+      nst = SUCCESS
+    elseif out == "3" then
+      nst = FATAL
+    elseif out == "4" then
+      nst = CANCELLED
+    elseif att >= max then
+      nst = FATAL
+      blob = blob .. "\56\1"
+    else
+      nst = RETRIABLE
+    end
+    local f = {"st", nst, "dur", dur}
+    local clean = att <= 1 and not v[7]
+    if output ~= "" or not clean then
+      f[#f + 1], f[#f + 2] = "out", output
+    end
+    if truncated or not clean then
+      f[#f + 1], f[#f + 2] = "otr", truncated and "1" or "0"
+    end
+    if blob ~= "" or not clean then
+      f[#f + 1], f[#f + 2] = "err", with_attempt(blob, att)
+    end
+    if not v[5] then
+      -- never heartbeaten (it ran shorter than the executor's first beat):
+      -- it started a duration ago (rounded up: a task started on its
+      -- execute_at must not show a start before it)
+      f[#f + 1], f[#f + 2] = "sa", sa
+    end
+    if nst == RETRIABLE then
+      f[#f + 1], f[#f + 2] = "ra", ra
+      f[#f + 1], f[#f + 2] = "ua", now
+      redis.call("HSET", tkey, unpack(f))
+      local w = ""
+      if tonumber(ra) - tonumber(now) < nowake then
+        w = wake
+      end
+      set_trigger(zkey, id, ra, w, part)
+    else
+      f[#f + 1], f[#f + 2] = "fa", now
+      redis.call("HSET", tkey, unpack(f))
+      local ns, lam
+      if v[6] and v[6] ~= "" then
+        local nl = redis.call("HMGET", tkey, "ns", "lam")
+        ns, lam = nl[1], nl[2]
+      end
+      finish(tkey, zkey, id, now, retention, prefix, ns, lam, v[6], true)
+    end
+    res[#res + 1] = tonumber(nst)
   end
-  finish(KEYS[1], KEYS[2], ARGV[1], ARGV[9], ARGV[11], ARGV[12], ns, lam, v[6], true)
 end
-return {tonumber(nst)}
+return res
 `)
 
 // processDueScript applies the state table to a partition's due triggers.

@@ -25,9 +25,11 @@ type Store struct {
 	// noBLMPOP: the server lacks BLMPOP (Redis < 7, miniredis); blocking
 	// pops take one task at a time with BRPOP.
 	noBLMPOP atomic.Bool
-	// pipe batches the hot path's commands (Schedule, SetResult) of many
-	// callers into shared round trips.
+	// pipe batches the hot path's commands (Schedule) of many callers
+	// into shared round trips.
 	pipe *autoPipe
+	// results batches SetResult calls into shared setResultScript calls.
+	results *autoBatch[*resultOp]
 }
 
 // New returns a Store over rdb. Zero fields of opts take their defaults.
@@ -49,7 +51,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
 	opts.DispatchLead = min(max(opts.DispatchLead, 0), MaxDispatchLead)
-	return &Store{rdb: rdb, opts: opts, pipe: newAutoPipe(rdb)}
+	s := &Store{rdb: rdb, opts: opts, pipe: newAutoPipe(rdb)}
+	s.results = newAutoBatch(s.setResults)
+	return s
 }
 
 // Partitions is the number of task partitions.
@@ -207,6 +211,33 @@ func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []
 		}
 	}
 	return cmds, nil
+}
+
+// scriptGroups splits n items, item i in partition part(i), into the
+// groups of indexes that go into one script call: everything on a
+// standalone server, one partition each on a cluster (a script touches one
+// slot there).
+func (s *Store) scriptGroups(n int, part func(i int) int) [][]int {
+	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	var groups [][]int
+	byPart := map[int]int{}
+	for i := range n {
+		p := part(i)
+		g, ok := byPart[p]
+		if !ok {
+			g = len(groups)
+			byPart[p] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
 }
 
 type scriptCall struct {

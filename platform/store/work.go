@@ -3,10 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
-	"github.com/redis/go-redis/v9"
 )
 
 // ClaimRequest asks to claim one popped task for a lambda version.
@@ -32,32 +32,50 @@ type ClaimRequest struct {
 func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout time.Duration) ([]Task, error) {
 	now := s.now()
 	deadline, wake := ms(now.Add(claimTimeout)), wakeFor(now, now.Add(claimTimeout))
-	calls := make([]scriptCall, 0, len(claims))
 	reqs := make([]ClaimRequest, 0, len(claims))
+	parts := make([]int, 0, len(claims))
 	for _, c := range claims {
 		p, err := s.PartitionOf(c.TaskID)
 		if err != nil {
 			continue
 		}
-		calls = append(calls, scriptCall{
-			keys: []string{taskKey(p, c.TaskID), triggerKey(p)},
-			args: []any{c.TaskID, c.LambdaVersion, ms(now), deadline, wake, p, s.opts.EnqueueTimeout.Milliseconds()},
-		})
 		reqs = append(reqs, c)
+		parts = append(parts, p)
 	}
-	if len(calls) == 0 {
+	if len(reqs) == 0 {
 		return []Task{}, nil
+	}
+	groups := s.scriptGroups(len(reqs), func(i int) int { return parts[i] })
+	calls := make([]scriptCall, len(groups))
+	for g, idx := range groups {
+		args := make([]any, 0, 4+2*len(idx))
+		args = append(args, ms(now), deadline, wake, s.opts.EnqueueTimeout.Milliseconds())
+		for _, i := range idx {
+			args = append(args, reqs[i].TaskID, reqs[i].LambdaVersion)
+		}
+		calls[g] = scriptCall{keys: []string{triggerKey(parts[idx[0]])}, args: args}
 	}
 	cmds, err := s.runPipelined(ctx, claimScript, calls)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim: %w", err)
 	}
-	out := make([]Task, 0, len(cmds))
-	for i, c := range cmds {
-		if _, skipped := c.Val().(int64); skipped {
+	// In the order asked (a cluster's groups are by partition).
+	replies := make([]any, len(reqs))
+	for g, idx := range groups {
+		res, ok := cmds[g].Val().([]any)
+		if !ok || len(res) != len(idx) {
+			return nil, fmt.Errorf("store: claim: unexpected script reply %T of %d elements for %d tasks", cmds[g].Val(), len(res), len(idx))
+		}
+		for j, i := range idx {
+			replies[i] = res[j]
+		}
+	}
+	out := make([]Task, 0, len(reqs))
+	for i, r := range replies {
+		if _, skipped := r.(int64); skipped {
 			continue
 		}
-		t, err := decodeClaimed(reqs[i], c.Val(), now)
+		t, err := decodeClaimed(reqs[i], r, now)
 		if err != nil {
 			return nil, err
 		}
@@ -171,56 +189,84 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 	if err != nil {
 		return 0, err
 	}
-	var lastBlob string // the script reads it only for a RETRY at max attempts
-	if r.Outcome == atfv1.Outcome_OUTCOME_RETRY {
-		if lastBlob, err = encodeError(exhausted(r.Error)); err != nil {
-			return 0, err
-		}
-	}
-	now := s.now()
-	retryAt := r.RetryAt
-	if retryAt.IsZero() {
-		retryAt = now
-	}
-	truncated := "0"
-	if r.OutputTruncated {
-		truncated = "1"
-	}
-	keys := []string{taskKey(p, r.TaskID), triggerKey(p)}
-	nowMS := now.UnixMilli()
-	// Stored times are whole milliseconds: "now" rounds down, so the
-	// start a duration before it rounds up (never before the real one):
-	// ceil(now - d) = now - floor(d).
-	started := nowMS - r.Duration.Milliseconds()
-	args := []any{r.TaskID, r.Token, int(r.Outcome), r.Output, truncated, errBlob, lastBlob,
-		r.Duration.Microseconds(), nowMS, ms(retryAt), s.opts.Retention.Milliseconds(),
-		partPrefix(p), wakeFor(now, retryAt), p, started}
-	var cmd *redis.Cmd
-	if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
-		cmd = setResultScript.EvalSha(ctx, pipe, keys, args...)
-	}); err != nil {
+	op := &resultOp{r: &r, p: p, errBlob: errBlob}
+	if err := s.results.do(ctx, op); err != nil {
 		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
 	}
-	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmd = setResultScript.Run(ctx, s.rdb, keys, args...) // the server restarted: load it
+	if op.err != nil {
+		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, op.err)
 	}
-	res, err := cmd.Slice()
-	if err != nil {
-		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
-	}
-	st, _ := res[0].(int64)
-	if st != 0 && r.Slot != "" {
+	st := op.state
+	if st > 0 && r.Slot != "" {
 		// On failure the slot's lease frees it later; the result stands.
 		_ = s.Release(ctx, r.Slot, r.TaskID)
 	}
-	if st == 0 {
+	if st < 0 {
 		cur := "gone"
-		if len(res) > 1 {
-			if s, _ := res[1].(string); s != "0" {
-				cur = atfv1.TaskState(atoi64(s)).String()
-			}
+		if c := -1 - st; c != 0 {
+			cur = atfv1.TaskState(c).String()
 		}
 		return 0, errorf(ErrClaimLost, "task %s: claim lost: token %d is not the current claim (task is %s)", r.TaskID, r.Token, cur)
 	}
 	return atfv1.TaskState(st), nil
+}
+
+// resultOp is one SetResult in a batch of setResultScript: its result,
+// and once run, the script's answer for it or the batch's error.
+type resultOp struct {
+	r       *Result
+	p       int
+	errBlob string
+	state   int64
+	err     error
+}
+
+// setResults runs a batch of results: one script call per partition group
+// (one on a standalone server), all in one round trip.
+func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
+	now := s.now()
+	nowMS := now.UnixMilli()
+	groups := s.scriptGroups(len(ops), func(i int) int { return ops[i].p })
+	calls := make([]scriptCall, len(groups))
+	for g, idx := range groups {
+		args := make([]any, 0, 4+8*len(idx))
+		args = append(args, nowMS, s.opts.Retention.Milliseconds(), (MaxSweep + time.Second).Milliseconds(), wakeChannel)
+		for _, i := range idx {
+			r := ops[i].r
+			out := strconv.Itoa(int(r.Outcome))
+			if r.OutputTruncated {
+				out += "t"
+			}
+			retryAt := nowMS
+			if !r.RetryAt.IsZero() {
+				retryAt = r.RetryAt.UnixMilli()
+			}
+			// Stored times are whole milliseconds: "now" rounds down, so the
+			// start a duration before it rounds up (never before the real
+			// one): ceil(now - d) = now - floor(d).
+			started := nowMS - r.Duration.Milliseconds()
+			args = append(args, r.TaskID, r.Token, out, r.Output, ops[i].errBlob, r.Duration.Microseconds(), started, retryAt)
+		}
+		calls[g] = scriptCall{keys: []string{triggerKey(ops[idx[0]].p)}, args: args}
+	}
+	cmds, err := s.runPipelined(ctx, setResultScript, calls)
+	for g, idx := range groups {
+		var res []any
+		gerr := err
+		if cmds != nil && cmds[g] != nil {
+			if gerr = cmds[g].Err(); gerr == nil {
+				res, _ = cmds[g].Val().([]any)
+				if len(res) != len(idx) {
+					gerr = fmt.Errorf("unexpected script reply %v for %d results", cmds[g].Val(), len(idx))
+				}
+			}
+		}
+		for j, i := range idx {
+			if gerr != nil {
+				ops[i].err = gerr
+				continue
+			}
+			ops[i].state, _ = res[j].(int64)
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,4 +118,83 @@ func TestClaimLoadsScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CONTINUE)
+}
+
+// TestClaimAndResultsInBatches: a claim of many tasks over every partition
+// is one script call per partition group, and so are concurrent results;
+// each task still gets its own answer, in the order asked, and a stale
+// token in a batch changes nothing of its task while the others record.
+func TestClaimAndResultsInBatches(t *testing.T) {
+	b := setup(t)
+	const n = 40
+	var reqs []ClaimRequest
+	parts := map[int]bool{}
+	for range n {
+		task := b.schedule(t, NewTask{})
+		reqs = append(reqs, ClaimRequest{TaskID: task.ID, LambdaVersion: 3})
+		p, _ := b.store.PartitionOf(task.ID)
+		parts[p] = true
+	}
+	if len(parts) < 2 {
+		t.Fatalf("all %d tasks in one partition", n)
+	}
+	// A duplicate entry and a missing task among them are skipped.
+	asked := slices.Concat(reqs[:10], []ClaimRequest{reqs[3], {TaskID: reqs[0].TaskID[:2] + "01hzy3xq8k2m4n6p8r0t2v4w6y"}}, reqs[10:])
+	claimed, err := b.store.Claim(b.ctx, asked, claimTmo)
+	if err != nil || len(claimed) != n {
+		t.Fatalf("Claim: %d tasks, %v", len(claimed), err)
+	}
+	for i, task := range claimed {
+		if task.ID != reqs[i].TaskID || task.Token != 1 || task.LambdaVersion != 3 {
+			t.Fatalf("claimed[%d] = %s token %d version %d, want %s token 1 version 3", i, task.ID, task.Token, task.LambdaVersion, reqs[i].TaskID)
+		}
+	}
+
+	// One batch: even tasks succeed, odd ones come with a stale token.
+	ops := make([]*resultOp, n)
+	for i, task := range claimed {
+		r := Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte(task.ID)}
+		if i%2 == 1 {
+			r.Token = 7
+		}
+		p, _ := b.store.PartitionOf(task.ID)
+		ops[i] = &resultOp{r: &r, p: p}
+	}
+	b.store.setResults(b.ctx, ops)
+	for i, op := range ops {
+		want := int64(atfv1.TaskState_TASK_STATE_SUCCESS)
+		if i%2 == 1 {
+			want = -1 - int64(atfv1.TaskState_TASK_STATE_CLAIMED)
+		}
+		if op.err != nil || op.state != want {
+			t.Fatalf("result %d: state %d, %v; want %d", i, op.state, op.err, want)
+		}
+		got := b.get(t, claimed[i].ID)
+		if i%2 == 0 && (got.State != atfv1.TaskState_TASK_STATE_SUCCESS || string(got.Output) != got.ID) ||
+			i%2 == 1 && (got.State != atfv1.TaskState_TASK_STATE_CLAIMED || got.Output != nil) {
+			t.Fatalf("task %d after the batch: %s, output %q", i, got.State, got.Output)
+		}
+	}
+
+	// The same through SetResult, concurrently: each caller reads its own
+	// answer (a retry, a stale token, a result for a task that ended).
+	var wg sync.WaitGroup
+	for i, task := range claimed {
+		wg.Go(func() {
+			r := Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, RetryAt: b.clock.Now().Add(time.Minute)}
+			st, err := b.store.SetResult(b.ctx, r)
+			switch {
+			case i%2 == 0 && !errors.Is(err, ErrClaimLost):
+				t.Errorf("result for finished task %d: %s, %v", i, st, err)
+			case i%2 == 1 && (err != nil || st != atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE):
+				t.Errorf("retry of task %d: %s, %v", i, st, err)
+			}
+		})
+	}
+	wg.Wait()
+	for i, task := range claimed {
+		if i%2 == 1 {
+			b.wantTrigger(t, task.ID, b.clock.Now().Add(time.Minute))
+		}
+	}
 }
