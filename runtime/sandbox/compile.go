@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 
@@ -46,10 +47,12 @@ type compiled struct {
 	abiErr error
 
 	// Guarded by Engine.mu.
-	size    int64 // estimated bytes, counted in Engine.cachedBytes while elem != nil
-	refs    int   // Runs holding it plus live reactor instances of it
-	runs    int   // Runs holding it: it is not evicted while > 0
-	evicted bool  // no longer in Engine.compiled; Close at refs == 0
+	size int64 // estimated bytes, counted in Engine.cachedBytes while elem != nil
+	refs int   // Runs holding it plus live reactor instances of it
+	runs int   // Runs holding it: it is not evicted while > 0
+	// evicted: no longer in Engine.compiled; Close at refs == 0. Set under
+	// Engine.mu, read without it (Engine.evicted).
+	evicted atomic.Bool
 	elem    *list.Element
 }
 
@@ -119,7 +122,7 @@ func (e *Engine) finishCompile(c *compiled, mod wazero.CompiledModule, size int6
 			delete(e.compiled, c.sha)
 		}
 	case e.closed || e.compiled[c.sha] != c:
-		c.evicted = true // runtime.Close frees it, or the last release does
+		c.evicted.Store(true) // runtime.Close frees it, or the last release does
 	default:
 		drop = e.cacheLocked(c, size)
 	}
@@ -151,7 +154,7 @@ func (e *Engine) evictLocked() []string {
 			e.lru.Remove(el)
 			c.elem = nil
 			e.cachedBytes -= c.size
-			c.evicted = true
+			c.evicted.Store(true)
 			delete(e.compiled, c.sha)
 			e.evictions++
 			evicted = append(evicted, c.sha)
@@ -186,7 +189,7 @@ func (e *Engine) release(c *compiled, run bool) {
 			drop = e.evictLocked()
 		}
 	}
-	if c.refs == 0 && c.evicted {
+	if c.refs == 0 && c.evicted.Load() {
 		e.closeCompiledLocked(c)
 	}
 	e.mu.Unlock()

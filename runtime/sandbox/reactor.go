@@ -236,9 +236,9 @@ func (inst *instance) callHandle() error {
 // evicted reports whether c left the compiled-module cache: its instances
 // are not pooled any more, so that its code can be freed.
 func (e *Engine) evicted(c *compiled) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return c.evicted
+	// No e.mu: taking it would not order this read before an eviction that
+	// races it either (drop and the idle expiry close what that lets in).
+	return c.evicted.Load()
 }
 
 // closeInstance closes inst and gives back its reference to the module.
