@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 )
 
@@ -68,23 +66,12 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 	}
 
 	groups := s.scriptGroups(len(pts), func(i int) int { return pts[i].p })
+	created := ms(now.Truncate(time.Millisecond))
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		nk, na := 0, 1
-		for _, i := range idx {
-			nk, na = nk+len(pts[i].keys), na+2+len(pts[i].args)
-		}
-		c := scriptCall{keys: make([]string, 0, nk), args: make([]any, 0, na)}
-		c.args = append(c.args, len(idx))
-		for _, i := range idx {
-			pt := pts[i]
-			c.keys = append(c.keys, pt.keys...)
-			c.args = append(c.args, len(pt.keys), len(pt.args))
-			c.args = append(c.args, pt.args...)
-		}
-		calls[g] = c
+		calls[g] = scriptCall{keys: []string{triggerKey(pts[idx[0]].p)}, args: scheduleArgs(pts, idx, created)}
 	}
-	cmds, err := s.runPipelined(ctx, scheduleBatchScript, calls)
+	cmds, err := s.runPipelined(ctx, scheduleScript, calls)
 	if err != nil {
 		if len(groups) > 1 {
 			stored := 0
@@ -157,13 +144,48 @@ type preparedTask struct {
 	p      int
 	queue  string
 	task   Task // as stored (times in whole milliseconds), when stored
-	keys   []string
-	args   []any
 	dueNow bool
+	head   scheduleHead // what it may share with the tasks beside it
+	// its own: the work field, key and collection
+	work, key, col string
+}
+
+// scheduleHead is the run header of scheduleScript's ARGV: what a run of
+// consecutive tasks shares.
+type scheduleHead struct {
+	ns, lam, st, max, queue, trigger, wake, enqueuedAt string
+	keyed                                              bool // the tasks carry key and collection
+}
+
+// scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx, all
+// created at created (ms).
+func scheduleArgs(pts []preparedTask, idx []int, created string) []any {
+	args := make([]any, 0, 1+10+2*len(idx))
+	args = append(args, created)
+	for j := 0; j < len(idx); {
+		h := pts[idx[j]].head
+		k := j + 1
+		for k < len(idx) && pts[idx[k]].head == h {
+			k++
+		}
+		keyed := "0"
+		if h.keyed {
+			keyed = "1"
+		}
+		args = append(args, k-j, h.ns, h.lam, h.st, h.max, h.queue, h.trigger, h.wake, h.enqueuedAt, keyed)
+		for _, i := range idx[j:k] {
+			args = append(args, pts[i].id, pts[i].work)
+			if h.keyed {
+				args = append(args, pts[i].key, pts[i].col)
+			}
+		}
+		j = k
+	}
+	return args
 }
 
 // prepare lays out a checked new task: its id and partition, the task as
-// it will be stored, and the KEYS and ARGV of scheduleScript.
+// it will be stored, and what scheduleScript takes of it.
 func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if nt.MaxAttempts <= 0 {
 		nt.MaxAttempts = DefaultMaxAttempts
@@ -198,77 +220,14 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""
 	}
 
-	keys := []string{taskKey(p, id), triggerKey(p), indexKey(p, nt.Namespace, nt.Lambda)}
-	if nt.Key != "" {
-		keys = append(keys, dedupKey(p, nt.Namespace, nt.Lambda, nt.Key))
-	}
 	// Attempt and token start unset (0), updated-at too (the creation).
-	args := make([]any, 0, 6+2*9)
-	args = append(args, id, partPrefix(p), trigger, nowMS, wake, p,
-		fNamespace, nt.Namespace,
-		fLambda, nt.Lambda,
-		fState, strconv.Itoa(int(t.State)),
-		fMaxAttempts, strconv.Itoa(nt.MaxAttempts),
-		fQueue, queue,
-		fWork, workBlob(nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload))
+	head := scheduleHead{
+		ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)), max: strconv.Itoa(nt.MaxAttempts),
+		queue: queue, trigger: trigger, wake: wake, keyed: nt.Key != "" || nt.Collection != "",
+	}
 	if dueNow {
-		args = append(args, fEnqueuedAt, nowMS)
+		head.enqueuedAt = nowMS
 	}
-	for _, fv := range [...]struct{ f, v string }{{fKey, nt.Key}, {fCollection, nt.Collection}} {
-		if fv.v != "" {
-			args = append(args, fv.f, fv.v)
-		}
-	}
-	return preparedTask{id: id, p: p, queue: queue, task: t, keys: keys, args: args, dueNow: dueNow}
+	return preparedTask{id: id, p: p, queue: queue, task: t, dueNow: dueNow, head: head,
+		work: workBlob(nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload), key: nt.Key, col: nt.Collection}
 }
-
-// scheduleBatchScript is scheduleScript for many tasks at once, in order:
-// a task's key can deduplicate against a task earlier in the batch.
-//
-// KEYS    per task: task hash, trigger zset, index zset, and the key -> id
-//
-//	mapping when the task has a key (scheduleScript's KEYS)
-//
-// ARGV[1] number of tasks
-// ARGV... per task: its number of KEYS, its number of ARGV, then its ARGV
-//
-//	as scheduleScript takes them
-//
-// Returns one entry per task: 0 when stored, {existing id, {existing task
-// hash}} when its key matched a task still kept.
-var scheduleBatchScript = redis.NewScript(luaPrelude + `
-local n = tonumber(ARGV[1])
-local ki, ai = 1, 2
-local out = {}
-for i = 1, n do
-  local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
-  ai = ai + 2
-  local tkey, zkey, ikey = KEYS[ki], KEYS[ki + 1], KEYS[ki + 2]
-  local dkey = false
-  if nk == 4 then dkey = KEYS[ki + 3] end
-  ki = ki + nk
-  local id, prefix, trig, created, wake, part =
-    ARGV[ai], ARGV[ai + 1], ARGV[ai + 2], ARGV[ai + 3], ARGV[ai + 4], ARGV[ai + 5]
-  local res = 0
-  if dkey then
-    local existing = redis.call("GET", dkey)
-    if existing then
-      local fields = redis.call("HGETALL", prefix .. "task:" .. existing)
-      if #fields > 0 then
-        res = {existing, fields}
-      end
-    end
-  end
-  if res == 0 then
-    redis.call("HSET", tkey, unpack(ARGV, ai + 6, ai + na - 1))
-    set_trigger(zkey, id, trig, wake, part)
-    redis.call("ZADD", ikey, created, id)
-    if dkey then
-      redis.call("SET", dkey, id)
-    end
-  end
-  out[i] = res
-  ai = ai + na
-end
-return out
-`)

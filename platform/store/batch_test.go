@@ -142,3 +142,44 @@ func TestListDeadLetters(t *testing.T) {
 		t.Fatalf("after retry: %v, %v", ts, err)
 	}
 }
+
+// TestScheduleBatchRuns: tasks of a batch share run headers only with the
+// identical tasks beside them; every task is stored with its own lambda,
+// queue, max attempts and index entry, whatever the runs.
+func TestScheduleBatchRuns(t *testing.T) {
+	b := setup(t)
+	var batch []NewTask
+	for i := range 12 {
+		lam := []string{"echo", "echo", "other"}[i%3]
+		batch = append(batch, NewTask{Namespace: ns, Lambda: lam, MaxAttempts: 1 + i/6, Payload: []byte{byte(i)}})
+	}
+	res, err := b.store.ScheduleBatch(b.ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{}
+	for i, r := range res {
+		got := b.get(t, r.Task.ID)
+		nt := batch[i]
+		if got.Lambda != nt.Lambda || got.MaxAttempts != nt.MaxAttempts || !slices.Equal(got.Payload, nt.Payload) ||
+			got.State != atfv1.TaskState_TASK_STATE_ENQUEUED {
+			t.Errorf("task %d stored as %+v, scheduled as %+v", i, got, nt)
+		}
+		want[nt.Lambda] = append(want[nt.Lambda], r.Task.ID)
+	}
+	for lam, ids := range want {
+		listed, _, err := b.store.ListTasks(b.ctx, ListFilter{Namespace: ns, Lambda: lam, PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, task := range listed {
+			got = append(got, task.ID)
+		}
+		slices.Sort(got)
+		slices.Sort(ids)
+		if !slices.Equal(got, ids) {
+			t.Errorf("ListTasks(%s) = %v, want %v", lam, got, ids)
+		}
+	}
+}

@@ -71,40 +71,85 @@ local function with_attempt(blob, attempt)
 end
 `
 
-// scheduleScript stores a new task, or finds the live task that already
-// holds its key.
+// scheduleScript stores new tasks, in order (a task's key can deduplicate
+// against a task earlier in the same call), or finds the task still kept
+// that already holds a task's key. ScheduleBatch sends a batch in one call
+// (on Redis Cluster, one call per partition), Schedule a batch of one.
 //
-// KEYS[1] task hash
-// KEYS[2] partition trigger zset
-// KEYS[3] partition index zset of the task's lambda
-// KEYS[4] key -> id mapping (only when the task has a key)
-// ARGV[1] task id
-// ARGV[2] partition key prefix ("atf:{p<P>}:")
-// ARGV[3] next trigger (ms)
-// ARGV[4] created (ms)
-// ARGV[5] wake channel, "" when the task is enqueued now
-// ARGV[6] partition number
-// ARGV[7...] task hash field, value, field, value...
+// Consecutive tasks that share their lambda and timing share one run
+// header, so that a task costs its id and work field: every argument costs
+// redis-server ~1k instructions (parsing, the ARGV table, freeing), more
+// than building the task's keys here does.
 //
-// Returns {0} when stored, {1, existing id, {existing task hash}} when the
-// key already maps to a task that still exists.
+// KEYS[1] the trigger zset of the first task's partition (it routes the
+// call on a cluster; every key is built from the task ids, whose first
+// two hex digits name their partition)
+// ARGV[1] created (ms)
+// ARGV[2...] runs of tasks, each: its number of tasks, then namespace,
+// lambda, state, max attempts, queue key, next trigger (ms), wake channel
+// ("" when none is needed), enqueued-at ("" when not enqueued now), "1"
+// when its tasks carry key and collection; then per task: id, work field
+// (workBlob) and, with that "1", key and collection ("" for none).
+//
+// Returns one element per task: 0 when stored, {existing id, {existing
+// task hash}} when its key maps to a task that still exists.
 var scheduleScript = redis.NewScript(luaPrelude + `
-if KEYS[4] then
-  local existing = redis.call("GET", KEYS[4])
-  if existing then
-    local fields = redis.call("HGETALL", ARGV[2] .. "task:" .. existing)
-    if #fields > 0 then
-      return {1, existing, fields}
+local created = ARGV[1]
+local out = {}
+local a = 2
+while a <= #ARGV do
+  local c = tonumber(ARGV[a])
+  local ns, lam, st, max, q, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 9)
+  a = a + 10
+  for _ = 1, c do
+    local id, w, key, col = ARGV[a], ARGV[a + 1], "", ""
+    if kc == "1" then
+      key, col = ARGV[a + 2], ARGV[a + 3]
+      a = a + 4
+    else
+      a = a + 2
     end
+    local part = tonumber(string.sub(id, 1, 2), 16)
+    local prefix = "atf:{p" .. part .. "}:"
+    local res = 0
+    local dkey = false
+    if key ~= "" then
+      dkey = prefix .. "key:" .. ns .. ":" .. lam .. ":" .. key
+      local existing = redis.call("GET", dkey)
+      if existing then
+        local fields = redis.call("HGETALL", prefix .. "task:" .. existing)
+        if #fields > 0 then
+          res = {existing, fields}
+        end
+      end
+    end
+    if res == 0 then
+      local tkey = prefix .. "task:" .. id
+      if ea ~= "" and kc ~= "1" then
+        redis.call("HSET", tkey, "ns", ns, "lam", lam, "st", st, "max", max, "q", q, "w", w, "ea", ea)
+      else
+        local f = {"ns", ns, "lam", lam, "st", st, "max", max, "q", q, "w", w}
+        if ea ~= "" then
+          f[#f + 1], f[#f + 2] = "ea", ea
+        end
+        if key ~= "" then
+          f[#f + 1], f[#f + 2] = "key", key
+        end
+        if col ~= "" then
+          f[#f + 1], f[#f + 2] = "col", col
+        end
+        redis.call("HSET", tkey, unpack(f))
+      end
+      set_trigger(prefix .. "trigger", id, trig, wake, part)
+      redis.call("ZADD", prefix .. "idx:" .. ns .. ":" .. lam, created, id)
+      if dkey then
+        redis.call("SET", dkey, id)
+      end
+    end
+    out[#out + 1] = res
   end
 end
-redis.call("HSET", KEYS[1], unpack(ARGV, 7))
-set_trigger(KEYS[2], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
-redis.call("ZADD", KEYS[3], ARGV[4], ARGV[1])
-if KEYS[4] then
-  redis.call("SET", KEYS[4], ARGV[1])
-end
-return {0}
+return out
 `)
 
 // claimScript moves popped ENQUEUED tasks to CLAIMED, each with a fresh

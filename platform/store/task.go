@@ -18,6 +18,8 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		return Task{}, false, err
 	}
 	pt := s.prepare(nt, s.now())
+	keys := []string{triggerKey(pt.p)}
+	args := scheduleArgs([]preparedTask{pt}, []int{0}, ms(pt.task.CreatedAt))
 	if pt.dueNow && nt.Key == "" {
 		// No key, so no deduplication: the push can ride in the same round
 		// trip as the script, once the server is known to have it.
@@ -29,7 +31,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		}
 		var cmd *redis.Cmd
 		if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
-			cmd = scheduleScript.EvalSha(ctx, pipe, pt.keys, pt.args...)
+			cmd = scheduleScript.EvalSha(ctx, pipe, keys, args...)
 			pipe.LPush(ctx, pt.queue, pt.id)
 		}); err != nil {
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
@@ -45,20 +47,20 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		// dropped, the task not existing yet; a second entry for a task
 		// claimed meanwhile is skipped by the claim.
 		s.scheduleLoaded.Store(false)
-		if _, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Result(); err != nil {
+		if _, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Result(); err != nil {
 			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 		}
 		s.scheduleLoaded.Store(true)                // Run loaded it
 		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err() // a lost push: the enqueue timeout redoes it
 		return pt.task, false, nil
 	}
-	res, err := scheduleScript.Run(ctx, s.rdb, pt.keys, pt.args...).Slice()
+	res, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 	}
-	if code, _ := res[0].(int64); code == 1 {
-		existing, _ := res[1].(string)
-		fields, err := pairsToMap(res[2])
+	if dup, ok := res[0].([]any); ok && len(dup) == 2 {
+		existing, _ := dup[0].(string)
+		fields, err := pairsToMap(dup[1])
 		if err != nil {
 			return Task{}, false, err
 		}
