@@ -39,12 +39,15 @@ local function set_trigger(zkey, id, at, wake, part)
   end
 end
 
--- a task reached a terminal state: no trigger, kept for the retention.
+-- a task reached a terminal state: no trigger (zkey false: the caller
+-- removes it), kept for the retention.
 local function finish(tkey, zkey, id, now, retention, prefix, ns, lam, key, fa_set)
   if not fa_set then
     redis.call("HSET", tkey, "fa", now)
   end
-  redis.call("ZREM", zkey, id)
+  if zkey then
+    redis.call("ZREM", zkey, id)
+  end
   redis.call("PEXPIRE", tkey, retention)
   if key and key ~= "" then
     local kk = prefix .. "key:" .. ns .. ":" .. lam .. ":" .. key
@@ -71,6 +74,31 @@ local function with_attempt(blob, attempt)
 end
 `
 
+// luaLater gathers sorted-set changes of a script's tasks to make them
+// at its end, one command per set: a redis.call costs ~5k instructions of
+// glue whatever its arguments, and a batch's tasks share a partition's
+// sets. later(set, member) for ZREM, later(set, score, member) for ZADD.
+const luaLater = `
+local later_sets, later_args = {}, {}
+local function later(zkey, a, b)
+  local args = later_args[zkey]
+  if not args then
+    args = {}
+    later_args[zkey] = args
+    later_sets[#later_sets + 1] = zkey
+  end
+  args[#args + 1] = a
+  if b then
+    args[#args + 1] = b
+  end
+end
+local function flush_later(cmd)
+  for _, zkey in ipairs(later_sets) do
+    redis.call(cmd, zkey, unpack(later_args[zkey]))
+  end
+end
+`
+
 // scheduleScript stores new tasks, in order (a task's key can deduplicate
 // against a task earlier in the same call), or finds the task still kept
 // that already holds a task's key. ScheduleBatch sends a batch in one call
@@ -91,9 +119,12 @@ end
 // when its tasks carry key and collection; then per task: id, work field
 // (workBlob) and, with that "1", key and collection ("" for none).
 //
+// The sorted-set entries of a call (index, and triggers that need no
+// wake-up) are added together at its end, one ZADD per set.
+//
 // Returns one element per task: 0 when stored, {existing id, {existing
 // task hash}} when its key maps to a task that still exists.
-var scheduleScript = redis.NewScript(luaPrelude + `
+var scheduleScript = redis.NewScript(luaPrelude + luaLater + `
 local created = ARGV[1]
 local out = {}
 local a = 2
@@ -140,8 +171,12 @@ while a <= #ARGV do
         end
         redis.call("HSET", tkey, unpack(f))
       end
-      set_trigger(prefix .. "trigger", id, trig, wake, part)
-      redis.call("ZADD", prefix .. "idx:" .. ns .. ":" .. lam, created, id)
+      if wake == "" then
+        later(prefix .. "trigger", trig, id)
+      else
+        set_trigger(prefix .. "trigger", id, trig, wake, part)
+      end
+      later(prefix .. "idx:" .. ns .. ":" .. lam, created, id)
       if dkey then
         redis.call("SET", dkey, id)
       end
@@ -149,6 +184,7 @@ while a <= #ARGV do
     out[#out + 1] = res
   end
 end
+flush_later("ZADD")
 return out
 `)
 
@@ -293,10 +329,11 @@ return 1
 // has no earlier output or error to clear, so empty ones are not written:
 // each field written costs redis-server a conversion, a listpack search
 // and an AOF entry. Nor is "ua" beside "fa": a finished task was last
-// updated when it finished (decodeTask). An exhausted attempt's error gets
+// updated when it finished (decodeTask). Finished tasks leave the trigger
+// set together at the end, one ZREM per set. An exhausted attempt's error gets
 // attempts_exhausted (field 7) appended: a field appended to a proto
 // message overrides an earlier value of it.
-var setResultScript = redis.NewScript(luaPrelude + `
+var setResultScript = redis.NewScript(luaPrelude + luaLater + `
 local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local res = {}
 for i = 5, #ARGV, 8 do
@@ -360,11 +397,13 @@ for i = 5, #ARGV, 8 do
         local nl = redis.call("HMGET", tkey, "ns", "lam")
         ns, lam = nl[1], nl[2]
       end
-      finish(tkey, zkey, id, now, retention, prefix, ns, lam, v[6], true)
+      finish(tkey, false, id, now, retention, prefix, ns, lam, v[6], true)
+      later(zkey, id)
     end
     res[#res + 1] = tonumber(nst)
   end
 end
+flush_later("ZREM")
 return res
 `)
 
