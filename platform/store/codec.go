@@ -161,6 +161,12 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 	} else if v := h[fPayload]; v != "" { // stored before the work field
 		t.Payload = []byte(v)
 	}
+	// A task finished by its first result without ever heartbeating has
+	// no "sa": it started its duration before it finished (in whole
+	// milliseconds, rounded up: never before its real start).
+	if _, ran := h[fDuration]; ran && t.StartedAt.IsZero() && !t.FinishedAt.IsZero() {
+		t.StartedAt = t.FinishedAt.Add(-t.Duration.Truncate(time.Millisecond))
+	}
 	// A write that sets another time leaves "ua" out when it equals that
 	// time (creation, finish): updated is the latest of them.
 	for _, at := range [...]time.Time{t.CreatedAt, t.FinishedAt} {

@@ -313,13 +313,12 @@ return 1
 // ARGV[3] a retry at least this far ahead (ms) wakes no consumer (MaxSweep
 // and a second)
 // ARGV[4] wake channel
-// ARGV[5...] per result, 8 values:
+// ARGV[5...] per result, 7 values:
 //
 //	id, fencing token, outcome (atf.v1.Outcome: 1 SUCCESS, 2 RETRY,
 //	3 FATAL, 4 CANCELLED; followed by "t" when the output was truncated),
 //	output, error (atf.v1.TaskError, proto binary; "" for none),
-//	duration (microseconds), start if it never heartbeat: now less the
-//	duration (ms, rounded up), retry at (ms)
+//	duration (microseconds), retry at (ms)
 //
 // Returns per result its new state when recorded, and when the token is
 // not the current claim or the task is not running (nothing changes then)
@@ -329,15 +328,16 @@ return 1
 // has no earlier output or error to clear, so empty ones are not written:
 // each field written costs redis-server a conversion, a listpack search
 // and an AOF entry. Nor is "ua" beside "fa": a finished task was last
-// updated when it finished (decodeTask). Finished tasks leave the trigger
+// updated when it finished; nor "sa" beside "fa" and "dur" when it never
+// heartbeat: it started its duration before it finished (decodeTask). Finished tasks leave the trigger
 // set together at the end, one ZREM per set. An exhausted attempt's error gets
 // attempts_exhausted (field 7) appended: a field appended to a proto
 // message overrides an earlier value of it.
 var setResultScript = redis.NewScript(luaPrelude + luaLater + `
 local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local res = {}
-for i = 5, #ARGV, 8 do
-  local id, tok, out, output, blob, dur, sa, ra = unpack(ARGV, i, i + 7)
+for i = 5, #ARGV, 7 do
+  local id, tok, out, output, blob, dur, ra = unpack(ARGV, i, i + 6)
   local part = tonumber(string.sub(id, 1, 2), 16)
   local prefix = "atf:{p" .. part .. "}:"
   local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
@@ -374,11 +374,11 @@ for i = 5, #ARGV, 8 do
     if blob ~= "" or not clean then
       f[#f + 1], f[#f + 2] = "err", with_attempt(blob, att)
     end
-    if not v[5] then
+    if not v[5] and nst == RETRIABLE then
       -- never heartbeaten (it ran shorter than the executor's first beat):
-      -- it started a duration ago (rounded up: a task started on its
-      -- execute_at must not show a start before it)
-      f[#f + 1], f[#f + 2] = "sa", sa
+      -- it started a duration ago (in whole milliseconds, rounded up: a
+      -- task started on its execute_at must not show a start before it)
+      f[#f + 1], f[#f + 2] = "sa", tonumber(now) - math.floor(tonumber(dur) / 1000)
     end
     if nst == RETRIABLE then
       f[#f + 1], f[#f + 2] = "ra", ra

@@ -302,6 +302,10 @@ func TestClaimAndFencing(t *testing.T) {
 		// the millisecond: never before its real start) before it finished.
 		t.Fatalf("after SetResult: %+v", done)
 	}
+	// That start is not stored: it is the finish less the duration.
+	if p, _ := b.store.PartitionOf(task.ID); b.rdb.HExists(b.ctx, taskKey(p, task.ID), fStartedAt).Val() {
+		t.Errorf("a task finished without a heartbeat stored its start")
+	}
 	b.wantNoTrigger(t, task.ID)
 	// A second result, even with the right token, is refused: the task ended.
 	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second.Token, Outcome: atfv1.Outcome_OUTCOME_FATAL}); !errors.Is(err, ErrClaimLost) {

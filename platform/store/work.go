@@ -229,7 +229,7 @@ func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 	groups := s.scriptGroups(len(ops), func(i int) int { return ops[i].p })
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		args := make([]any, 0, 4+8*len(idx))
+		args := make([]any, 0, 4+7*len(idx))
 		args = append(args, nowMS, s.opts.Retention.Milliseconds(), (MaxSweep + time.Second).Milliseconds(), wakeChannel)
 		for _, i := range idx {
 			r := ops[i].r
@@ -241,11 +241,7 @@ func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 			if !r.RetryAt.IsZero() {
 				retryAt = r.RetryAt.UnixMilli()
 			}
-			// Stored times are whole milliseconds: "now" rounds down, so the
-			// start a duration before it rounds up (never before the real
-			// one): ceil(now - d) = now - floor(d).
-			started := nowMS - r.Duration.Milliseconds()
-			args = append(args, r.TaskID, r.Token, out, r.Output, ops[i].errBlob, r.Duration.Microseconds(), started, retryAt)
+			args = append(args, r.TaskID, r.Token, out, r.Output, ops[i].errBlob, r.Duration.Microseconds(), retryAt)
 		}
 		calls[g] = scriptCall{keys: []string{triggerKey(ops[idx[0]].p)}, args: args}
 	}
