@@ -18,7 +18,7 @@ import (
 // if later; its last enqueue on a later attempt) to now.
 func traceClaims(ctx context.Context, start time.Time, tasks []store.Task) {
 	now := time.Now()
-	tracer := telemetry.Tracer()
+	tracer, tracing := telemetry.Tracer(), telemetry.Tracing()
 	for _, t := range tasks {
 		due := t.DueAt()
 		if t.Attempt > 1 || due.IsZero() {
@@ -26,6 +26,9 @@ func traceClaims(ctx context.Context, start time.Time, tasks []store.Task) {
 		}
 		if !due.IsZero() {
 			telemetry.TaskClaimed(ctx, t.Lambda, t.Priority, now.Sub(due))
+		}
+		if !tracing {
+			continue
 		}
 		parent := tracectx.Parse(t.TraceParent)
 		if !parent.IsSampled() {

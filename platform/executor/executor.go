@@ -450,6 +450,7 @@ func (e *Executor) audit(event string, w *atfv1.Work, outcome string) {
 func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result, logs string) {
 	// ctx carries the execute span, the parent of SetResult's; it may be
 	// cancelled (a cancelled task still reports).
+	span := trace.SpanFromContext(ctx) // before WithoutCancel, whose Value allocates
 	ctx = context.WithoutCancel(ctx)
 	req := &atfv1.SetResultRequest{
 		TaskId:          w.GetTaskId(),
@@ -463,7 +464,7 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 		Duration:        durationpb.New(res.Duration),
 		Logs:            logs,
 	}
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+	if span.IsRecording() {
 		req.ExecutionTraceparent = tracectx.Format(span.SpanContext())
 	}
 	delay := 50 * time.Millisecond
@@ -472,7 +473,9 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 		r, err := e.cfg.Status.SetResult(callCtx, req)
 		cancel()
 		if err == nil {
-			e.logTask(ctx, slog.LevelDebug, w, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
+			if e.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // its arguments would be built for nothing
+				e.logTask(ctx, slog.LevelDebug, w, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
+			}
 			return
 		}
 		if code := connect.CodeOf(err); code == connect.CodeFailedPrecondition || code == connect.CodeNotFound || code == connect.CodeInvalidArgument || try == 8 {

@@ -27,6 +27,12 @@ func startExecute(ctx context.Context, executorID string, w *atfv1.Work, late ti
 	if parent := tracectx.Parse(w.GetTraceparent()); parent.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 	}
+	telemetry.TaskStarted(ctx, w.GetLambda(), late)
+	if !telemetry.Tracing() {
+		// The span would record nothing and carry its parent's context,
+		// which ctx carries already (ctx has no other span).
+		return ctx, trace.SpanFromContext(ctx)
+	}
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
@@ -47,7 +53,6 @@ func startExecute(ctx context.Context, executorID string, w *atfv1.Work, late ti
 			Attributes:  []attribute.KeyValue{attribute.String("atf.link", "previous_attempt")},
 		}))
 	}
-	telemetry.TaskStarted(ctx, w.GetLambda(), late)
 	return telemetry.Tracer().Start(ctx, "atf.execute", opts...)
 }
 

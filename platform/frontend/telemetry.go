@@ -28,6 +28,12 @@ func startSchedule(ctx context.Context, lambda string, h http.Header) (context.C
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
 		kind = trace.SpanKindServer
 	}
+	// With tracing off the span would record nothing and carry the span
+	// context ctx carries: ctx's own span stands for it, unless that one
+	// records (a provider of its own, not the global one).
+	if span := trace.SpanFromContext(ctx); !telemetry.Tracing() && !span.IsRecording() {
+		return ctx, span
+	}
 	return telemetry.Tracer().Start(ctx, "atf.schedule", trace.WithSpanKind(kind),
 		trace.WithAttributes(telemetry.KeyLambda.String(lambda)))
 }
@@ -54,14 +60,18 @@ func endSchedule(ctx context.Context, span trace.Span, t store.Task, dedup bool,
 		span.SetStatus(codes.Error, err.Error())
 		return
 	}
-	span.SetAttributes(
-		telemetry.KeyTaskID.String(t.ID),
-		telemetry.KeyNamespace.String(t.Namespace),
-		telemetry.KeyPriority.Int(t.Priority),
-		telemetry.KeyState.String(t.State.String()),
-	)
+	if span.IsRecording() {
+		span.SetAttributes(
+			telemetry.KeyTaskID.String(t.ID),
+			telemetry.KeyNamespace.String(t.Namespace),
+			telemetry.KeyPriority.Int(t.Priority),
+			telemetry.KeyState.String(t.State.String()),
+		)
+		if dedup {
+			span.SetAttributes(attrDeduplicated.Bool(true))
+		}
+	}
 	if dedup {
-		span.SetAttributes(attrDeduplicated.Bool(true))
 		return
 	}
 	telemetry.TaskScheduled(ctx, t.Lambda)
@@ -108,6 +118,9 @@ func resumeEnqueued(ctx context.Context, tasks []store.Enqueued, start time.Time
 // an unsampled trace gets no span.
 func pushedInTrace(ctx context.Context, id, lambda, traceparent, reason string, start time.Time) {
 	telemetry.TaskPushed(ctx, lambda, reason)
+	if !telemetry.Tracing() {
+		return
+	}
 	parent := tracectx.Parse(traceparent)
 	if !parent.IsSampled() {
 		return

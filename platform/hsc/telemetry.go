@@ -15,6 +15,12 @@ import (
 // executor's execute span (through otelconnect's server span over Connect,
 // directly when the executor runs in process).
 func startSetResult(ctx context.Context, req *atfv1.SetResultRequest) (context.Context, trace.Span) {
+	// With tracing off the span would record nothing and carry the span
+	// context ctx carries: ctx's own span stands for it, unless that one
+	// records (a provider of its own, not the global one).
+	if span := trace.SpanFromContext(ctx); !telemetry.Tracing() && !span.IsRecording() {
+		return ctx, span
+	}
 	return telemetry.Tracer().Start(ctx, "atf.set_result", trace.WithAttributes(
 		telemetry.KeyTaskID.String(req.GetTaskId()),
 		telemetry.KeyOutcome.String(strings.ToLower(strings.TrimPrefix(req.GetOutcome().String(), "OUTCOME_"))),

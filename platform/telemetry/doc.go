@@ -31,9 +31,11 @@
 // # Cost when off
 //
 // With no OTEL_TRACES_EXPORTER and no OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT,
-// Setup installs no tracer provider at all: spans are the API's non-recording
-// ones, which carry the stored trace context (so logs still get trace ids)
-// and cost a few allocations. autoexport alone would pick OTLP by default
+// Setup installs no tracer provider at all: spans would be the API's
+// non-recording ones, so atf's roles start none (Tracing) and build none of
+// their attributes; the contexts they hold carry the stored trace context
+// all the same (so logs still get trace ids). Metrics before Setup record
+// into a no-op meter: the record functions then build no attribute set. autoexport alone would pick OTLP by default
 // and export to localhost:4318 whether or not anything listens there; atf
 // asks for tracing to be named instead. Metrics always run (the Prometheus
 // /metrics endpoint reads them) and go over OTLP only when asked the same

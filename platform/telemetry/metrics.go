@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Scope is the instrumentation scope of atf's own spans and metrics.
@@ -19,22 +20,54 @@ const Scope = "github.com/atfhq/atf"
 
 // Tracer is atf's tracer from the global provider Setup installs. It is
 // kept while that provider stays: otel.Tracer takes the global provider's
-// lock (and the SDK provider's) on every call, and every task starts
-// several spans from goroutines running at once.
-func Tracer() trace.Tracer {
+// lock (and the SDK's) on every call, and every task starts several spans
+// from goroutines running at once.
+func Tracer() trace.Tracer { return currentTracer().t }
+
+// Tracing reports whether the global tracer provider may record spans. It
+// is false for the no-op providers (Setup's when tracing is off,
+// trace/noop's) and for the API's default before any provider is set:
+// their spans record nothing and only carry their parent's context. The
+// roles then start no span of their own, and build none of its options
+// and attributes, for every task: the context they already hold carries
+// the same parent (so logs still get trace ids).
+//
+// (The API's default provider records through go.opentelemetry.io/auto's
+// eBPF instrumentation when that is attached; atf's processes install a
+// provider in Setup, so it applies only to an embedder that installs
+// none.)
+func Tracing() bool { return currentTracer().on }
+
+func currentTracer() *providerTracer {
 	tp := otel.GetTracerProvider()
 	if c := tracer.Load(); c != nil && reflect.TypeOf(tp).Comparable() && c.tp == tp {
-		return c.t
+		return c
 	}
-	t := tp.Tracer(Scope)
-	tracer.Store(&providerTracer{tp: tp, t: t})
-	return t
+	c := &providerTracer{tp: tp, t: tp.Tracer(Scope), on: mayRecord(tp)}
+	tracer.Store(c)
+	return c
 }
 
 // providerTracer is a tracer with the provider it came from.
 type providerTracer struct {
 	tp trace.TracerProvider
 	t  trace.Tracer
+	on bool // mayRecord(tp)
+}
+
+var noopProviderType = reflect.TypeOf(trace.NewNoopTracerProvider()) //nolint:staticcheck // Setup's provider when tracing is off
+
+// mayRecord reports whether spans of tp may record (Tracing).
+func mayRecord(tp trace.TracerProvider) bool {
+	switch t := reflect.TypeOf(tp); {
+	case t == noopProviderType, t == reflect.TypeOf(tracenoop.TracerProvider{}):
+		return false
+	case t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global":
+		// The API's default, which otel.GetTracerProvider returns only
+		// until a provider is set (then it returns that one).
+		return false
+	}
+	return true
 }
 
 var tracer atomic.Pointer[providerTracer]
@@ -136,9 +169,14 @@ func must[T any](v T, err error) T {
 	return v
 }
 
+// The functions below record nothing, and build no attribute set, when
+// their instrument is not enabled (the no-op meter before Setup).
+
 // TaskScheduled counts a stored task.
 func TaskScheduled(ctx context.Context, lambda string) {
-	inst().tasksScheduled.Add(ctx, 1, attrs1(KeyLambda, lambda))
+	if c := inst().tasksScheduled; c.Enabled(ctx) {
+		c.Add(ctx, 1, attrs1(KeyLambda, lambda).add...)
+	}
 }
 
 // TaskPushed counts a push to a task's queue, by reason: the store
@@ -146,36 +184,46 @@ func TaskScheduled(ctx context.Context, lambda string) {
 // frontend, a cron tick), a dead letter retried by hand, tasks a resume
 // released.
 func TaskPushed(ctx context.Context, lambda, reason string) {
-	inst().tasksEnqueued.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
+	if c := inst().tasksEnqueued; c.Enabled(ctx) {
+		c.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)).add...)
+	}
 }
 
 // TaskClaimed records a claim's pickup latency.
 func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.Duration) {
-	inst().pickupLatency.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)))
+	if h := inst().pickupLatency; h.Enabled(ctx) {
+		h.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)).rec...)
+	}
 }
 
 // TaskStarted counts an execution started. late, when >= 0, is how long
 // after it was due (store.Task.DueAt) the task's first attempt started
 // (atf.task.start.lateness); a later attempt passes -1.
 func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
-	attrs := attrs1(KeyLambda, lambda)
-	inst().tasksStarted.Add(ctx, 1, attrs)
-	if late >= 0 {
-		inst().lateness.Record(ctx, late.Seconds(), attrs)
+	in := inst()
+	if in.tasksStarted.Enabled(ctx) {
+		in.tasksStarted.Add(ctx, 1, attrs1(KeyLambda, lambda).add...)
+	}
+	if late >= 0 && in.lateness.Enabled(ctx) {
+		in.lateness.Record(ctx, late.Seconds(), attrs1(KeyLambda, lambda).rec...)
 	}
 }
 
 // TaskFinished counts an execution's end and records how long it ran and,
 // when known (> 0), the CPU time it used and the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
-	attrs := attrs2(KeyLambda, lambda, KeyOutcome.String(outcome))
-	inst().tasksFinished.Add(ctx, 1, attrs)
-	inst().execDuration.Record(ctx, d.Seconds(), attrs)
-	if cpu > 0 {
-		inst().execCPU.Record(ctx, cpu.Seconds(), attrs1(KeyLambda, lambda))
+	in := inst()
+	if in.tasksFinished.Enabled(ctx) {
+		in.tasksFinished.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyOutcome.String(outcome)).add...)
 	}
-	if memoryBytes > 0 {
-		inst().sandboxMemory.Record(ctx, int64(memoryBytes), attrs1(KeyLambda, lambda))
+	if in.execDuration.Enabled(ctx) {
+		in.execDuration.Record(ctx, d.Seconds(), attrs2(KeyLambda, lambda, KeyOutcome.String(outcome)).rec...)
+	}
+	if cpu > 0 && in.execCPU.Enabled(ctx) {
+		in.execCPU.Record(ctx, cpu.Seconds(), attrs1(KeyLambda, lambda).rec...)
+	}
+	if memoryBytes > 0 && in.sandboxMemory.Enabled(ctx) {
+		in.sandboxMemory.Record(ctx, int64(memoryBytes), attrs1(KeyLambda, lambda).rec...)
 	}
 }
 
@@ -233,35 +281,51 @@ func ObserveQueueDepth(depths func(context.Context) ([]QueueDepth, error)) (stop
 // value: building a set (sorting and hashing its attributes) costs more
 // than recording the measurement. Values are few (lambdas, outcomes,
 // reasons, priorities); past maxCachedSets distinct ones, sets are built
-// each time.
+// each time. A set is kept with the option slices Add and Record take, so
+// that recording into it allocates nothing.
+type attrSet struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+// setKey is a set's attributes: one or two (b's key empty when one).
+type setKey struct{ a, b attribute.KeyValue }
+
 var (
-	cachedSets sync.Map // string -> metric.MeasurementOption
-	numSets    atomic.Int64
+	setsMu sync.RWMutex
+	sets   = map[setKey]*attrSet{}
 )
 
 const maxCachedSets = 10000
 
-func attrs1(k attribute.Key, v string) metric.MeasurementOption {
-	return cachedSet(string(k)+"\x00"+v, func() metric.MeasurementOption {
-		return metric.WithAttributes(k.String(v))
-	})
+func attrs1(k attribute.Key, v string) *attrSet {
+	return cachedSet(setKey{a: k.String(v)})
 }
 
-func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) metric.MeasurementOption {
-	return cachedSet(string(k1)+"\x00"+v1+"\x00"+string(a2.Key)+"\x00"+a2.Value.Emit(), func() metric.MeasurementOption {
-		return metric.WithAttributes(k1.String(v1), a2)
-	})
+func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) *attrSet {
+	return cachedSet(setKey{a: k1.String(v1), b: a2})
 }
 
-func cachedSet(key string, build func() metric.MeasurementOption) metric.MeasurementOption {
-	if o, ok := cachedSets.Load(key); ok {
-		return o.(metric.MeasurementOption)
+func cachedSet(key setKey) *attrSet {
+	setsMu.RLock()
+	s := sets[key]
+	setsMu.RUnlock()
+	if s != nil {
+		return s
 	}
-	o := build()
-	if numSets.Load() < maxCachedSets {
-		if _, loaded := cachedSets.LoadOrStore(key, o); !loaded {
-			numSets.Add(1)
-		}
+	kvs := []attribute.KeyValue{key.a}
+	if key.b.Key != "" {
+		kvs = append(kvs, key.b)
 	}
-	return o
+	o := metric.WithAttributes(kvs...)
+	s = &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+	setsMu.Lock()
+	defer setsMu.Unlock()
+	if old := sets[key]; old != nil {
+		return old
+	}
+	if len(sets) < maxCachedSets {
+		sets[key] = s
+	}
+	return s
 }

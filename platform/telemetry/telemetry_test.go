@@ -11,9 +11,12 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 func env(kv ...string) func(string) string {
@@ -146,5 +149,79 @@ func TestTracerFollowsTheProvider(t *testing.T) {
 	}
 	if n := len(recs[0].Ended()); n != 2 {
 		t.Fatalf("the first provider recorded %d spans after the second was set, want 2", n)
+	}
+}
+
+// defaultProvider is the API's own provider, taken before any test sets one.
+var defaultProvider = otel.GetTracerProvider()
+
+// TestTracing: Tracing is false exactly for the providers whose spans
+// cannot record, and follows the global provider as Tracer does.
+func TestTracing(t *testing.T) {
+	defer otel.SetTracerProvider(otel.GetTracerProvider())
+	if mayRecord(defaultProvider) {
+		t.Errorf("the API's default provider (%T) may record", defaultProvider)
+	}
+	for _, c := range []struct {
+		name string
+		tp   trace.TracerProvider
+		on   bool
+	}{
+		{"trace.NewNoopTracerProvider", trace.NewNoopTracerProvider(), false}, //nolint:staticcheck // Setup's
+		{"noop.NewTracerProvider", tracenoop.NewTracerProvider(), false},
+		{"sdk", sdktrace.NewTracerProvider(), true},
+		{"sdk never sampling", sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), true},
+		{"noop again", tracenoop.NewTracerProvider(), false},
+	} {
+		otel.SetTracerProvider(c.tp)
+		if got := Tracing(); got != c.on {
+			t.Errorf("%s: Tracing() = %v, want %v", c.name, got, c.on)
+		}
+		_, span := Tracer().Start(context.Background(), "s")
+		if span.IsRecording() && !c.on {
+			t.Errorf("%s: a span records though Tracing() is false", c.name)
+		}
+		span.End()
+	}
+}
+
+// TestMetricsOffAllocateNothing: before Setup the instruments are no-ops and
+// the record functions return before building anything.
+func TestMetricsOffAllocateNothing(t *testing.T) {
+	saved := current.Load()
+	defer current.Store(saved)
+	current.Store(newInstruments(metricnoop.NewMeterProvider().Meter(Scope)))
+	allocs := testing.AllocsPerRun(100, func() {
+		TaskStarted(context.Background(), "hello", time.Millisecond)
+		TaskFinished(context.Background(), "hello", "success", time.Millisecond, time.Millisecond, 1<<20)
+		TaskClaimed(context.Background(), "hello", 3, time.Millisecond)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations with metrics off, want 0", allocs)
+	}
+}
+
+// TestAttributeSetsCached: a set is built once per distinct value and its
+// attributes are those asked for.
+func TestAttributeSetsCached(t *testing.T) {
+	a, b := attrs2(KeyLambda, "cached", KeyPriority.Int(3)), attrs2(KeyLambda, "cached", KeyPriority.Int(3))
+	if a != b {
+		t.Error("the same attributes gave two sets")
+	}
+	if c := attrs2(KeyLambda, "cached", KeyPriority.Int(4)); c == a {
+		t.Error("other attributes gave the same set")
+	}
+	if c := attrs1(KeyLambda, "cached"); c == a {
+		t.Error("one attribute gave the set of two")
+	}
+	if n := testing.AllocsPerRun(100, func() { attrs2(KeyLambda, "cached", KeyPriority.Int(3)) }); n != 0 {
+		t.Errorf("a cached set costs %v allocations, want 0", n)
+	}
+	set := metric.NewAddConfig(a.add).Attributes()
+	if v, _ := set.Value(KeyLambda); v.AsString() != "cached" || set.Len() != 2 {
+		t.Errorf("set = %v", set.ToSlice())
+	}
+	if v, _ := set.Value(KeyPriority); v.AsInt64() != 3 {
+		t.Errorf("set = %v", set.ToSlice())
 	}
 }
