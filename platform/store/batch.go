@@ -7,6 +7,7 @@ import (
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/redis/go-redis/v9"
 )
 
 // MaxBatch is the most tasks one ScheduleBatch stores.
@@ -65,66 +66,149 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 		pts[i] = s.prepare(nt, now)
 	}
 
-	groups := s.scriptGroups(len(pts), func(i int) int { return pts[i].p })
-	created := ms(now.Truncate(time.Millisecond))
-	calls := make([]scriptCall, len(groups))
-	for g, idx := range groups {
-		calls[g] = scriptCall{keys: []string{triggerKey(pts[idx[0]].p)}, args: scheduleArgs(pts, idx, created)}
-	}
-	cmds, err := s.runPipelined(ctx, scheduleScript, calls)
+	replies, err := s.storeTasks(ctx, pts)
 	if err != nil {
-		if len(groups) > 1 {
-			stored := 0
-			for _, c := range cmds {
-				if c != nil && c.Err() == nil {
-					stored++
-				}
-			}
-			return nil, fmt.Errorf("store: schedule batch: %d of %d partition shares stored (schedule again with keys to complete it safely): %w", stored, len(groups), err)
-		}
 		return nil, fmt.Errorf("store: schedule batch: %w", err)
 	}
-
 	out := make([]BatchResult, len(tasks))
-	push := map[string][]any{}
-	var queues []string
+	for i, pt := range pts {
+		t, dup, err := scheduled(pt, replies[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = BatchResult{Task: t, Deduplicated: dup}
+	}
+	return out, nil
+}
+
+// scheduled is the task a scheduleScript reply element stands for: the
+// task as stored, or the kept task its key matched (dup).
+func scheduled(pt preparedTask, reply any) (Task, bool, error) {
+	d, ok := reply.([]any)
+	if !ok || len(d) != 2 {
+		return pt.task, false, nil
+	}
+	existing, _ := d[0].(string)
+	fields, err := pairsToMap(d[1])
+	if err != nil {
+		return Task{}, false, err
+	}
+	t, err := decodeTask(existing, fields)
+	return t, true, err
+}
+
+// storeTasks stores prepared tasks in order, one scheduleScript call per
+// partition group (one on a standalone server), and pushes the due-now
+// tasks stored to their queues, in order (RPOP takes the first first). It
+// returns the script's reply element per task.
+//
+// When no task has a key none can be deduplicated, so, once the server is
+// known to have the script, the pushes ride in the script's round trip.
+// Otherwise they follow the script's reply. A push is never the caller's
+// error: the task is stored, and a lost push is redone by the enqueue
+// timeout.
+func (s *Store) storeTasks(ctx context.Context, pts []preparedTask) ([]any, error) {
+	groups := s.scriptGroups(len(pts), func(i int) int { return pts[i].p })
+	calls := make([]scriptCall, len(groups))
+	for g, idx := range groups {
+		calls[g] = scriptCall{keys: []string{triggerKey(pts[idx[0]].p)}, args: scheduleArgs(pts, idx)}
+	}
+	keyed := false
+	for _, pt := range pts {
+		keyed = keyed || pt.key != ""
+	}
+	var cmds []*redis.Cmd
+	pushed := false
+	if !keyed && s.scheduleLoaded.Load() {
+		cmds = make([]*redis.Cmd, len(calls))
+		pipe := s.rdb.Pipeline()
+		for g, c := range calls {
+			cmds[g] = scheduleScript.EvalSha(ctx, pipe, c.keys, c.args...)
+		}
+		pushed = s.pushDue(ctx, pipe, pts, nil) > 0
+		_, _ = pipe.Exec(ctx) // errors are per command
+		for _, c := range cmds {
+			if err := c.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				// The server lost the script (it restarted): run it the long
+				// way and push again. A push made already may have been
+				// popped and dropped, its task not stored yet; a second
+				// entry for a task claimed meanwhile is skipped by the claim.
+				s.scheduleLoaded.Store(false)
+				cmds, pushed = nil, false
+				break
+			}
+		}
+	}
+	if cmds == nil {
+		var err error
+		if cmds, err = s.runPipelined(ctx, scheduleScript, calls); err != nil {
+			return nil, partialStore(cmds, err)
+		}
+		s.scheduleLoaded.Store(true)
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return nil, partialStore(cmds, err)
+		}
+	}
+	replies := make([]any, len(pts))
 	for g, idx := range groups {
 		res, ok := cmds[g].Val().([]any)
 		if !ok || len(res) != len(idx) {
-			return nil, fmt.Errorf("store: schedule batch: unexpected script reply %T", cmds[g].Val())
+			return nil, fmt.Errorf("unexpected script reply %T", cmds[g].Val())
 		}
 		for j, i := range idx {
-			pt := pts[i]
-			if dup, ok := res[j].([]any); ok && len(dup) == 2 {
-				existing, _ := dup[0].(string)
-				fields, err := pairsToMap(dup[1])
-				if err != nil {
-					return nil, err
-				}
-				t, err := decodeTask(existing, fields)
-				if err != nil {
-					return nil, err
-				}
-				out[i] = BatchResult{Task: t, Deduplicated: true}
+			replies[i] = res[j]
+		}
+	}
+	if !pushed {
+		pipe := s.rdb.Pipeline()
+		if s.pushDue(ctx, pipe, pts, replies) > 0 {
+			_, _ = pipe.Exec(ctx)
+		}
+	}
+	return replies, nil
+}
+
+// pushDue queues on pipe the pushes of the due-now tasks among pts that
+// were stored (replies[i] 0; nil replies: all), one LPUSH per queue with
+// its ids in order, and returns how many LPUSHes it queued.
+func (s *Store) pushDue(ctx context.Context, pipe redis.Pipeliner, pts []preparedTask, replies []any) int {
+	push := map[string][]any{}
+	var queues []string
+	for i, pt := range pts {
+		if !pt.dueNow {
+			continue
+		}
+		if replies != nil {
+			if _, stored := replies[i].(int64); !stored {
 				continue
 			}
-			out[i] = BatchResult{Task: pt.task}
-			if pt.dueNow {
-				if _, ok := push[pt.queue]; !ok {
-					queues = append(queues, pt.queue)
-				}
-				push[pt.queue] = append(push[pt.queue], pt.id)
+		}
+		if _, ok := push[pt.queue]; !ok {
+			queues = append(queues, pt.queue)
+		}
+		push[pt.queue] = append(push[pt.queue], pt.id)
+	}
+	for _, q := range queues {
+		pipe.LPush(ctx, q, push[q]...)
+	}
+	return len(queues)
+}
+
+// partialStore is the error of a scheduleScript pipeline: on a cluster,
+// with how many partition shares were stored all the same.
+func partialStore(cmds []*redis.Cmd, err error) error {
+	if len(cmds) > 1 {
+		stored := 0
+		for _, c := range cmds {
+			if c != nil && c.Err() == nil {
+				stored++
 			}
 		}
+		return fmt.Errorf("%d of %d partition shares stored (schedule again with keys to complete it safely): %w", stored, len(cmds), err)
 	}
-	if len(queues) > 0 {
-		pipe := s.rdb.Pipeline()
-		for _, q := range queues {
-			pipe.LPush(ctx, q, push[q]...) // in batch order: RPOP takes the first first
-		}
-		_, _ = pipe.Exec(ctx) // as in Schedule: the enqueue timeout redoes a lost push
-	}
-	return out, nil
+	return err
 }
 
 // checkNewTask is what the store itself refuses of a new task.
@@ -153,15 +237,13 @@ type preparedTask struct {
 // scheduleHead is the run header of scheduleScript's ARGV: what a run of
 // consecutive tasks shares.
 type scheduleHead struct {
-	ns, lam, st, max, queue, trigger, wake, enqueuedAt string
-	keyed                                              bool // the tasks carry key and collection
+	created, ns, lam, st, max, queue, trigger, wake, enqueuedAt string
+	keyed                                                       bool // the tasks carry key and collection
 }
 
-// scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx, all
-// created at created (ms).
-func scheduleArgs(pts []preparedTask, idx []int, created string) []any {
-	args := make([]any, 0, 1+10+2*len(idx))
-	args = append(args, created)
+// scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx.
+func scheduleArgs(pts []preparedTask, idx []int) []any {
+	args := make([]any, 0, 11+2*len(idx))
 	for j := 0; j < len(idx); {
 		h := pts[idx[j]].head
 		k := j + 1
@@ -172,7 +254,7 @@ func scheduleArgs(pts []preparedTask, idx []int, created string) []any {
 		if h.keyed {
 			keyed = "1"
 		}
-		args = append(args, k-j, h.ns, h.lam, h.st, h.max, h.queue, h.trigger, h.wake, h.enqueuedAt, keyed)
+		args = append(args, k-j, h.created, h.ns, h.lam, h.st, h.max, h.queue, h.trigger, h.wake, h.enqueuedAt, keyed)
 		for _, i := range idx[j:k] {
 			args = append(args, pts[i].id, pts[i].work)
 			if h.keyed {
@@ -222,7 +304,7 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 
 	// Attempt and token start unset (0), updated-at too (the creation).
 	head := scheduleHead{
-		ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)), max: strconv.Itoa(nt.MaxAttempts),
+		created: nowMS, ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)), max: strconv.Itoa(nt.MaxAttempts),
 		queue: queue, trigger: trigger, wake: wake, keyed: nt.Key != "" || nt.Collection != "",
 	}
 	if dueNow {

@@ -112,9 +112,8 @@ end
 // KEYS[1] the trigger zset of the first task's partition (it routes the
 // call on a cluster; every key is built from the task ids, whose first
 // two hex digits name their partition)
-// ARGV[1] created (ms)
-// ARGV[2...] runs of tasks, each: its number of tasks, then namespace,
-// lambda, state, max attempts, queue key, next trigger (ms), wake channel
+// ARGV    runs of tasks, each: its number of tasks, then created (ms),
+// namespace, lambda, state, max attempts, queue key, next trigger (ms), wake channel
 // ("" when none is needed), enqueued-at ("" when not enqueued now), "1"
 // when its tasks carry key and collection; then per task: id, work field
 // (workBlob) and, with that "1", key and collection ("" for none).
@@ -125,13 +124,12 @@ end
 // Returns one element per task: 0 when stored, {existing id, {existing
 // task hash}} when its key maps to a task that still exists.
 var scheduleScript = redis.NewScript(luaPrelude + luaLater + `
-local created = ARGV[1]
 local out = {}
-local a = 2
+local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
-  local ns, lam, st, max, q, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 9)
-  a = a + 10
+  local created, ns, lam, st, max, q, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 10)
+  a = a + 11
   for _ = 1, c do
     local id, w, key, col = ARGV[a], ARGV[a + 1], "", ""
     if kc == "1" then

@@ -20,16 +20,15 @@ type Store struct {
 	rdb  redis.UniversalClient
 	opts Options
 	// scheduleLoaded: the server is known to have scheduleScript, so
-	// Schedule may pipeline EVALSHA with the queue push.
+	// storeTasks may pipeline EVALSHA with the queue pushes.
 	scheduleLoaded atomic.Bool
 	// noBLMPOP: the server lacks BLMPOP (Redis < 7, miniredis); blocking
 	// pops take one task at a time with BRPOP.
 	noBLMPOP atomic.Bool
-	// pipe batches the hot path's commands (Schedule) of many callers
-	// into shared round trips.
-	pipe *autoPipe
-	// results batches SetResult calls into shared setResultScript calls.
-	results *autoBatch[*resultOp]
+	// schedules and results batch concurrent Schedule and SetResult calls
+	// into shared script calls and round trips.
+	schedules *autoBatch[*scheduleOp]
+	results   *autoBatch[*resultOp]
 }
 
 // New returns a Store over rdb. Zero fields of opts take their defaults.
@@ -51,8 +50,8 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.EnqueueTimeout = DefaultEnqueueTimeout
 	}
 	opts.DispatchLead = min(max(opts.DispatchLead, 0), MaxDispatchLead)
-	s := &Store{rdb: rdb, opts: opts, pipe: newAutoPipe(rdb)}
-	s.results = newAutoBatch(s.setResults)
+	s := &Store{rdb: rdb, opts: opts}
+	s.schedules, s.results = newAutoBatch(s.schedule), newAutoBatch(s.setResults)
 	return s
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Schedule stores a new task. A task due now (ExecuteAt zero or not after
@@ -17,63 +15,36 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 	if err := checkNewTask(nt); err != nil {
 		return Task{}, false, err
 	}
-	pt := s.prepare(nt, s.now())
-	keys := []string{triggerKey(pt.p)}
-	args := scheduleArgs([]preparedTask{pt}, []int{0}, ms(pt.task.CreatedAt))
-	if pt.dueNow && nt.Key == "" {
-		// No key, so no deduplication: the push can ride in the same round
-		// trip as the script, once the server is known to have it.
-		if !s.scheduleLoaded.Load() {
-			if err := scheduleScript.Load(ctx, s.rdb).Err(); err != nil {
-				return Task{}, false, fmt.Errorf("store: load schedule script: %w", err)
-			}
-			s.scheduleLoaded.Store(true)
-		}
-		var cmd *redis.Cmd
-		if err := s.pipe.do(ctx, func(pipe redis.Pipeliner) {
-			cmd = scheduleScript.EvalSha(ctx, pipe, keys, args...)
-			pipe.LPush(ctx, pt.queue, pt.id)
-		}); err != nil {
-			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
-		}
-		if err := cmd.Err(); err == nil {
-			return pt.task, false, nil
-		} else if !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			// The pushed id names no task: a claim skips it.
-			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
-		}
-		// The server lost the script (it restarted): run it the long way and
-		// push again. The first push may already have been popped and
-		// dropped, the task not existing yet; a second entry for a task
-		// claimed meanwhile is skipped by the claim.
-		s.scheduleLoaded.Store(false)
-		if _, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Result(); err != nil {
-			return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
-		}
-		s.scheduleLoaded.Store(true)                // Run loaded it
-		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err() // a lost push: the enqueue timeout redoes it
-		return pt.task, false, nil
-	}
-	res, err := scheduleScript.Run(ctx, s.rdb, keys, args...).Slice()
-	if err != nil {
+	op := &scheduleOp{pt: s.prepare(nt, s.now())}
+	if err := s.schedules.do(ctx, op); err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 	}
-	if dup, ok := res[0].([]any); ok && len(dup) == 2 {
-		existing, _ := dup[0].(string)
-		fields, err := pairsToMap(dup[1])
-		if err != nil {
-			return Task{}, false, err
+	if op.err != nil {
+		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, op.err)
+	}
+	return scheduled(op.pt, op.reply)
+}
+
+// scheduleOp is one Schedule in a batch of storeTasks: its task, and once
+// run, the script's reply for it or the batch's error.
+type scheduleOp struct {
+	pt    preparedTask
+	reply any
+	err   error
+}
+
+// schedule stores the tasks of concurrent Schedule calls together.
+func (s *Store) schedule(ctx context.Context, ops []*scheduleOp) {
+	pts := make([]preparedTask, len(ops))
+	for i, op := range ops {
+		pts[i] = op.pt
+	}
+	replies, err := s.storeTasks(ctx, pts)
+	for i, op := range ops {
+		if op.err = err; err == nil {
+			op.reply = replies[i]
 		}
-		t, err := decodeTask(existing, fields)
-		return t, true, err
 	}
-	if pt.dueNow {
-		// Apart from the script. The task is stored: a lost push is redone
-		// by the enqueue timeout, so a failure here is not the caller's
-		// (who might schedule the task twice if told it failed).
-		_ = s.rdb.LPush(ctx, pt.queue, pt.id).Err()
-	}
-	return pt.task, false, nil
 }
 
 // GetTask returns a task.

@@ -118,6 +118,61 @@ func TestClaimLoadsScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.beat(t, claimed, atfv1.Directive_DIRECTIVE_CONTINUE)
+	if err := b.rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Fatalf("SetResult after a script flush: %s, %v", st, err)
+	}
+}
+
+// TestConcurrentSchedules: Schedule calls made at once share script calls;
+// each caller gets its own task, a key scheduled by many at once is stored
+// once (the others get that task, deduplicated), and every due-now task
+// stored is pushed once.
+func TestConcurrentSchedules(t *testing.T) {
+	b := setup(t)
+	const callers = 48
+	ids := make([]string, callers)
+	keyed := make([]Task, callers)
+	dups := make([]bool, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			task, dup, err := b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Payload: []byte{byte(i)}})
+			if err != nil || dup {
+				t.Errorf("Schedule %d: %v, deduplicated %v", i, err, dup)
+				return
+			}
+			ids[i] = task.ID
+			if keyed[i], dups[i], err = b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Key: "k"}); err != nil {
+				t.Errorf("Schedule %d with a key: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	stored := 0
+	for i := range callers {
+		if got := b.get(t, ids[i]); len(got.Payload) != 1 || got.Payload[0] != byte(i) {
+			t.Fatalf("task of caller %d stored as %+v", i, got)
+		}
+		if keyed[i].ID != keyed[0].ID {
+			t.Fatalf("key k scheduled as %s and %s", keyed[i].ID, keyed[0].ID)
+		}
+		if !dups[i] {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("key k stored by %d callers, want 1", stored)
+	}
+	queued := b.queue(t, 0)
+	slices.Sort(queued)
+	want := append(slices.Clone(ids), keyed[0].ID)
+	slices.Sort(want)
+	if !slices.Equal(queued, want) {
+		t.Fatalf("queue holds %d entries %v, want each of the %d tasks once", len(queued), queued, len(want))
+	}
 }
 
 // TestClaimAndResultsInBatches: a claim of many tasks over every partition

@@ -19,13 +19,19 @@ func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error { c.trips.Add(1); return next(ctx, cmds) }
 }
 
-// TestAutoPipe: every caller's commands run exactly once and each caller
+// TestAutoPipe: commands queued through an autoBatch; every caller's commands run exactly once and each caller
 // reads its own results, while concurrent callers share round trips.
 func TestAutoPipe(t *testing.T) {
 	b := setup(t)
 	counter := &tripCounter{}
 	b.rdb.AddHook(counter)
-	p := newAutoPipe(b.rdb)
+	p := newAutoBatch(func(ctx context.Context, adds []func(pipe redis.Pipeliner)) {
+		pipe := b.rdb.Pipeline()
+		for _, add := range adds {
+			add(pipe)
+		}
+		_, _ = pipe.Exec(ctx)
+	})
 	const callers, each = 64, 50
 	var wg sync.WaitGroup
 	for c := range callers {

@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"sync"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // autoBatch runs items from many goroutines in shared batches (natural
@@ -95,19 +93,4 @@ func (p *autoBatch[T]) run(ctx context.Context, batch []*batchOp[T]) {
 	for _, op := range batch {
 		close(op.done)
 	}
-}
-
-// autoPipe sends commands from many goroutines in shared pipelines: each
-// item queues its caller's commands, and a flush sends a batch's in one
-// round trip. Per-command errors are the callers' to read.
-type autoPipe = autoBatch[func(pipe redis.Pipeliner)]
-
-func newAutoPipe(rdb redis.UniversalClient) *autoPipe {
-	return newAutoBatch(func(ctx context.Context, adds []func(pipe redis.Pipeliner)) {
-		pipe := rdb.Pipeline()
-		for _, add := range adds {
-			add(pipe)
-		}
-		_, _ = pipe.Exec(ctx) // errors are per command, read by each caller
-	})
 }
