@@ -101,8 +101,8 @@ type Controller struct {
 	control string // this controller's control list
 
 	mu        sync.Mutex
-	lambdas   []served          // in a rotating order
-	queueOf   map[string]served // queue key -> its lambda
+	lambdas   []served           // in a rotating order
+	queueOf   map[string]*served // queue key -> its lambda
 	refreshed time.Time
 	rotation  int
 	polls     int           // pops blocked now
@@ -224,7 +224,7 @@ func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*
 	}
 	c.mu.Lock()
 	claims := make([]store.ClaimRequest, 0, len(popped))
-	lambdaOf := make(map[string]served, len(popped))
+	lambdaOf := make(map[string]*served, len(popped)) // pointers: a served is too large a map value to be stored in place
 	for _, p := range popped {
 		l, ok := c.queueOf[p.Queue]
 		if !ok {
@@ -244,9 +244,14 @@ func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*
 		return nil, fmt.Errorf("claim %d tasks: %w", len(claims), err)
 	}
 	traceClaims(ctx, claimStart, tasks)
-	work := make([]*atfv1.Work, 0, len(tasks))
-	for _, t := range tasks {
-		work = append(work, workFor(t, lambdaOf[t.ID]))
+	work := make([]*atfv1.Work, len(tasks))
+	protos := make([]workProto, len(tasks)) // the poll's messages in one allocation
+	for i, t := range tasks {
+		l := lambdaOf[t.ID]
+		if l == nil { // not popped, or claimed twice
+			l = &served{}
+		}
+		work[i] = protos[i].fill(t, l)
 		delete(lambdaOf, t.ID)
 	}
 	// Popped but not claimed (cancelled meanwhile, a duplicate queue entry):
@@ -261,9 +266,21 @@ func (c *Controller) poll(ctx context.Context, max int, wait time.Duration) ([]*
 	return work, nil
 }
 
-func workFor(t store.Task, s served) *atfv1.Work {
+// workProto is a Work with room for its timeout and execute_at.
+type workProto struct {
+	work      atfv1.Work
+	timeout   durationpb.Duration
+	executeAt timestamppb.Timestamp
+}
+
+// fill makes p the Work of claimed task t of lambda s (as
+// durationpb.New and timestamppb.New would give its timeout and
+// execute_at) and returns it.
+func (p *workProto) fill(t store.Task, s *served) *atfv1.Work {
 	l := s.lambda
-	w := &atfv1.Work{
+	timeout := l.Timeout.Nanoseconds()
+	p.timeout.Seconds, p.timeout.Nanos = timeout/1e9, int32(timeout%1e9)
+	p.work = atfv1.Work{
 		TaskId:            t.ID,
 		Namespace:         t.Namespace,
 		Lambda:            t.Lambda,
@@ -274,7 +291,7 @@ func workFor(t store.Task, s served) *atfv1.Work {
 		Attempt:           int32(t.Attempt),
 		MaxAttempts:       int32(t.MaxAttempts),
 		FencingToken:      t.Token,
-		Timeout:           durationpb.New(l.Timeout),
+		Timeout:           &p.timeout,
 		MemoryMb:          int32(l.MemoryMB),
 		MaxOutputBytes:    int32(l.MaxOutputBytes),
 		MaxLogBytes:       int32(l.MaxLogBytes),
@@ -282,8 +299,10 @@ func workFor(t store.Task, s served) *atfv1.Work {
 		PreviousExecution: t.LastExecution,
 		Priority:          int32(t.Priority),
 	}
+	w := &p.work
 	if due := t.DueAt(); !due.IsZero() {
-		w.ExecuteAt = timestamppb.New(due)
+		p.executeAt.Seconds, p.executeAt.Nanos = due.Unix(), int32(due.Nanosecond())
+		w.ExecuteAt = &p.executeAt
 	}
 	if s.pop.Cap > 0 {
 		w.Slot = s.pop.Running
@@ -319,7 +338,7 @@ func (c *Controller) refresh(ctx context.Context) error {
 		return nil
 	}
 	var lambdas []served
-	queueOf := map[string]served{}
+	queueOf := map[string]*served{}
 	for _, ns := range c.cfg.Namespaces {
 		ls, err := c.cfg.Store.ListLambdas(ctx, ns)
 		if err != nil {
@@ -335,7 +354,7 @@ func (c *Controller) refresh(ctx context.Context) error {
 				s.pop.Queues = append(s.pop.Queues, c.cfg.Store.QueueKey(ns, l.Name, p))
 			}
 			for _, q := range s.pop.Queues {
-				queueOf[q] = s
+				queueOf[q] = &s
 			}
 			lambdas = append(lambdas, s)
 		}

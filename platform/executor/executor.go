@@ -167,7 +167,7 @@ type running struct {
 	span     trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
 	nextBeat time.Time  // guarded by Executor.mu
 	started  bool       // its sandbox started (not held); guarded by Executor.mu
-	guest    *guestState
+	guest    guestState // in place: one allocation less per task
 }
 
 // New returns an Executor.
@@ -312,8 +312,8 @@ func (e *Executor) execute(w *atfv1.Work) {
 	}
 	start := holdUntil(time.Now(), due)
 	e.mu.Lock()
-	guest := newGuestState()
-	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat), guest: guest}
+	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat)}
+	guest := r.guest.init()
 	e.running[w.GetTaskId()] = r
 	e.mu.Unlock()
 	defer func() {

@@ -37,8 +37,8 @@ type guestState struct {
 	logs            logLines     // the module's log calls
 }
 
-func newGuestState() *guestState {
-	g := &guestState{}
+// init readies a new g and returns it.
+func (g *guestState) init() *guestState {
 	g.progress.Store(-1)
 	return g
 }

@@ -83,7 +83,7 @@ func heartbeatEvent(span trace.Span, d atfv1.Directive) {
 func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox.Result, cause error) {
 	cpu := res.CPUTime
 	defer span.End()
-	outcome := strings.ToLower(strings.TrimPrefix(res.Outcome.String(), "OUTCOME_"))
+	outcome := outcomeName(res.Outcome)
 	switch {
 	case errors.Is(cause, errClaimLost), errors.Is(cause, errShutdown), errors.Is(cause, ErrHeartbeatsFailed):
 		outcome = "aborted"
@@ -116,6 +116,26 @@ func endExecute(ctx context.Context, span trace.Span, w *atfv1.Work, res sandbox
 			span.SetStatus(codes.Error, e.GetMessage())
 		}
 	}
+}
+
+// outcomeNames are the outcomes as metrics and spans name them ("success"),
+// made once rather than for every task.
+var outcomeNames = func() map[atfv1.Outcome]string {
+	m := make(map[atfv1.Outcome]string, len(atfv1.Outcome_name))
+	for v := range atfv1.Outcome_name {
+		o := atfv1.Outcome(v)
+		m[o] = strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_"))
+	}
+	return m
+}()
+
+// outcomeName is o as metrics and spans name it: "success" for
+// OUTCOME_SUCCESS.
+func outcomeName(o atfv1.Outcome) string {
+	if n, ok := outcomeNames[o]; ok {
+		return n
+	}
+	return strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_"))
 }
 
 // previousAttempt is the execute span of the attempt before this one, when

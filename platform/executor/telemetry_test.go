@@ -86,3 +86,20 @@ func TestExecuteSpan(t *testing.T) {
 		})
 	}
 }
+
+func TestOutcomeName(t *testing.T) {
+	for _, c := range []struct {
+		o    atfv1.Outcome
+		want string
+	}{
+		{atfv1.Outcome_OUTCOME_SUCCESS, "success"},
+		{atfv1.Outcome_OUTCOME_RETRY, "retry"},
+		{atfv1.Outcome_OUTCOME_CANCELLED, "cancelled"},
+		{atfv1.Outcome_OUTCOME_UNSPECIFIED, "unspecified"},
+		{atfv1.Outcome(99), "99"},
+	} {
+		if got := outcomeName(c.o); got != c.want {
+			t.Errorf("outcomeName(%v) = %q, want %q", c.o, got, c.want)
+		}
+	}
+}

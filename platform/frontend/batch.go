@@ -40,8 +40,13 @@ func (f *Frontend) ScheduleBatch(ctx context.Context, req *atfv1.ScheduleBatchRe
 
 func batchResponse(res []store.BatchResult) *atfv1.ScheduleBatchResponse {
 	out := &atfv1.ScheduleBatchResponse{Results: make([]*atfv1.ScheduleResponse, len(res))}
+	// The batch's messages in two allocations, not several per task.
+	tasks := make([]taskProto, len(res))
+	results := make([]atfv1.ScheduleResponse, len(res))
 	for i, r := range res {
-		out.Results[i] = &atfv1.ScheduleResponse{Task: TaskToProto(r.Task), Deduplicated: r.Deduplicated}
+		tasks[i].fill(r.Task)
+		results[i].Task, results[i].Deduplicated = &tasks[i].task, r.Deduplicated
+		out.Results[i] = &results[i]
 	}
 	return out
 }

@@ -36,7 +36,31 @@ func lambdaToProto(l store.Lambda) *atfv1.Lambda {
 
 // TaskToProto is the Task a client sees.
 func TaskToProto(t store.Task) *atfv1.Task {
-	p := &atfv1.Task{
+	p := new(taskProto)
+	p.fill(t)
+	return &p.task
+}
+
+// taskProto is a Task with room for its timestamps: one allocation
+// instead of one per timestamp (batchResponse allocates a batch's at once).
+type taskProto struct {
+	task  atfv1.Task
+	times [8]timestamppb.Timestamp
+	dur   durationpb.Duration
+}
+
+func (p *taskProto) fill(t store.Task) {
+	n := 0
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
+		}
+		x := &p.times[n]
+		n++
+		x.Seconds, x.Nanos = t.Unix(), int32(t.Nanosecond())
+		return x
+	}
+	p.task = atfv1.Task{
 		Id:              t.ID,
 		Namespace:       t.Namespace,
 		Lambda:          t.Lambda,
@@ -58,16 +82,17 @@ func TaskToProto(t store.Task) *atfv1.Task {
 		Output:          t.Output,
 		OutputTruncated: t.OutputTruncated,
 		PayloadSize:     int64(len(t.Payload)),
-		TraceId:         traceID(t.TraceParent),
+		TraceId:         tracectx.TraceID(t.TraceParent),
 		Parked:          t.Parked,
 	}
 	if t.State == atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE {
-		p.RetryAt = ts(t.RetryAt)
+		p.task.RetryAt = ts(t.RetryAt)
 	}
 	if t.Duration > 0 {
-		p.Duration = durationpb.New(t.Duration)
+		d := t.Duration.Nanoseconds()
+		p.dur.Seconds, p.dur.Nanos = d/1e9, int32(d%1e9)
+		p.task.Duration = &p.dur
 	}
-	return p
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
@@ -75,12 +100,4 @@ func ts(t time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(t)
-}
-
-func traceID(traceparent string) string {
-	sc := tracectx.Parse(traceparent)
-	if !sc.IsValid() {
-		return ""
-	}
-	return sc.TraceID().String()
 }

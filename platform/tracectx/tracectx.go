@@ -55,40 +55,80 @@ func Parse(s string) trace.SpanContext {
 	if s == "" {
 		return trace.SpanContext{}
 	}
-	if len(s) == 55 && s[:3] == "00-" && s[35] == '-' && s[52] == '-' {
-		var tid trace.TraceID
-		var sid trace.SpanID
-		var flags [1]byte
-		if lowerHex(s[3:35]) && lowerHex(s[36:52]) && lowerHex(s[53:55]) {
-			_, _ = hex.Decode(tid[:], []byte(s[3:35]))
-			_, _ = hex.Decode(sid[:], []byte(s[36:52]))
-			_, _ = hex.Decode(flags[:], []byte(s[53:55]))
-			if !tid.IsValid() || !sid.IsValid() {
-				return trace.SpanContext{}
-			}
-			return trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID:    tid,
-				SpanID:     sid,
-				TraceFlags: trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom),
-				Remote:     true,
-			})
-		}
+	if sc, ok := parse00(s); ok {
+		return sc
 	}
 	ctx := propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": s})
 	return trace.SpanContextFromContext(ctx)
 }
 
-// lowerHex reports whether s is lower-case hex digits only, as W3C trace
+// TraceID is the trace id of traceparent s as lower-case hex (as
+// trace.TraceID's String), "" when s is invalid. The common form's is a
+// part of s, not a new string.
+func TraceID(s string) string {
+	if sc, ok := parse00(s); ok {
+		if !sc.IsValid() {
+			return ""
+		}
+		return s[3:35] // lower-case hex, as parse00 checked
+	}
+	if sc := Parse(s); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// parse00 reads the common form of a traceparent: version 00, lower-case
+// hex, 55 characters. ok is false when s is not in that form (the
+// propagator decides); the span context is invalid when its ids are zero.
+func parse00(s string) (_ trace.SpanContext, ok bool) {
+	if len(s) != 55 || s[:3] != "00-" || s[35] != '-' || s[52] != '-' {
+		return trace.SpanContext{}, false
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	var flags [1]byte
+	if !decodeLowerHex(tid[:], s[3:35]) || !decodeLowerHex(sid[:], s[36:52]) || !decodeLowerHex(flags[:], s[53:55]) {
+		return trace.SpanContext{}, false
+	}
+	if !tid.IsValid() || !sid.IsValid() || flags[0] > 3 { // version 00 reserves the other flag bits
+		return trace.SpanContext{}, true
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    tid,
+		SpanID:     sid,
+		TraceFlags: trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom),
+		Remote:     true,
+	}), true
+}
+
+// decodeLowerHex decodes s (2·len(dst) characters) into dst in one pass
+// and reports whether s is lower-case hex digits only, as W3C trace
 // context requires.
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+func decodeLowerHex(dst []byte, s string) bool {
+	for i := range dst {
+		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
+		if hi|lo > 0xf {
 			return false
 		}
+		dst[i] = hi<<4 | lo
 	}
 	return true
 }
+
+// hexValue is the value of a lower-case hex digit, 0xff for any other byte.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
 
 func newRoot() trace.SpanContext {
 	var tid trace.TraceID
