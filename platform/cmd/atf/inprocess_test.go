@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/internal/testmodules"
@@ -27,6 +28,7 @@ import (
 	"github.com/atfhq/atf/platform/gctune"
 	"github.com/atfhq/atf/platform/redistest"
 	"github.com/atfhq/atf/platform/store"
+	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -154,8 +156,21 @@ func startPlatformWith(b testing.TB, slots int, executionLog bool) *benchPlatfor
 			b.Fatal(err)
 		}
 	}
+	var tel *telemetry.Telemetry
+	if _, bench := b.(*testing.B); bench {
+		// Telemetry as atf runs by default: metrics on (Prometheus, Redis
+		// pool metrics), traces only when OTEL_* asks for them — here
+		// whatever tracer provider the benchmark installed.
+		tp := otel.GetTracerProvider()
+		var stop func()
+		if tel, stop, err = startTelemetry(ctx, func(string) string { return "" }, logger); err != nil {
+			b.Fatal(err)
+		}
+		otel.SetTracerProvider(tp)
+		b.Cleanup(stop)
+	}
 	roles := map[string]bool{roleFrontend: true, roleConsumer: true, roleController: true, roleHSC: true}
-	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger})
+	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger, tel: tel})
 	bp := &benchPlatform{p: p, rdb: rdb, starts: &starts{at: map[string]int64{}, running: map[string]int{}}, status: &counting{Status: p.hsc}, sent: sent}
 	exCfg := executor.Config{
 		Controller: p.controller, Status: bp.status, Runner: engine, Logger: logger,
