@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"maps"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -291,10 +292,17 @@ type attrSet struct {
 // setKey is a set's attributes: one or two (b's key empty when one).
 type setKey struct{ a, b attribute.KeyValue }
 
-var (
-	setsMu sync.RWMutex
-	sets   = map[setKey]*attrSet{}
-)
+// sets are the cached sets. Lookups read an immutable copy without a lock
+// (an RWMutex's reader count, shared by every core, cost more than the
+// allocations it saved); sets not in it yet are found or added under mu,
+// and a new copy is published once such lookups were frequent enough to
+// pay for copying (sync.Map's scheme, without boxing the key).
+var sets struct {
+	read   atomic.Pointer[map[setKey]*attrSet]
+	mu     sync.Mutex
+	all    map[setKey]*attrSet // read's sets and newer ones
+	misses int                 // lookups under mu since read was published
+}
 
 const maxCachedSets = 10000
 
@@ -307,25 +315,33 @@ func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) *attrSet {
 }
 
 func cachedSet(key setKey) *attrSet {
-	setsMu.RLock()
-	s := sets[key]
-	setsMu.RUnlock()
-	if s != nil {
-		return s
+	if m := sets.read.Load(); m != nil {
+		if s := (*m)[key]; s != nil {
+			return s
+		}
 	}
-	kvs := []attribute.KeyValue{key.a}
-	if key.b.Key != "" {
-		kvs = append(kvs, key.b)
+	sets.mu.Lock()
+	defer sets.mu.Unlock()
+	s := sets.all[key]
+	if s == nil {
+		kvs := []attribute.KeyValue{key.a}
+		if key.b.Key != "" {
+			kvs = append(kvs, key.b)
+		}
+		o := metric.WithAttributes(kvs...)
+		s = &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+		if len(sets.all) >= maxCachedSets {
+			return s
+		}
+		if sets.all == nil {
+			sets.all = map[setKey]*attrSet{}
+		}
+		sets.all[key] = s
 	}
-	o := metric.WithAttributes(kvs...)
-	s = &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
-	setsMu.Lock()
-	defer setsMu.Unlock()
-	if old := sets[key]; old != nil {
-		return old
-	}
-	if len(sets) < maxCachedSets {
-		sets[key] = s
+	if sets.misses++; sets.misses > len(sets.all)/4 {
+		m := maps.Clone(sets.all)
+		sets.read.Store(&m)
+		sets.misses = 0
 	}
 	return s
 }

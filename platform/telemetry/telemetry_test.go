@@ -214,6 +214,25 @@ func TestAttributeSetsCached(t *testing.T) {
 	if c := attrs1(KeyLambda, "cached"); c == a {
 		t.Error("one attribute gave the set of two")
 	}
+	// Sets added after it stay the same sets, found without the lock once
+	// published.
+	first := map[int]*attrSet{}
+	for round := range 3 {
+		for i := range 200 {
+			s := attrs2(KeyLambda, "many", KeyPriority.Int(i))
+			if round == 0 {
+				first[i] = s
+			} else if s != first[i] {
+				t.Fatalf("round %d: set %d changed", round, i)
+			}
+		}
+	}
+	for range maxCachedSets { // lookups under the lock publish the sets
+		attrs2(KeyLambda, "many", KeyPriority.Int(199))
+	}
+	if m := sets.read.Load(); m == nil || (*m)[setKey{KeyLambda.String("many"), KeyPriority.Int(199)}] != first[199] {
+		t.Error("the sets were not published")
+	}
 	if n := testing.AllocsPerRun(100, func() { attrs2(KeyLambda, "cached", KeyPriority.Int(3)) }); n != 0 {
 		t.Errorf("a cached set costs %v allocations, want 0", n)
 	}
@@ -224,4 +243,25 @@ func TestAttributeSetsCached(t *testing.T) {
 	if v, _ := set.Value(KeyPriority); v.AsInt64() != 3 {
 		t.Errorf("set = %v", set.ToSlice())
 	}
+}
+
+// BenchmarkTaskMetrics: the metrics of one task's life as the roles record
+// them, with Setup's meter provider (metrics on, as atf always runs).
+func BenchmarkTaskMetrics(b *testing.B) {
+	tel, err := Setup(context.Background(), Options{Getenv: env()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tel.Close(context.Background())
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			TaskScheduled(ctx, "hello")
+			TaskPushed(ctx, "hello", ReasonDue)
+			TaskClaimed(ctx, "hello", 0, time.Millisecond)
+			TaskStarted(ctx, "hello", time.Millisecond)
+			TaskFinished(ctx, "hello", "success", time.Millisecond, time.Millisecond, 1<<20)
+		}
+	})
 }
