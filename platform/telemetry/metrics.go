@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,51 +28,90 @@ func Tracer() trace.Tracer { return currentTracer().t }
 
 // Tracing reports whether the global tracer provider may record spans. It
 // is false for the no-op providers (Setup's when tracing is off,
-// trace/noop's) and for the API's default before any provider is set:
-// their spans record nothing and only carry their parent's context. The
-// roles then start no span of their own, and build none of its options
-// and attributes, for every task: the context they already hold carries
-// the same parent (so logs still get trace ids).
-//
-// (The API's default provider records through go.opentelemetry.io/auto's
-// eBPF instrumentation when that is attached; atf's processes install a
-// provider in Setup, so it applies only to an embedder that installs
-// none.)
-func Tracing() bool { return currentTracer().on }
+// trace/noop's) and for the API's default while it delegates to none of
+// another kind: their spans record nothing and only carry their parent's
+// context. The roles then start no span of their own, and build none of
+// its options and attributes, for every task: the context they already
+// hold carries the same parent (so logs still get trace ids).
+func Tracing() bool {
+	c := currentTracer()
+	if c.undecided {
+		on, _ := probe(c.t)
+		return on
+	}
+	return c.on
+}
 
 func currentTracer() *providerTracer {
 	tp := otel.GetTracerProvider()
 	if c := tracer.Load(); c != nil && reflect.TypeOf(tp).Comparable() && c.tp == tp {
 		return c
 	}
-	c := &providerTracer{tp: tp, t: tp.Tracer(Scope), on: mayRecord(tp)}
+	c := &providerTracer{tp: tp, t: tp.Tracer(Scope)}
+	c.on, c.undecided = mayRecord(tp, c.t)
 	tracer.Store(c)
 	return c
 }
 
 // providerTracer is a tracer with the provider it came from.
 type providerTracer struct {
-	tp trace.TracerProvider
-	t  trace.Tracer
-	on bool // mayRecord(tp)
-}
-
-var noopProviderType = reflect.TypeOf(trace.NewNoopTracerProvider()) //nolint:staticcheck // Setup's provider when tracing is off
-
-// mayRecord reports whether spans of tp may record (Tracing).
-func mayRecord(tp trace.TracerProvider) bool {
-	switch t := reflect.TypeOf(tp); {
-	case t == noopProviderType, t == reflect.TypeOf(tracenoop.TracerProvider{}):
-		return false
-	case t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global":
-		// The API's default, which otel.GetTracerProvider returns only
-		// until a provider is set (then it returns that one).
-		return false
-	}
-	return true
+	tp        trace.TracerProvider
+	t         trace.Tracer
+	on        bool // whether spans of tp may record (Tracing)
+	undecided bool // tp is the API's default, delegating to no provider yet: Tracing probes each time
 }
 
 var tracer atomic.Pointer[providerTracer]
+
+var noopProviderType = reflect.TypeOf(trace.NewNoopTracerProvider()) //nolint:staticcheck // Setup's provider when tracing is off
+
+// mayRecord reports whether spans of tp, whose tracer is t, may record,
+// and whether that may change while tp stays the global provider.
+func mayRecord(tp trace.TracerProvider, t trace.Tracer) (on, undecided bool) {
+	switch typ := reflect.TypeOf(tp); {
+	case typ == noopProviderType, typ == reflect.TypeOf(tracenoop.TracerProvider{}):
+		return false, false
+	case typ.Kind() == reflect.Pointer && typ.Elem().PkgPath() == globalPkg:
+		// The API's default, which otel.GetTracerProvider returns until a
+		// provider is set, or again when it is set back. It delegates to
+		// the first provider ever set (for good), or to none yet: then its
+		// spans record nothing (unless go.opentelemetry.io/auto's eBPF
+		// instrumentation is attached), until a provider is set. The kind
+		// of span it starts tells.
+		on, delegated := probe(t)
+		return on, !delegated
+	}
+	return true, false
+}
+
+const globalPkg = "go.opentelemetry.io/otel/internal/global"
+
+// probe starts a span with t, a tracer of the API's default provider, and
+// reports whether the span may record and whether t delegates to a
+// provider. The span's parent is not sampled, so a provider that records
+// does not sample it (with the usual parent-based samplers); it is never
+// ended.
+func probe(t trace.Tracer) (on, delegated bool) {
+	_, span := t.Start(probeContext, "atf.probe")
+	typ := reflect.TypeOf(span)
+	if typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	switch pkg := typ.PkgPath(); {
+	case pkg == globalPkg: // its own span: no delegate
+		return false, false
+	case pkg == "go.opentelemetry.io/otel/trace", pkg == "go.opentelemetry.io/otel/trace/noop":
+		return false, true
+	case strings.HasPrefix(pkg, "go.opentelemetry.io/auto/"): // eBPF, no delegate
+		return true, false
+	}
+	return true, true
+}
+
+// probeContext carries a valid, unsampled remote parent.
+var probeContext = trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+	TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1},
+}))
 
 // Attribute keys of atf's spans and metrics. OpenTelemetry has no semantic
 // conventions for task queues; these follow its naming rules under atf.*.

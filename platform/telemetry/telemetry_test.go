@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -159,9 +161,6 @@ var defaultProvider = otel.GetTracerProvider()
 // cannot record, and follows the global provider as Tracer does.
 func TestTracing(t *testing.T) {
 	defer otel.SetTracerProvider(otel.GetTracerProvider())
-	if mayRecord(defaultProvider) {
-		t.Errorf("the API's default provider (%T) may record", defaultProvider)
-	}
 	for _, c := range []struct {
 		name string
 		tp   trace.TracerProvider
@@ -182,6 +181,56 @@ func TestTracing(t *testing.T) {
 			t.Errorf("%s: a span records though Tracing() is false", c.name)
 		}
 		span.End()
+	}
+}
+
+// TestTracingDefaultProvider: the API's default provider records nothing
+// until a provider is set; set back, it delegates to the first provider
+// ever set, and Tracing says what that one does. Each case runs in a
+// process of its own: the default's delegate is set once per process.
+func TestTracingDefaultProvider(t *testing.T) {
+	if first := os.Getenv("ATF_TELEMETRY_FIRST_PROVIDER"); first != "" {
+		if Tracing() {
+			t.Fatalf("the API's default provider (%T), delegating to none: Tracing() = true", otel.GetTracerProvider())
+		}
+		tp := trace.TracerProvider(sdktrace.NewTracerProvider())
+		if first == "noop" {
+			tp = trace.NewNoopTracerProvider() //nolint:staticcheck // Setup's
+		}
+		otel.SetTracerProvider(tp)
+		otel.SetTracerProvider(defaultProvider)
+		_, span := Tracer().Start(context.Background(), "s")
+		defer span.End()
+		if Tracing() != (first == "sdk") || span.IsRecording() != (first == "sdk") {
+			t.Fatalf("the default set back, delegating to %s: Tracing() = %v, a span records: %v", first, Tracing(), span.IsRecording())
+		}
+		return
+	}
+	for _, first := range []string{"sdk", "noop"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTracingDefaultProvider$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "ATF_TELEMETRY_FIRST_PROVIDER="+first)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("first provider %s: %v\n%s", first, err, out)
+		}
+	}
+}
+
+// TestProbe: the spans of the API's default provider tell whether it
+// delegates, and to a provider that may record or not.
+func TestProbe(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		tp            trace.TracerProvider
+		on, delegated bool
+	}{
+		{"sdk", sdktrace.NewTracerProvider(), true, true},
+		{"sdk, always sampling", sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())), true, true},
+		{"trace/noop", tracenoop.NewTracerProvider(), false, true},
+		{"trace's no-op", trace.NewNoopTracerProvider(), false, true}, //nolint:staticcheck // Setup's
+	} {
+		if on, delegated := probe(c.tp.Tracer(Scope)); on != c.on || delegated != c.delegated {
+			t.Errorf("%s: probe = %v, %v; want %v, %v", c.name, on, delegated, c.on, c.delegated)
+		}
 	}
 }
 
