@@ -242,11 +242,16 @@ func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.D
 // (atf.task.start.lateness); a later attempt passes -1.
 func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 	in := inst()
-	if in.tasksStarted.Enabled(ctx) {
-		in.tasksStarted.Add(ctx, 1, attrs1(KeyLambda, lambda).add...)
+	started, lateness := in.tasksStarted.Enabled(ctx), late >= 0 && in.lateness.Enabled(ctx)
+	if !started && !lateness {
+		return
 	}
-	if late >= 0 && in.lateness.Enabled(ctx) {
-		in.lateness.Record(ctx, late.Seconds(), attrs1(KeyLambda, lambda).rec...)
+	attrs := attrs1(KeyLambda, lambda)
+	if started {
+		in.tasksStarted.Add(ctx, 1, attrs.add...)
+	}
+	if lateness {
+		in.lateness.Record(ctx, late.Seconds(), attrs.rec...)
 	}
 }
 
@@ -254,17 +259,25 @@ func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 // when known (> 0), the CPU time it used and the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
 	in := inst()
-	if in.tasksFinished.Enabled(ctx) {
-		in.tasksFinished.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyOutcome.String(outcome)).add...)
+	finished, duration := in.tasksFinished.Enabled(ctx), in.execDuration.Enabled(ctx)
+	if finished || duration {
+		attrs := attrs2(KeyLambda, lambda, KeyOutcome.String(outcome))
+		if finished {
+			in.tasksFinished.Add(ctx, 1, attrs.add...)
+		}
+		if duration {
+			in.execDuration.Record(ctx, d.Seconds(), attrs.rec...)
+		}
 	}
-	if in.execDuration.Enabled(ctx) {
-		in.execDuration.Record(ctx, d.Seconds(), attrs2(KeyLambda, lambda, KeyOutcome.String(outcome)).rec...)
-	}
-	if cpu > 0 && in.execCPU.Enabled(ctx) {
-		in.execCPU.Record(ctx, cpu.Seconds(), attrs1(KeyLambda, lambda).rec...)
-	}
-	if memoryBytes > 0 && in.sandboxMemory.Enabled(ctx) {
-		in.sandboxMemory.Record(ctx, int64(memoryBytes), attrs1(KeyLambda, lambda).rec...)
+	cpuOn, memoryOn := cpu > 0 && in.execCPU.Enabled(ctx), memoryBytes > 0 && in.sandboxMemory.Enabled(ctx)
+	if cpuOn || memoryOn {
+		attrs := attrs1(KeyLambda, lambda)
+		if cpuOn {
+			in.execCPU.Record(ctx, cpu.Seconds(), attrs.rec...)
+		}
+		if memoryOn {
+			in.sandboxMemory.Record(ctx, int64(memoryBytes), attrs.rec...)
+		}
 	}
 }
 
@@ -329,8 +342,37 @@ type attrSet struct {
 	rec []metric.RecordOption
 }
 
-// setKey is a set's attributes: one or two (b's key empty when one).
-type setKey struct{ a, b attribute.KeyValue }
+// setKey is a set's attributes: a string one, and a string or int one
+// (k2 empty when none). Strings and ints only, not attribute.KeyValues,
+// whose interface field makes hashing them several times slower.
+type setKey struct {
+	k1, v1, k2, v2 string
+	n2             int64
+	t2             attribute.Type
+}
+
+func keyOf(k1 attribute.Key, v1 string, a2 attribute.KeyValue) setKey {
+	key := setKey{k1: string(k1), v1: v1, k2: string(a2.Key), t2: a2.Value.Type()}
+	if key.t2 == attribute.INT64 {
+		key.n2 = a2.Value.AsInt64()
+	} else {
+		key.v2 = a2.Value.AsString()
+	}
+	return key
+}
+
+// attributes are the attributes of the set key stands for.
+func (key setKey) attributes() []attribute.KeyValue {
+	kvs := []attribute.KeyValue{attribute.Key(key.k1).String(key.v1)}
+	switch {
+	case key.k2 == "":
+	case key.t2 == attribute.INT64:
+		kvs = append(kvs, attribute.Key(key.k2).Int64(key.n2))
+	default:
+		kvs = append(kvs, attribute.Key(key.k2).String(key.v2))
+	}
+	return kvs
+}
 
 // sets are the cached sets. Lookups read an immutable copy without a lock
 // (an RWMutex's reader count, shared by every core, cost more than the
@@ -347,11 +389,15 @@ var sets struct {
 const maxCachedSets = 10000
 
 func attrs1(k attribute.Key, v string) *attrSet {
-	return cachedSet(setKey{a: k.String(v)})
+	return cachedSet(setKey{k1: string(k), v1: v})
 }
 
 func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) *attrSet {
-	return cachedSet(setKey{a: k1.String(v1), b: a2})
+	if t := a2.Value.Type(); t != attribute.STRING && t != attribute.INT64 {
+		o := metric.WithAttributes(k1.String(v1), a2) // not cached (atf has none)
+		return &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+	}
+	return cachedSet(keyOf(k1, v1, a2))
 }
 
 func cachedSet(key setKey) *attrSet {
@@ -364,11 +410,7 @@ func cachedSet(key setKey) *attrSet {
 	defer sets.mu.Unlock()
 	s := sets.all[key]
 	if s == nil {
-		kvs := []attribute.KeyValue{key.a}
-		if key.b.Key != "" {
-			kvs = append(kvs, key.b)
-		}
-		o := metric.WithAttributes(kvs...)
+		o := metric.WithAttributes(key.attributes()...)
 		s = &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
 		if len(sets.all) >= maxCachedSets {
 			return s

@@ -279,7 +279,7 @@ func TestAttributeSetsCached(t *testing.T) {
 	for range maxCachedSets { // lookups under the lock publish the sets
 		attrs2(KeyLambda, "many", KeyPriority.Int(199))
 	}
-	if m := sets.read.Load(); m == nil || (*m)[setKey{KeyLambda.String("many"), KeyPriority.Int(199)}] != first[199] {
+	if m := sets.read.Load(); m == nil || (*m)[keyOf(KeyLambda, "many", KeyPriority.Int(199))] != first[199] {
 		t.Error("the sets were not published")
 	}
 	if n := testing.AllocsPerRun(100, func() { attrs2(KeyLambda, "cached", KeyPriority.Int(3)) }); n != 0 {
