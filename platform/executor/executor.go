@@ -377,7 +377,9 @@ func (e *Executor) execute(w *atfv1.Work) {
 	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
 		cancel(errCancelled)
 	}
-	e.audit("end", w, res.Outcome.String())
+	if e.cfg.ExecutionLog != nil { // the outcome's name is looked up for nothing otherwise
+		e.audit("end", w, res.Outcome.String())
+	}
 	cause := context.Cause(ctx)
 	defer func() { endExecute(ctx, span, w, res, cause) }()
 	switch {
