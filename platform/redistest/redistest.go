@@ -150,3 +150,22 @@ func StartCluster(t testing.TB, n int) *redis.ClusterClient {
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
 }
+
+// CPU is the CPU time (user and system, INFO cpu) the server rdb talks to
+// has used so far: benchmarks read it before and after.
+func CPU(t testing.TB, rdb redis.UniversalClient) time.Duration {
+	t.Helper()
+	info, err := rdb.Info(t.Context(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total time.Duration
+	for _, l := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += time.Duration(f * float64(time.Second))
+		}
+	}
+	return total
+}

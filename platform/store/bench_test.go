@@ -102,7 +102,7 @@ func BenchmarkTaskRedisCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	rdb.ConfigResetStat(ctx)
-	before := redisCPU(b, rdb)
+	before := redistest.CPU(b, rdb)
 	done := 0
 	for b.Loop() {
 		var wg sync.WaitGroup
@@ -116,26 +116,10 @@ func BenchmarkTaskRedisCost(b *testing.B) {
 		wg.Wait()
 		done += batch * workers
 	}
-	b.ReportMetric(float64((redisCPU(b, rdb)-before).Microseconds())/float64(done), "redis-us/task")
+	b.ReportMetric(float64((redistest.CPU(b, rdb)-before).Microseconds())/float64(done), "redis-us/task")
 	logCommandStats(b, rdb, done)
 }
 
-// redisCPU is the CPU time redis-server has used so far.
-func redisCPU(b testing.TB, rdb redis.UniversalClient) time.Duration {
-	info, err := rdb.Info(b.Context(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total time.Duration
-	for _, l := range strings.Split(info, "\r\n") {
-		k, v, _ := strings.Cut(l, ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += time.Duration(f * float64(time.Second))
-		}
-	}
-	return total
-}
 
 // benchStore is a store over a fresh redis-server — or over the one at
 // ATF_BENCH_REDIS_ADDR, e.g. one run under valgrind — with a lambda
@@ -185,7 +169,7 @@ func BenchmarkTaskPhases(b *testing.B) {
 	for b.Loop() {
 		round++
 		dump(fmt.Sprintf("r%d-start", round))
-		c0 := redisCPU(b, rdb)
+		c0 := redistest.CPU(b, rdb)
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
@@ -203,7 +187,7 @@ func BenchmarkTaskPhases(b *testing.B) {
 		}
 		wg.Wait()
 		dump(fmt.Sprintf("r%d-schedule", round))
-		c1 := redisCPU(b, rdb)
+		c1 := redistest.CPU(b, rdb)
 		var mu sync.Mutex
 		var claimed []store.Task
 		for range workers {
@@ -233,7 +217,7 @@ func BenchmarkTaskPhases(b *testing.B) {
 			b.Fatalf("claimed %d of %d tasks", len(claimed), n)
 		}
 		dump(fmt.Sprintf("r%d-claim", round))
-		c2 := redisCPU(b, rdb)
+		c2 := redistest.CPU(b, rdb)
 		next := make(chan store.Task)
 		for range 64 { // as many results at once as an executor's slots finish
 			wg.Go(func() {
@@ -250,7 +234,7 @@ func BenchmarkTaskPhases(b *testing.B) {
 		close(next)
 		wg.Wait()
 		dump(fmt.Sprintf("r%d-result", round))
-		c3 := redisCPU(b, rdb)
+		c3 := redistest.CPU(b, rdb)
 		cpu[0], cpu[1], cpu[2] = cpu[0]+c1-c0, cpu[1]+c2-c1, cpu[2]+c3-c2
 	}
 	tasks := float64(round * n)

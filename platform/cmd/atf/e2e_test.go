@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 
 // binary builds the atf command once per test
 // process, on first use: benchmarks run in process and never need it.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		atfBin = filepath.Join(binDir, "atf")
@@ -81,7 +81,7 @@ var listeningRE = regexp.MustCompile(`listening on (http://\S+)|"addr":"([^"]+)"
 // start runs `atf args...`, waits until it says where it listens (when it
 // serves), and stops it with SIGTERM at cleanup, failing the test when it
 // does not exit cleanly.
-func start(t *testing.T, serves bool, args ...string) *proc {
+func start(t testing.TB, serves bool, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
@@ -124,7 +124,7 @@ func start(t *testing.T, serves bool, args ...string) *proc {
 	return p
 }
 
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}

@@ -66,7 +66,7 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 		defer f.Close()
 		audit = f
 	}
-	client := &http.Client{}
+	client := serverClient(*serverURL)
 	var clientOpts []connect.ClientOption
 	if ic, err := otelconnect.NewInterceptor(); err == nil {
 		clientOpts = append(clientOpts, connect.WithInterceptors(ic))
@@ -98,6 +98,24 @@ func runExecutor(ctx context.Context, args []string, getenv func(string) string,
 	g.add(ctx, func(ctx context.Context) error { return server.Serve(ctx, ln, mux, logger) })
 	g.add(ctx, ex.Run)
 	return g.Run()
+}
+
+// serverClient is the HTTP client an executor reaches its server with. An
+// http:// server is spoken to in HTTP/2 without TLS (h2c, which the server
+// accepts beside HTTP/1.1): the executor's RPCs — long polls, a result per
+// task, heartbeats — share one connection instead of each taking one (the
+// default transport keeps two idle connections per host, so an executor
+// busier than that opened and closed a TCP connection per RPC). An
+// https:// server gets HTTP/2 when its TLS handshake offers it.
+func serverClient(serverURL string) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64 // HTTP/1.1 over TLS, when the server offers no HTTP/2
+	if strings.HasPrefix(serverURL, "http://") {
+		var protocols http.Protocols
+		protocols.SetUnencryptedHTTP2(true)
+		t.Protocols = &protocols
+	}
+	return &http.Client{Transport: t}
 }
 
 // executorHealthService is the gRPC health service name of an executor.

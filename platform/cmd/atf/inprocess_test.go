@@ -268,19 +268,7 @@ func (bp *benchPlatform) cpu(b testing.TB) (self, redis time.Duration) {
 		b.Fatal(err)
 	}
 	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	info, err := bp.rdb.Info(b.Context(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-			if v, ok := strings.CutPrefix(line, k); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				redis += time.Duration(f * float64(time.Second))
-			}
-		}
-	}
-	return self, redis
+	return self, redistest.CPU(b, bp.rdb)
 }
 
 func (bp *benchPlatform) commands(b testing.TB) int64 {
