@@ -120,7 +120,6 @@ func BenchmarkTaskRedisCost(b *testing.B) {
 	logCommandStats(b, rdb, done)
 }
 
-
 // benchStore is a store over a fresh redis-server — or over the one at
 // ATF_BENCH_REDIS_ADDR, e.g. one run under valgrind — with a lambda
 // "noop" deployed, and that lambda's queues as Pop takes them.
