@@ -159,6 +159,8 @@ type Executor struct {
 	started int                 // of running, those whose sandbox started
 	planned time.Time           // when the heartbeat loop wakes next; zero: not known
 	kick    chan struct{}       // asks for a heartbeat now (a task's first beat is due before planned)
+
+	results *resultSender
 }
 
 type running struct {
@@ -172,10 +174,12 @@ type running struct {
 
 // New returns an Executor.
 func New(cfg Config) *Executor {
+	cfg = cfg.withDefaults()
 	return &Executor{
-		cfg:     cfg.withDefaults(),
+		cfg:     cfg,
 		running: map[string]*running{},
 		kick:    make(chan struct{}, 1),
+		results: newResultSender(cfg.Status),
 	}
 }
 
@@ -447,8 +451,10 @@ func (e *Executor) audit(event string, w *atfv1.Work, outcome string) {
 	fmt.Fprintf(e.cfg.ExecutionLog, "%s %s %d %d %d %s\n", event, w.GetTaskId(), w.GetAttempt(), w.GetFencingToken(), time.Now().UnixNano(), outcome)
 }
 
-// report sends SetResult, retrying transient failures for a while: a lost
-// result costs a whole re-execution after the heartbeat timeout.
+// report sends SetResult (with the results of tasks finishing at the same
+// time, in one SetResults call when the Status takes those), retrying
+// transient failures for a while: a lost result costs a whole re-execution
+// after the heartbeat timeout.
 func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result, logs string) {
 	// ctx carries the execute span, the parent of SetResult's; it may be
 	// cancelled (a cancelled task still reports).
@@ -471,9 +477,7 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 	}
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
-		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		r, err := e.cfg.Status.SetResult(callCtx, req)
-		cancel()
+		r, err := e.results.set(ctx, req)
 		if err == nil {
 			if e.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // its arguments would be built for nothing
 				e.logTask(ctx, slog.LevelDebug, w, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atfhq/atf/internal/autobatch"
 	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,8 +28,8 @@ type Store struct {
 	noBLMPOP atomic.Bool
 	// schedules and results batch concurrent Schedule and SetResult calls
 	// into shared script calls and round trips.
-	schedules *autoBatch[*scheduleOp]
-	results   *autoBatch[*resultOp]
+	schedules *autobatch.Batcher[*scheduleOp]
+	results   *autobatch.Batcher[*resultOp]
 }
 
 // New returns a Store over rdb. Zero fields of opts take their defaults.
@@ -51,7 +52,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	opts.DispatchLead = min(max(opts.DispatchLead, 0), MaxDispatchLead)
 	s := &Store{rdb: rdb, opts: opts}
-	s.schedules, s.results = newAutoBatch(s.schedule), newAutoBatch(s.setResults)
+	s.schedules, s.results = autobatch.New(s.schedule), autobatch.New(s.setResults)
 	return s
 }
 

@@ -16,7 +16,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 		return Task{}, false, err
 	}
 	op := &scheduleOp{pt: s.prepare(nt, s.now())}
-	if err := s.schedules.do(ctx, op); err != nil {
+	if err := s.schedules.Do(ctx, op); err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 	}
 	if op.err != nil {

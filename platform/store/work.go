@@ -190,7 +190,7 @@ func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error
 		return 0, err
 	}
 	op := &resultOp{r: &r, p: p, errBlob: errBlob}
-	if err := s.results.do(ctx, op); err != nil {
+	if err := s.results.Do(ctx, op); err != nil {
 		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
 	}
 	if op.err != nil {

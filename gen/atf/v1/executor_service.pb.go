@@ -876,6 +876,161 @@ func (x *SetResultResponse) GetState() TaskState {
 	return TaskState_TASK_STATE_UNSPECIFIED
 }
 
+type SetResultsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*SetResultRequest    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetResultsRequest) Reset() {
+	*x = SetResultsRequest{}
+	mi := &file_atf_v1_executor_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetResultsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetResultsRequest) ProtoMessage() {}
+
+func (x *SetResultsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_executor_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetResultsRequest.ProtoReflect.Descriptor instead.
+func (*SetResultsRequest) Descriptor() ([]byte, []int) {
+	return file_atf_v1_executor_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetResultsRequest) GetResults() []*SetResultRequest {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type SetResultsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per result, in order.
+	Answers       []*SetResultAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetResultsResponse) Reset() {
+	*x = SetResultsResponse{}
+	mi := &file_atf_v1_executor_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetResultsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetResultsResponse) ProtoMessage() {}
+
+func (x *SetResultsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_executor_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetResultsResponse.ProtoReflect.Descriptor instead.
+func (*SetResultsResponse) Descriptor() ([]byte, []int) {
+	return file_atf_v1_executor_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetResultsResponse) GetAnswers() []*SetResultAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+// SetResultAnswer is SetResult's answer to one result of a SetResults.
+type SetResultAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state the task is in after the result, when it was recorded.
+	State TaskState `protobuf:"varint,1,opt,name=state,proto3,enum=atf.v1.TaskState" json:"state,omitempty"`
+	// When it was not: the Connect error code SetResult would have returned
+	// ("failed_precondition" when the fencing token is not the current
+	// claim, "not_found", "invalid_argument", "unavailable"...), and its
+	// message. Empty when recorded.
+	ErrorCode     string `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetResultAnswer) Reset() {
+	*x = SetResultAnswer{}
+	mi := &file_atf_v1_executor_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetResultAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetResultAnswer) ProtoMessage() {}
+
+func (x *SetResultAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_atf_v1_executor_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetResultAnswer.ProtoReflect.Descriptor instead.
+func (*SetResultAnswer) Descriptor() ([]byte, []int) {
+	return file_atf_v1_executor_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetResultAnswer) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *SetResultAnswer) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *SetResultAnswer) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 var File_atf_v1_executor_service_proto protoreflect.FileDescriptor
 
 const file_atf_v1_executor_service_proto_rawDesc = "" +
@@ -940,7 +1095,16 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x04logs\x18\x14 \x01(\tR\x04logs\x123\n" +
 	"\x15execution_traceparent\x18\x15 \x01(\tR\x14executionTraceparent\"<\n" +
 	"\x11SetResultResponse\x12'\n" +
-	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state*n\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state\"G\n" +
+	"\x11SetResultsRequest\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.atf.v1.SetResultRequestR\aresults\"G\n" +
+	"\x12SetResultsResponse\x121\n" +
+	"\aanswers\x18\x01 \x03(\v2\x17.atf.v1.SetResultAnswerR\aanswers\"~\n" +
+	"\x0fSetResultAnswer\x12'\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x11.atf.v1.TaskStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage*n\n" +
 	"\tDirective\x12\x19\n" +
 	"\x15DIRECTIVE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12DIRECTIVE_CONTINUE\x10\x01\x12\x14\n" +
@@ -954,10 +1118,12 @@ const file_atf_v1_executor_service_proto_rawDesc = "" +
 	"\x11OUTCOME_CANCELLED\x10\x042\x9b\x01\n" +
 	"\x11ControllerService\x12?\n" +
 	"\bNextWork\x12\x17.atf.v1.NextWorkRequest\x1a\x18.atf.v1.NextWorkResponse\"\x00\x12E\n" +
-	"\tGetModule\x12\x18.atf.v1.GetModuleRequest\x1a\x19.atf.v1.GetModuleResponse\"\x03\x90\x02\x012\x9a\x01\n" +
+	"\tGetModule\x12\x18.atf.v1.GetModuleRequest\x1a\x19.atf.v1.GetModuleResponse\"\x03\x90\x02\x012\xe1\x01\n" +
 	"\x10HeartbeatService\x12B\n" +
 	"\tHeartbeat\x12\x18.atf.v1.HeartbeatRequest\x1a\x19.atf.v1.HeartbeatResponse\"\x00\x12B\n" +
-	"\tSetResult\x12\x18.atf.v1.SetResultRequest\x1a\x19.atf.v1.SetResultResponse\"\x00B\x82\x01\n" +
+	"\tSetResult\x12\x18.atf.v1.SetResultRequest\x1a\x19.atf.v1.SetResultResponse\"\x00\x12E\n" +
+	"\n" +
+	"SetResults\x12\x19.atf.v1.SetResultsRequest\x1a\x1a.atf.v1.SetResultsResponse\"\x00B\x82\x01\n" +
 	"\n" +
 	"com.atf.v1B\x14ExecutorServiceProtoP\x01Z%github.com/atfhq/atf/gen/atf/v1;atfv1\xa2\x02\x03AXX\xaa\x02\x06Atf.V1\xca\x02\x06Atf\\V1\xe2\x02\x12Atf\\V1\\GPBMetadata\xea\x02\aAtf::V1b\x06proto3"
 
@@ -974,7 +1140,7 @@ func file_atf_v1_executor_service_proto_rawDescGZIP() []byte {
 }
 
 var file_atf_v1_executor_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_atf_v1_executor_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_atf_v1_executor_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_atf_v1_executor_service_proto_goTypes = []any{
 	(Directive)(0),                // 0: atf.v1.Directive
 	(Outcome)(0),                  // 1: atf.v1.Outcome
@@ -988,37 +1154,45 @@ var file_atf_v1_executor_service_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),     // 9: atf.v1.HeartbeatResponse
 	(*SetResultRequest)(nil),      // 10: atf.v1.SetResultRequest
 	(*SetResultResponse)(nil),     // 11: atf.v1.SetResultResponse
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(Abi)(0),                      // 13: atf.v1.Abi
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*TaskError)(nil),             // 15: atf.v1.TaskError
-	(TaskState)(0),                // 16: atf.v1.TaskState
+	(*SetResultsRequest)(nil),     // 12: atf.v1.SetResultsRequest
+	(*SetResultsResponse)(nil),    // 13: atf.v1.SetResultsResponse
+	(*SetResultAnswer)(nil),       // 14: atf.v1.SetResultAnswer
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(Abi)(0),                      // 16: atf.v1.Abi
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*TaskError)(nil),             // 18: atf.v1.TaskError
+	(TaskState)(0),                // 19: atf.v1.TaskState
 }
 var file_atf_v1_executor_service_proto_depIdxs = []int32{
-	12, // 0: atf.v1.NextWorkRequest.wait:type_name -> google.protobuf.Duration
+	15, // 0: atf.v1.NextWorkRequest.wait:type_name -> google.protobuf.Duration
 	4,  // 1: atf.v1.NextWorkResponse.work:type_name -> atf.v1.Work
-	13, // 2: atf.v1.Work.abi:type_name -> atf.v1.Abi
-	12, // 3: atf.v1.Work.timeout:type_name -> google.protobuf.Duration
-	14, // 4: atf.v1.Work.execute_at:type_name -> google.protobuf.Timestamp
+	16, // 2: atf.v1.Work.abi:type_name -> atf.v1.Abi
+	15, // 3: atf.v1.Work.timeout:type_name -> google.protobuf.Duration
+	17, // 4: atf.v1.Work.execute_at:type_name -> google.protobuf.Timestamp
 	8,  // 5: atf.v1.HeartbeatRequest.beats:type_name -> atf.v1.Beat
 	0,  // 6: atf.v1.HeartbeatResponse.directives:type_name -> atf.v1.Directive
 	1,  // 7: atf.v1.SetResultRequest.outcome:type_name -> atf.v1.Outcome
-	15, // 8: atf.v1.SetResultRequest.error:type_name -> atf.v1.TaskError
-	12, // 9: atf.v1.SetResultRequest.duration:type_name -> google.protobuf.Duration
-	16, // 10: atf.v1.SetResultResponse.state:type_name -> atf.v1.TaskState
-	2,  // 11: atf.v1.ControllerService.NextWork:input_type -> atf.v1.NextWorkRequest
-	5,  // 12: atf.v1.ControllerService.GetModule:input_type -> atf.v1.GetModuleRequest
-	7,  // 13: atf.v1.HeartbeatService.Heartbeat:input_type -> atf.v1.HeartbeatRequest
-	10, // 14: atf.v1.HeartbeatService.SetResult:input_type -> atf.v1.SetResultRequest
-	3,  // 15: atf.v1.ControllerService.NextWork:output_type -> atf.v1.NextWorkResponse
-	6,  // 16: atf.v1.ControllerService.GetModule:output_type -> atf.v1.GetModuleResponse
-	9,  // 17: atf.v1.HeartbeatService.Heartbeat:output_type -> atf.v1.HeartbeatResponse
-	11, // 18: atf.v1.HeartbeatService.SetResult:output_type -> atf.v1.SetResultResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 8: atf.v1.SetResultRequest.error:type_name -> atf.v1.TaskError
+	15, // 9: atf.v1.SetResultRequest.duration:type_name -> google.protobuf.Duration
+	19, // 10: atf.v1.SetResultResponse.state:type_name -> atf.v1.TaskState
+	10, // 11: atf.v1.SetResultsRequest.results:type_name -> atf.v1.SetResultRequest
+	14, // 12: atf.v1.SetResultsResponse.answers:type_name -> atf.v1.SetResultAnswer
+	19, // 13: atf.v1.SetResultAnswer.state:type_name -> atf.v1.TaskState
+	2,  // 14: atf.v1.ControllerService.NextWork:input_type -> atf.v1.NextWorkRequest
+	5,  // 15: atf.v1.ControllerService.GetModule:input_type -> atf.v1.GetModuleRequest
+	7,  // 16: atf.v1.HeartbeatService.Heartbeat:input_type -> atf.v1.HeartbeatRequest
+	10, // 17: atf.v1.HeartbeatService.SetResult:input_type -> atf.v1.SetResultRequest
+	12, // 18: atf.v1.HeartbeatService.SetResults:input_type -> atf.v1.SetResultsRequest
+	3,  // 19: atf.v1.ControllerService.NextWork:output_type -> atf.v1.NextWorkResponse
+	6,  // 20: atf.v1.ControllerService.GetModule:output_type -> atf.v1.GetModuleResponse
+	9,  // 21: atf.v1.HeartbeatService.Heartbeat:output_type -> atf.v1.HeartbeatResponse
+	11, // 22: atf.v1.HeartbeatService.SetResult:output_type -> atf.v1.SetResultResponse
+	13, // 23: atf.v1.HeartbeatService.SetResults:output_type -> atf.v1.SetResultsResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_atf_v1_executor_service_proto_init() }
@@ -1034,7 +1208,7 @@ func file_atf_v1_executor_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_atf_v1_executor_service_proto_rawDesc), len(file_atf_v1_executor_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

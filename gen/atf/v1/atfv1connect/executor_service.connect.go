@@ -47,6 +47,9 @@ const (
 	// HeartbeatServiceSetResultProcedure is the fully-qualified name of the HeartbeatService's
 	// SetResult RPC.
 	HeartbeatServiceSetResultProcedure = "/atf.v1.HeartbeatService/SetResult"
+	// HeartbeatServiceSetResultsProcedure is the fully-qualified name of the HeartbeatService's
+	// SetResults RPC.
+	HeartbeatServiceSetResultsProcedure = "/atf.v1.HeartbeatService/SetResults"
 )
 
 // ControllerServiceClient is a client for the atf.v1.ControllerService service.
@@ -167,6 +170,11 @@ type HeartbeatServiceClient interface {
 	// SetResult records an execution's outcome; refused with
 	// FailedPrecondition when the fencing token is not the current claim.
 	SetResult(context.Context, *v1.SetResultRequest) (*v1.SetResultResponse, error)
+	// SetResults records several executions' outcomes in one call: an
+	// executor sends the results that finish together. Each is judged on
+	// its own, as SetResult would judge it; the answer has one entry per
+	// result, in order.
+	SetResults(context.Context, *v1.SetResultsRequest) (*v1.SetResultsResponse, error)
 }
 
 // NewHeartbeatServiceClient constructs a client for the atf.v1.HeartbeatService service. By
@@ -192,13 +200,20 @@ func NewHeartbeatServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(heartbeatServiceMethods.ByName("SetResult")),
 			connect.WithClientOptions(opts...),
 		),
+		setResults: connect.NewClient[v1.SetResultsRequest, v1.SetResultsResponse](
+			httpClient,
+			baseURL+HeartbeatServiceSetResultsProcedure,
+			connect.WithSchema(heartbeatServiceMethods.ByName("SetResults")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // heartbeatServiceClient implements HeartbeatServiceClient.
 type heartbeatServiceClient struct {
-	heartbeat *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	setResult *connect.Client[v1.SetResultRequest, v1.SetResultResponse]
+	heartbeat  *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	setResult  *connect.Client[v1.SetResultRequest, v1.SetResultResponse]
+	setResults *connect.Client[v1.SetResultsRequest, v1.SetResultsResponse]
 }
 
 // Heartbeat calls atf.v1.HeartbeatService.Heartbeat.
@@ -219,6 +234,15 @@ func (c *heartbeatServiceClient) SetResult(ctx context.Context, req *v1.SetResul
 	return nil, err
 }
 
+// SetResults calls atf.v1.HeartbeatService.SetResults.
+func (c *heartbeatServiceClient) SetResults(ctx context.Context, req *v1.SetResultsRequest) (*v1.SetResultsResponse, error) {
+	response, err := c.setResults.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // HeartbeatServiceHandler is an implementation of the atf.v1.HeartbeatService service.
 type HeartbeatServiceHandler interface {
 	// Heartbeat extends the leases of running tasks and says, per task,
@@ -227,6 +251,11 @@ type HeartbeatServiceHandler interface {
 	// SetResult records an execution's outcome; refused with
 	// FailedPrecondition when the fencing token is not the current claim.
 	SetResult(context.Context, *v1.SetResultRequest) (*v1.SetResultResponse, error)
+	// SetResults records several executions' outcomes in one call: an
+	// executor sends the results that finish together. Each is judged on
+	// its own, as SetResult would judge it; the answer has one entry per
+	// result, in order.
+	SetResults(context.Context, *v1.SetResultsRequest) (*v1.SetResultsResponse, error)
 }
 
 // NewHeartbeatServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -248,12 +277,20 @@ func NewHeartbeatServiceHandler(svc HeartbeatServiceHandler, opts ...connect.Han
 		connect.WithSchema(heartbeatServiceMethods.ByName("SetResult")),
 		connect.WithHandlerOptions(opts...),
 	)
+	heartbeatServiceSetResultsHandler := connect.NewUnaryHandlerSimple(
+		HeartbeatServiceSetResultsProcedure,
+		svc.SetResults,
+		connect.WithSchema(heartbeatServiceMethods.ByName("SetResults")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/atf.v1.HeartbeatService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case HeartbeatServiceHeartbeatProcedure:
 			heartbeatServiceHeartbeatHandler.ServeHTTP(w, r)
 		case HeartbeatServiceSetResultProcedure:
 			heartbeatServiceSetResultHandler.ServeHTTP(w, r)
+		case HeartbeatServiceSetResultsProcedure:
+			heartbeatServiceSetResultsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -269,4 +306,8 @@ func (UnimplementedHeartbeatServiceHandler) Heartbeat(context.Context, *v1.Heart
 
 func (UnimplementedHeartbeatServiceHandler) SetResult(context.Context, *v1.SetResultRequest) (*v1.SetResultResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.HeartbeatService.SetResult is not implemented"))
+}
+
+func (UnimplementedHeartbeatServiceHandler) SetResults(context.Context, *v1.SetResultsRequest) (*v1.SetResultsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("atf.v1.HeartbeatService.SetResults is not implemented"))
 }

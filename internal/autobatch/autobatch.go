@@ -1,16 +1,19 @@
-package store
+// Package autobatch gathers the calls that many goroutines make at about
+// the same time into shared batches (natural batching), without a
+// background goroutine or a timer.
+package autobatch
 
 import (
 	"context"
 	"sync"
 )
 
-// autoBatch runs items from many goroutines in shared batches (natural
-// batching): a caller queues its item, and whichever caller holds one of
-// a few flush tokens runs everything queued at that moment in one flush.
+// Batcher runs items from many goroutines in shared batches: a caller
+// queues its item, and whichever caller holds one of a few flush tokens
+// runs everything queued at that moment in one flush.
 // Alone, a caller runs its own item at once; under load, hundreds share a
 // flush. There is no background goroutine: callers do the flushing.
-type autoBatch[T any] struct {
+type Batcher[T any] struct {
 	// flush runs a batch; it leaves each item's outcome in the item.
 	flush  func(ctx context.Context, items []T)
 	tokens chan struct{}
@@ -31,18 +34,20 @@ const maxFlushers = 4
 // maxBatch bounds the items in one flush.
 const maxBatch = 512
 
-func newAutoBatch[T any](flush func(ctx context.Context, items []T)) *autoBatch[T] {
-	p := &autoBatch[T]{flush: flush, tokens: make(chan struct{}, maxFlushers)}
+// New returns a Batcher whose batches flush runs; flush leaves each item's
+// outcome in the item.
+func New[T any](flush func(ctx context.Context, items []T)) *Batcher[T] {
+	p := &Batcher[T]{flush: flush, tokens: make(chan struct{}, maxFlushers)}
 	for range maxFlushers {
 		p.tokens <- struct{}{}
 	}
 	return p
 }
 
-// do runs item in some flush and returns when it has run; the caller then
+// Do runs item in some flush and returns when it has run; the caller then
 // reads its outcome from the item. ctx only bounds the wait of a caller
 // whose item someone else is running.
-func (p *autoBatch[T]) do(ctx context.Context, item T) error {
+func (p *Batcher[T]) Do(ctx context.Context, item T) error {
 	op := &batchOp[T]{item: item, done: make(chan struct{})}
 	p.mu.Lock()
 	p.pending = append(p.pending, op)
@@ -82,7 +87,7 @@ func (p *autoBatch[T]) do(ctx context.Context, item T) error {
 	}
 }
 
-func (p *autoBatch[T]) run(ctx context.Context, batch []*batchOp[T]) {
+func (p *Batcher[T]) run(ctx context.Context, batch []*batchOp[T]) {
 	// The batch is everyone's: one caller going away must not cancel it.
 	ctx = context.WithoutCancel(ctx)
 	items := make([]T, len(batch))
