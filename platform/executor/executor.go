@@ -154,22 +154,24 @@ type Executor struct {
 
 	auditMu sync.Mutex // serializes ExecutionLog lines
 
-	mu      sync.Mutex
-	running map[string]*running // registered tasks: held for their execute_at, or started
-	started int                 // of running, those whose sandbox started
-	planned time.Time           // when the heartbeat loop wakes next; zero: not known
-	kick    chan struct{}       // asks for a heartbeat now (a task's first beat is due before planned)
+	mu        sync.Mutex
+	running   map[string]*running // registered tasks: held for their execute_at, or started
+	started   int                 // of running, those whose sandbox runs
+	reporting int                 // of running, those whose result is being reported
+	planned   time.Time           // when the heartbeat loop wakes next; zero: not known
+	kick      chan struct{}       // asks for a heartbeat now (a task's first beat is due before planned)
 
 	results *resultSender
 }
 
 type running struct {
-	work     *atfv1.Work
-	cancel   context.CancelCauseFunc
-	span     trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
-	nextBeat time.Time  // guarded by Executor.mu
-	started  bool       // its sandbox started (not held); guarded by Executor.mu
-	guest    guestState // in place: one allocation less per task
+	work      *atfv1.Work
+	cancel    context.CancelCauseFunc
+	span      trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
+	nextBeat  time.Time  // guarded by Executor.mu
+	started   bool       // its sandbox runs (not held); guarded by Executor.mu
+	reporting bool       // its sandbox is done, its result on its way; guarded by Executor.mu
+	guest     guestState // in place: one allocation less per task
 }
 
 // New returns an Executor.
@@ -205,17 +207,21 @@ func (e *Executor) Run(ctx context.Context) error {
 	// that several long-polls wait at once: a task queued while one
 	// fetcher is busy with its round trips is taken by another at once.
 	//
-	// Tasks run on a pool of one goroutine per slot rather than a new
-	// goroutine each: a task's goroutine needs a deep stack (wazero, the
-	// RPC clients), and a new one grows it again, copying, for every task.
+	// Tasks run on a pool of goroutines rather than a new goroutine each:
+	// a task's goroutine needs a deep stack (wazero, the RPC clients), and
+	// a new one grows it again, copying, for every task. A task frees its
+	// slot once its sandbox is done, before its result is reported: slots
+	// bound sandboxes, and as many results again may be on their way (a
+	// slot held through the report's round trip idled for most of a short
+	// task's time). So there are two workers per slot.
 	work := make(chan *atfv1.Work)
 	var workers sync.WaitGroup
 	defer func() { close(work); workers.Wait() }()
-	for range e.cfg.Slots {
+	for range 2 * e.cfg.Slots {
 		workers.Go(func() {
+			free := func() { <-slots }
 			for w := range work {
-				e.execute(w)
-				<-slots
+				e.execute(w, free)
 				tasks.Done()
 			}
 		})
@@ -303,10 +309,18 @@ func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int
 	}
 }
 
-// execute runs one task and reports its outcome.
-func (e *Executor) execute(w *atfv1.Work) {
+// execute runs one task and reports its outcome; it calls free (once)
+// when the task no longer needs its slot: its sandbox is done, or it never
+// started.
+func (e *Executor) execute(w *atfv1.Work, free func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	freed := false
+	defer func() {
+		if !freed {
+			free()
+		}
+	}()
 	// A task handed out within the dispatch lead waits for its time here,
 	// registered (so that a shutdown or a heartbeat failure aborts the
 	// wait) but not yet beating: its first beat is planned from its start.
@@ -325,6 +339,9 @@ func (e *Executor) execute(w *atfv1.Work) {
 		delete(e.running, w.GetTaskId())
 		if r.started {
 			e.started--
+		}
+		if r.reporting {
+			e.reporting--
 		}
 		e.mu.Unlock()
 	}()
@@ -378,6 +395,15 @@ func (e *Executor) execute(w *atfv1.Work) {
 		Host:           host,
 	})
 	host.Finish()
+	// The sandbox is done: its slot is free while the result is reported.
+	// The task stays registered (beating) until the report is answered.
+	e.mu.Lock()
+	r.started, r.reporting = false, true
+	e.started--
+	e.reporting++
+	e.mu.Unlock()
+	freed = true
+	free()
 	if guest.cancelRequested.Load() { // it stopped by itself within CancelGrace
 		cancel(errCancelled)
 	}
@@ -602,5 +628,5 @@ func (e *Executor) Running() int {
 func (e *Executor) Held() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.running) - e.started
+	return len(e.running) - e.started - e.reporting
 }

@@ -326,3 +326,65 @@ func TestHoldUntil(t *testing.T) {
 		}
 	}
 }
+
+// slowResults is a fakeStatus whose SetResult waits for release.
+type slowResults struct {
+	*fakeStatus
+	release chan struct{}
+}
+
+func (s slowResults) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (*atfv1.SetResultResponse, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.fakeStatus.SetResult(ctx, req)
+}
+
+// TestSlotFreedBeforeTheReport: a task's slot is free once its sandbox is
+// done, while its result is still on its way: with one slot, a second
+// task runs before the first's SetResult is answered, and the task
+// waiting for its answer keeps beating (its claim must not lapse).
+func TestSlotFreedBeforeTheReport(t *testing.T) {
+	t.Parallel()
+	runner := &recordingRunner{ran: map[string]time.Time{}}
+	st := slowResults{fakeStatus: &fakeStatus{directive: atfv1.Directive_DIRECTIVE_CONTINUE, firstBeat: map[string]time.Time{}}, release: make(chan struct{})}
+	ex := New(Config{Controller: &fakeController{work: []*atfv1.Work{work("a"), work("b")}}, Status: st, Runner: runner,
+		Slots: 1, HeartbeatInterval: 10 * time.Millisecond, FirstBeat: 5 * time.Millisecond, ShutdownGrace: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runner.mu.Lock()
+		n := len(runner.ran)
+		runner.mu.Unlock()
+		st.mu.Lock()
+		_, beaten := st.firstBeat["a"]
+		st.mu.Unlock()
+		if n == 2 && beaten {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with a's result unanswered: %d tasks ran, a beaten: %v (want 2, true)", n, beaten)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if running, held := ex.Running(), ex.Held(); running != 0 || held != 0 {
+		t.Errorf("while results wait: Running %d, Held %d; want 0, 0", running, held)
+	}
+	close(st.release)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, results := st.snapshot(); len(results) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("results not recorded after release")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
