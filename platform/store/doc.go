@@ -40,8 +40,9 @@
 // add atf:{p<P>}:logs:<id> (logs.go).
 //
 // P is the partition number in decimal. Task hash fields have short names
-// (codec.go): ns lam lv st att max pri key col q pl xa ca ea sa fa ua ra hb
-// pg err out otr dur tp tok cr. Times are unix milliseconds, durations
+// (codec.go): ns lam lv st att max key col q w ea sa fa ua ra hb pg err
+// out otr dur tok cr pk rq xs, and pri pl xa ca tp in tasks stored before
+// "w" (the packed work field) held those. Times are unix milliseconds, durations
 // milliseconds except "dur" (microseconds), "err" is an atf.v1.TaskError
 // in proto binary, "st" the atf.v1.TaskState number.
 //
@@ -53,9 +54,13 @@
 // # State changes
 //
 // Every change of a task is one Lua script over the keys of its partition
-// (see scripts.go). A queue entry is written after the script, apart from
-// it: losing one is never fatal, since the task's enqueue timeout in the
-// trigger set brings it back (ATF's design).
+// (see scripts.go). The hot ones — schedule, claim, result — take a batch
+// of tasks per call (one call per partition on a cluster): what concurrent
+// callers do at the same moment is gathered (internal/autobatch), since a
+// script call's fixed cost in redis-server exceeds a task's own work. A
+// queue entry is written beside the script, apart from it: losing one is
+// never fatal, since the task's enqueue timeout in the trigger set brings
+// it back (ATF's design).
 //
 // The trigger set holds every live task with the time the store consumer
 // must look at it again (ProcessDue):
