@@ -102,11 +102,14 @@ func scheduled(pt preparedTask, reply any) (Task, bool, error) {
 // tasks stored to their queues, in order (RPOP takes the first first). It
 // returns the script's reply element per task.
 //
-// When no task has a key none can be deduplicated, so, once the server is
-// known to have the script, the pushes ride in the script's round trip.
-// Otherwise they follow the script's reply. A push is never the caller's
-// error: the task is stored, and a lost push is redone by the enqueue
-// timeout.
+// On a standalone server, when no task has a key none can be
+// deduplicated, so, once the server is known to have the script, the
+// pushes ride in the script's round trip: the server runs the script
+// before them. Otherwise they follow the script's reply — on a cluster the
+// queues live on another node, which could take a push before the task's
+// node stored the task, and a claim would drop the id (the task then
+// waiting for its enqueue timeout). A push is never the caller's error:
+// the task is stored, and a lost push is redone by the enqueue timeout.
 func (s *Store) storeTasks(ctx context.Context, pts []preparedTask) ([]any, error) {
 	groups := s.scriptGroups(len(pts), func(i int) int { return pts[i].p })
 	calls := make([]scriptCall, len(groups))
@@ -119,7 +122,8 @@ func (s *Store) storeTasks(ctx context.Context, pts []preparedTask) ([]any, erro
 	}
 	var cmds []*redis.Cmd
 	pushed := false
-	if !keyed && s.scheduleLoaded.Load() {
+	_, cluster := s.rdb.(*redis.ClusterClient)
+	if !keyed && !cluster && s.scheduleLoaded.Load() {
 		cmds = make([]*redis.Cmd, len(calls))
 		pipe := s.rdb.Pipeline()
 		for g, c := range calls {

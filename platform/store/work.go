@@ -262,7 +262,9 @@ func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 				ops[i].err = gerr
 				continue
 			}
-			ops[i].state, _ = res[j].(int64)
+			if ops[i].state, _ = res[j].(int64); ops[i].state == 0 {
+				ops[i].err = fmt.Errorf("unexpected script reply %v for result %d", res[j], j)
+			}
 		}
 	}
 }
