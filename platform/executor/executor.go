@@ -615,8 +615,9 @@ func (e *Executor) abortAll(cause error) {
 	}
 }
 
-// Running reports how many tasks run now: started, not those held until
-// their execute_at (Held).
+// Running reports how many tasks run now: their sandbox started and not
+// done — not those held until their execute_at (Held), nor those whose
+// result is on its way.
 func (e *Executor) Running() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
