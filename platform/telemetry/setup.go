@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -116,6 +117,9 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 			t.OTLPMetrics = true
 		}
 	}
+	if f := exemplarFilter(getenv, t.Tracing); f != nil {
+		mopts = append(mopts, sdkmetric.WithExemplarFilter(f))
+	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 	t.meterProvider = mp
 	t.closers = append(t.closers, mp.Shutdown)
@@ -177,4 +181,18 @@ func (t *Telemetry) Close(ctx context.Context) error {
 		errs = append(errs, c(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// exemplarFilter is the metrics' exemplar filter when it is not the SDK's
+// default (trace-based), nil otherwise. Exemplars name the trace of a
+// measurement's context, and every task's context carries a sampled one
+// (its stored traceparent): with tracing off none of those traces is
+// exported, so exemplars would point at nothing and cost every
+// measurement a reservoir offer. They are off then, unless
+// OTEL_METRICS_EXEMPLAR_FILTER says otherwise (the SDK reads it).
+func exemplarFilter(getenv func(string) string, tracing bool) exemplar.Filter {
+	if tracing || getenv("OTEL_METRICS_EXEMPLAR_FILTER") != "" {
+		return nil
+	}
+	return exemplar.AlwaysOffFilter
 }

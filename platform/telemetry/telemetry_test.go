@@ -314,3 +314,21 @@ func BenchmarkTaskMetrics(b *testing.B) {
 		}
 	})
 }
+
+// TestExemplarFilter: with tracing off, metrics record no exemplars (they
+// would name traces never exported), unless OTEL_METRICS_EXEMPLAR_FILTER
+// says otherwise; with tracing on, the SDK's trace-based default.
+func TestExemplarFilter(t *testing.T) {
+	sampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled,
+	}))
+	if f := exemplarFilter(env(), false); f == nil || f(sampled) {
+		t.Errorf("tracing off: a sampled measurement is offered for an exemplar")
+	}
+	if f := exemplarFilter(env("OTEL_METRICS_EXEMPLAR_FILTER", "always_on"), false); f != nil {
+		t.Errorf("tracing off, OTEL_METRICS_EXEMPLAR_FILTER=always_on: the environment is overridden")
+	}
+	if f := exemplarFilter(env(), true); f != nil {
+		t.Errorf("tracing on: not the SDK's default filter")
+	}
+}
