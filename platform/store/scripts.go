@@ -339,30 +339,34 @@ for i = 5, #ARGV, 7 do
   local part = tonumber(string.sub(id, 1, 2), 16)
   local prefix = "atf:{p" .. part .. "}:"
   local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
-  local v = redis.call("HMGET", tkey, "st", "tok", "att", "max", "sa", "key", "rq")
+  local v = redis.call("HMGET", tkey, "st", "tok", "att", "key", "rq")
   local st = v[1]
   if not st or v[2] ~= tok or (st ~= CLAIMED and st ~= PROCESSING) then
     res[#res + 1] = -1 - (tonumber(st) or 0)
   else
     local att = tonumber(v[3]) or 0
-    local max = tonumber(v[4]) or 1
     local truncated = string.sub(out, 2) == "t"
     out = string.sub(out, 1, 1)
     local nst
+    local started = true -- whether it has a start time ("sa"): only a retry asks
     if out == "1" then
       nst = SUCCESS
     elseif out == "3" then
       nst = FATAL
     elseif out == "4" then
       nst = CANCELLED
-    elseif att >= max then
-      nst = FATAL
-      blob = blob .. "\56\1"
     else
-      nst = RETRIABLE
+      local r = redis.call("HMGET", tkey, "max", "sa")
+      if att >= (tonumber(r[1]) or 1) then
+        nst = FATAL
+        blob = blob .. "\56\1"
+      else
+        nst = RETRIABLE
+        started = r[2]
+      end
     end
     local f = {"st", nst, "dur", dur}
-    local clean = att <= 1 and not v[7]
+    local clean = att <= 1 and not v[5]
     if output ~= "" or not clean then
       f[#f + 1], f[#f + 2] = "out", output
     end
@@ -372,7 +376,7 @@ for i = 5, #ARGV, 7 do
     if blob ~= "" or not clean then
       f[#f + 1], f[#f + 2] = "err", with_attempt(blob, att)
     end
-    if not v[5] and nst == RETRIABLE then
+    if not started then
       -- never heartbeaten (it ran shorter than the executor's first beat):
       -- it started a duration ago (in whole milliseconds, rounded up: a
       -- task started on its execute_at must not show a start before it)
@@ -391,11 +395,11 @@ for i = 5, #ARGV, 7 do
       f[#f + 1], f[#f + 2] = "fa", now
       redis.call("HSET", tkey, unpack(f))
       local ns, lam
-      if v[6] and v[6] ~= "" then
+      if v[4] and v[4] ~= "" then
         local nl = redis.call("HMGET", tkey, "ns", "lam")
         ns, lam = nl[1], nl[2]
       end
-      finish(tkey, false, id, now, retention, prefix, ns, lam, v[6], true)
+      finish(tkey, false, id, now, retention, prefix, ns, lam, v[4], true)
       later(zkey, id)
     end
     res[#res + 1] = tonumber(nst)

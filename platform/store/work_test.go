@@ -236,7 +236,7 @@ func TestClaimAndResultsInBatches(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, task := range claimed {
 		wg.Go(func() {
-			r := Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, RetryAt: b.clock.Now().Add(time.Minute)}
+			r := Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, RetryAt: b.clock.Now().Add(time.Minute), Duration: 2500 * time.Microsecond}
 			st, err := b.store.SetResult(b.ctx, r)
 			switch {
 			case i%2 == 0 && !errors.Is(err, ErrClaimLost):
@@ -250,6 +250,11 @@ func TestClaimAndResultsInBatches(t *testing.T) {
 	for i, task := range claimed {
 		if i%2 == 1 {
 			b.wantTrigger(t, task.ID, b.clock.Now().Add(time.Minute))
+			// Never heartbeaten: its start is stored, its duration (rounded
+			// up to the millisecond) before the result.
+			if got := b.get(t, task.ID); !got.StartedAt.Equal(b.clock.Now().Add(-2 * time.Millisecond)) {
+				t.Errorf("retried task %d started at %v, want %v", i, got.StartedAt, b.clock.Now().Add(-2*time.Millisecond))
+			}
 		}
 	}
 }
