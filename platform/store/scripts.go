@@ -25,6 +25,14 @@ const luaPrelude = `
 local NEW, ENQUEUED, CLAIMED, PROCESSING = "1", "2", "3", "4"
 local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
 
+-- Number to string, on the hot paths: redis.call formats a Lua number
+-- argument with "%.17g" and Lua's own conversion (tostring, "p" .. n) uses
+-- "%.14g", each ~2k redis-server instructions of printf's floating point;
+-- fmt("%d", n) takes printf's integer path. The hot scripts also keep the
+-- key prefix of each partition they meet (prefixes, by the id's first two
+-- hex digits) rather than building it per task.
+local fmt = string.format
+
 -- set (or move) a task's next trigger; when it becomes the partition's
 -- earliest, tell sleeping consumers on the wake channel ("<P> <ms>").
 local function set_trigger(zkey, id, at, wake, part)
@@ -124,7 +132,7 @@ end
 // Returns one element per task: 0 when stored, {existing id, {existing
 // task hash}} when its key maps to a task that still exists.
 var scheduleScript = redis.NewScript(luaPrelude + luaLater + `
-local out = {}
+local out, prefixes = {}, {}
 local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
@@ -138,8 +146,12 @@ while a <= #ARGV do
     else
       a = a + 2
     end
-    local part = tonumber(string.sub(id, 1, 2), 16)
-    local prefix = "atf:{p" .. part .. "}:"
+    local hh = string.sub(id, 1, 2)
+    local prefix = prefixes[hh]
+    if not prefix then
+      prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
+      prefixes[hh] = prefix
+    end
     local res = 0
     local dkey = false
     if key ~= "" then
@@ -172,7 +184,7 @@ while a <= #ARGV do
       if wake == "" then
         later(prefix .. "trigger", trig, id)
       else
-        set_trigger(prefix .. "trigger", id, trig, wake, part)
+        set_trigger(prefix .. "trigger", id, trig, wake, tonumber(hh, 16))
       end
       later(prefix .. "idx:" .. ns .. ":" .. lam, created, id)
       if dkey then
@@ -218,12 +230,16 @@ return out
 // hash cost ~10 us per task more).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
 local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local gates = {}
+local gates, prefixes = {}, {}
 local out = {}
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
-  local part = tonumber(string.sub(id, 1, 2), 16)
-  local prefix = "atf:{p" .. part .. "}:"
+  local hh = string.sub(id, 1, 2)
+  local prefix = prefixes[hh]
+  if not prefix then
+    prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
+    prefixes[hh] = prefix
+  end
   local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
   local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
   if v[1] ~= ENQUEUED or park(tkey, zkey, id, now, gates) then
@@ -236,10 +252,10 @@ for i = 5, #ARGV, 2 do
       end
     end
     local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", att, "tok", tok)
+    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", fmt("%d", att), "tok", fmt("%d", tok))
     local ea = tonumber(v[9])
     if not ea or ea + etimeout > deadline then
-      set_trigger(zkey, id, deadline, wake, part)
+      set_trigger(zkey, id, ARGV[2], wake, tonumber(hh, 16))
     end
     v[1], v[2], v[3] = att, tok, false
     out[#out + 1] = v
@@ -333,11 +349,15 @@ return 1
 // message overrides an earlier value of it.
 var setResultScript = redis.NewScript(luaPrelude + luaLater + `
 local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local res = {}
+local res, prefixes = {}, {}
 for i = 5, #ARGV, 7 do
   local id, tok, out, output, blob, dur, ra = unpack(ARGV, i, i + 6)
-  local part = tonumber(string.sub(id, 1, 2), 16)
-  local prefix = "atf:{p" .. part .. "}:"
+  local hh = string.sub(id, 1, 2)
+  local prefix = prefixes[hh]
+  if not prefix then
+    prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
+    prefixes[hh] = prefix
+  end
   local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
   local v = redis.call("HMGET", tkey, "st", "tok", "att", "key", "rq")
   local st = v[1]
@@ -380,7 +400,7 @@ for i = 5, #ARGV, 7 do
       -- never heartbeaten (it ran shorter than the executor's first beat):
       -- it started a duration ago (in whole milliseconds, rounded up: a
       -- task started on its execute_at must not show a start before it)
-      f[#f + 1], f[#f + 2] = "sa", tonumber(now) - math.floor(tonumber(dur) / 1000)
+      f[#f + 1], f[#f + 2] = "sa", fmt("%d", tonumber(now) - math.floor(tonumber(dur) / 1000))
     end
     if nst == RETRIABLE then
       f[#f + 1], f[#f + 2] = "ra", ra
@@ -390,7 +410,7 @@ for i = 5, #ARGV, 7 do
       if tonumber(ra) - tonumber(now) < nowake then
         w = wake
       end
-      set_trigger(zkey, id, ra, w, part)
+      set_trigger(zkey, id, ra, w, tonumber(hh, 16))
     else
       f[#f + 1], f[#f + 2] = "fa", now
       redis.call("HSET", tkey, unpack(f))
