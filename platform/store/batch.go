@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
@@ -223,6 +224,9 @@ func checkNewTask(nt NewTask) error {
 	if nt.Lambda == "" {
 		return errorf(ErrInvalid, "task has no lambda")
 	}
+	if strings.IndexByte(nt.Lambda, 0) >= 0 {
+		return errorf(ErrInvalid, "lambda name %q has a NUL byte", nt.Lambda)
+	}
 	return nil
 }
 
@@ -241,13 +245,13 @@ type preparedTask struct {
 // scheduleHead is the run header of scheduleScript's ARGV: what a run of
 // consecutive tasks shares.
 type scheduleHead struct {
-	created, ns, lam, st, max, queue, trigger, wake, enqueuedAt string
-	keyed                                                       bool // the tasks carry key and collection
+	created, ns, lam, st, trigger, wake, enqueuedAt string
+	keyed                                           bool // the tasks carry key and collection
 }
 
 // scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx.
 func scheduleArgs(pts []preparedTask, idx []int) []any {
-	args := make([]any, 0, 11+2*len(idx))
+	args := make([]any, 0, 9+2*len(idx))
 	for j := 0; j < len(idx); {
 		h := pts[idx[j]].head
 		k := j + 1
@@ -258,7 +262,7 @@ func scheduleArgs(pts []preparedTask, idx []int) []any {
 		if h.keyed {
 			keyed = "1"
 		}
-		args = append(args, k-j, h.created, h.ns, h.lam, h.st, h.max, h.queue, h.trigger, h.wake, h.enqueuedAt, keyed)
+		args = append(args, k-j, h.created, h.ns, h.lam, h.st, h.trigger, h.wake, h.enqueuedAt, keyed)
 		for _, i := range idx[j:k] {
 			args = append(args, pts[i].id, pts[i].work)
 			if h.keyed {
@@ -308,12 +312,12 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 
 	// Attempt and token start unset (0), updated-at too (the creation).
 	head := scheduleHead{
-		created: nowMS, ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)), max: strconv.Itoa(nt.MaxAttempts),
-		queue: queue, trigger: trigger, wake: wake, keyed: nt.Key != "" || nt.Collection != "",
+		created: nowMS, ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)),
+		trigger: trigger, wake: wake, keyed: nt.Key != "" || nt.Collection != "",
 	}
 	if dueNow {
 		head.enqueuedAt = nowMS
 	}
 	return preparedTask{id: id, p: p, queue: queue, task: t, dueNow: dueNow, head: head,
-		work: workBlob(nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload), key: nt.Key, col: nt.Collection}
+		work: workBlob(nt.Lambda, nt.MaxAttempts, nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload), key: nt.Key, col: nt.Collection}
 }

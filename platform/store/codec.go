@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -16,7 +17,7 @@ import (
 // Task hash fields. Short names: a busy store holds millions of hashes.
 const (
 	fNamespace   = "ns"
-	fLambda      = "lam"
+	fLambda      = "lam" // this, max and q: tasks stored before work version 2
 	fVersion     = "lv"  // lambda version of the current/last claim
 	fState       = "st"  // atf.v1.TaskState number
 	fAttempt     = "att" // attempts started (1 = first run)
@@ -24,7 +25,7 @@ const (
 	fPriority    = "pri" // this and xa, ca, tp, pl: tasks stored before fWork
 	fKey         = "key"
 	fCollection  = "col"
-	fQueue       = "q" // queue key the task is pushed to
+	fQueue       = "q" // the queue key the task is pushed to
 	fPayload     = "pl"
 	fExecuteAt   = "xa" // ms
 	fCreatedAt   = "ca" // ms
@@ -44,26 +45,40 @@ const (
 	fCancelReq   = "cr"  // "1" when cancel was requested while running
 	fParked      = "pk"  // "1" while parked by a pause (gate.go)
 	fRequeuedAt  = "rq"  // ms, when Retry or Resume last enqueued it
-	fWork        = "w"   // what never changes and only Go reads: workBlob
+	fWork        = "w"   // what never changes and the hot scripts do not read: workBlob
 )
 
-// workBlob packs the fields of a new task that never change and that no
-// script reads — priority, execute_at, created, traceparent, payload —
-// into the one field "w": each field of a hash costs redis-server a
-// conversion, a listpack search and an AOF entry wherever a script writes
-// or reads it, and the claim returns all of these.
+// workBlob packs the fields of a new task that never change and that the
+// hot scripts do not read — lambda, max attempts, priority, execute_at,
+// created, traceparent, payload — into the one field "w": each field of a
+// hash costs redis-server a conversion, a listpack search and an AOF entry
+// (~3k instructions) wherever a script writes or reads it, and the claim
+// returns all of these. The namespace stays a field of its own: the
+// owner checks read it without the payload.
 //
-//	0x01 uvarint(priority) uvarint(execute_at ms) uvarint(created ms)
+//	0x02 lambda 0x00 max-attempts (decimal) 0x00
+//	uvarint(priority) uvarint(execute_at ms) uvarint(created ms)
 //	uvarint(len(traceparent)) traceparent payload...
 //
-// Its first byte tells it from a traceparent ("00-..."), which the
-// consumer's and resume's scripts return in its place for tasks stored
-// before it existed.
-const workVersion = 0x01
+// The scripts that need a task's lambda or max attempts read them from its
+// text head (luaPrelude's lam_max). Tasks stored by earlier versions keep
+// working: version 0x01 lacks the head (lambda, max attempts and the queue
+// key "q" were fields), and before any work field its contents were
+// fields too ("pri", "pl", "tp", "xa", "ca"). The first byte tells a work
+// field from a traceparent ("00-..."), which the consumer's and resume's
+// scripts return in its place for the oldest tasks.
+const (
+	workVersion1 = 0x01
+	workVersion  = 0x02
+)
 
-func workBlob(priority int, executeAt, created time.Time, traceparent string, payload []byte) string {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+binary.MaxVarintLen16+len(traceparent)+len(payload))
+func workBlob(lambda string, maxAttempts, priority int, executeAt, created time.Time, traceparent string, payload []byte) string {
+	b := make([]byte, 0, 1+len(lambda)+1+20+3*binary.MaxVarintLen64+binary.MaxVarintLen16+len(traceparent)+len(payload))
 	b = append(b, workVersion)
+	b = append(b, lambda...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(maxAttempts), 10)
+	b = append(b, 0)
 	b = binary.AppendUvarint(b, uint64(priority))
 	b = binary.AppendUvarint(b, uint64(executeAt.UnixMilli()))
 	b = binary.AppendUvarint(b, uint64(created.UnixMilli()))
@@ -73,8 +88,14 @@ func workBlob(priority int, executeAt, created time.Time, traceparent string, pa
 	return string(b)
 }
 
-// work is a decoded workBlob. Its strings share the blob's memory.
+// isWork reports whether a field value is a work field of any version.
+func isWork(v string) bool { return v != "" && (v[0] == workVersion || v[0] == workVersion1) }
+
+// work is a decoded workBlob. Its strings share the blob's memory. lambda
+// is "" (and maxAttempts 0) for a version 1 field.
 type work struct {
+	lambda               string
+	maxAttempts          int
 	priority             int
 	executeAt, createdAt time.Time
 	traceparent, payload string
@@ -82,10 +103,19 @@ type work struct {
 
 func decodeWork(s string) (work, error) {
 	var w work
-	if s == "" || s[0] != workVersion {
+	if !isWork(s) {
 		return w, fmt.Errorf("store: task work field: unknown encoding")
 	}
 	rest := s[1:]
+	if s[0] == workVersion {
+		lam, after, ok := strings.Cut(rest, "\x00")
+		maxText, body, ok2 := strings.Cut(after, "\x00")
+		max, err := strconv.Atoi(maxText)
+		if !ok || !ok2 || err != nil || lam == "" {
+			return w, fmt.Errorf("store: task work field: malformed head")
+		}
+		w.lambda, w.maxAttempts, rest = lam, max, body
+	}
 	var v [4]uint64
 	for i := range v {
 		n, k := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
@@ -105,6 +135,9 @@ func decodeWork(s string) (work, error) {
 
 // fill sets the task's fields that w holds.
 func (w work) fill(t *Task) {
+	if w.lambda != "" {
+		t.Lambda, t.MaxAttempts = w.lambda, w.maxAttempts
+	}
 	t.Priority, t.ExecuteAt, t.CreatedAt, t.TraceParent = w.priority, w.executeAt, w.createdAt, w.traceparent
 	t.Payload = nil
 	if w.payload != "" {
@@ -115,7 +148,7 @@ func (w work) fill(t *Task) {
 // traceParentOf is the traceparent in a script's reply that gives the
 // work field or, for a task stored before it existed, the traceparent.
 func traceParentOf(v string) string {
-	if v == "" || v[0] != workVersion {
+	if !isWork(v) {
 		return v
 	}
 	w, _ := decodeWork(v)

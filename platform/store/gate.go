@@ -269,7 +269,8 @@ local function park(tkey, zkey, id, now, gates)
   if not gated then
     return false
   end
-  local v = redis.call("HMGET", tkey, "ns", "lam", "col")
+  local v = redis.call("HMGET", tkey, "ns", "lam", "col", "w")
+  v[2] = lam_max(v[4], v[2])
   local lk = v[1] .. ":" .. v[2]
   local g = redis.call("HMGET", gate, lk, lk .. ":" .. (v[3] or ""))
   if not g[1] and not (v[3] and g[2]) then
@@ -311,7 +312,8 @@ local res = {#entries / 2, ARGV[5], ARGV[6]}
 for i = 1, #entries, 2 do
   local id = entries[i]
   local tkey = ARGV[4] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "w")
+  local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "w", "ns")
+  v[4] = queue_of(v[4], v[6], v[5])
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
@@ -388,7 +390,8 @@ local n = 0
 for i = 1, #entries, 2 do
   local id = entries[i]
   local tkey = ARGV[6] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "key")
+  local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "key", "w")
+  v[4] = lam_max(v[6], v[4])
   local st = v[1]
   local drop = (st == NEW or st == ENQUEUED or st == RETRIABLE) and v[3] == ARGV[1] and v[4] == ARGV[2]
     and (ARGV[3] == "" or v[2] == ARGV[3])

@@ -14,10 +14,11 @@ import "github.com/redis/go-redis/v9"
 //
 // Task hash fields (see the f* constants in codec.go):
 //
-//	ns lam lv st att max key col q w ea sa fa ua ra hb pg err out otr
-//	dur tok cr pk rq xs
+//	ns lv st att key col w ea sa fa ua ra hb pg err out otr dur tok cr
+//	pk rq xs
 //
-// and, in tasks stored before "w" packed them: pri pl xa ca tp.
+// and, in tasks stored by earlier versions: lam max q (before work field
+// version 2), pri pl xa ca tp (before any work field).
 
 // luaPrelude holds the constants and helpers every task script shares. It
 // is part of each script's text.
@@ -63,6 +64,38 @@ local function finish(tkey, zkey, id, now, retention, prefix, ns, lam, key, fa_s
       redis.call("PEXPIRE", kk, retention)
     end
   end
+end
+
+-- the head of a task's work field ("w", version 2: "\2" lambda "\0" max
+-- "\0" priority ..., workBlob): its lambda, max attempts and priority
+-- (a number); nothing for a task stored by an earlier version, which
+-- keeps them in fields ("lam", "max", "pri" or inside "q").
+local function work_head(w)
+  if w and string.byte(w, 1) == 2 then
+    local a = string.find(w, "\0", 2, true)
+    local b = string.find(w, "\0", a + 1, true)
+    return string.sub(w, 2, a - 1), string.sub(w, a + 1, b - 1), string.byte(w, b + 1)
+  end
+end
+
+-- a task's lambda and max attempts: from its work field's head, or the
+-- fields "lam" and "max" of a task stored by an earlier version (given).
+local function lam_max(w, lam, max)
+  local hl, hm = work_head(w)
+  if hl then
+    return hl, hm
+  end
+  return lam, max
+end
+
+-- the queue a task is pushed to: the twin of Store.QueueKey; the field
+-- "q" of a task stored by an earlier version (given) holds it.
+local function queue_of(q, ns, w)
+  local hl, _, hp = work_head(w)
+  if hl then
+    return "atf:{q}:" .. ns .. ":" .. hl .. ":" .. hp
+  end
+  return q
 end
 
 local function varint(n)
@@ -121,10 +154,11 @@ end
 // call on a cluster; every key is built from the task ids, whose first
 // two hex digits name their partition)
 // ARGV    runs of tasks, each: its number of tasks, then created (ms),
-// namespace, lambda, state, max attempts, queue key, next trigger (ms), wake channel
-// ("" when none is needed), enqueued-at ("" when not enqueued now), "1"
-// when its tasks carry key and collection; then per task: id, work field
-// (workBlob) and, with that "1", key and collection ("" for none).
+// namespace, lambda, state, next trigger (ms), wake channel ("" when none
+// is needed), enqueued-at ("" when not enqueued now), "1" when its tasks
+// carry key and collection; then per task: id, work field (workBlob: it
+// holds the lambda and max attempts too) and, with that "1", key and
+// collection ("" for none).
 //
 // The sorted-set entries of a call (index, and triggers that need no
 // wake-up) are added together at its end, one ZADD per set.
@@ -136,8 +170,8 @@ local out, prefixes = {}, {}
 local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
-  local created, ns, lam, st, max, q, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 10)
-  a = a + 11
+  local created, ns, lam, st, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 8)
+  a = a + 9
   for _ = 1, c do
     local id, w, key, col = ARGV[a], ARGV[a + 1], "", ""
     if kc == "1" then
@@ -167,9 +201,9 @@ while a <= #ARGV do
     if res == 0 then
       local tkey = prefix .. "task:" .. id
       if ea ~= "" and kc ~= "1" then
-        redis.call("HSET", tkey, "ns", ns, "lam", lam, "st", st, "max", max, "q", q, "w", w, "ea", ea)
+        redis.call("HSET", tkey, "ns", ns, "st", st, "w", w, "ea", ea)
       else
-        local f = {"ns", ns, "lam", lam, "st", st, "max", max, "q", q, "w", w}
+        local f = {"ns", ns, "st", st, "w", w}
         if ea ~= "" then
           f[#f + 1], f[#f + 2] = "ea", ea
         end
@@ -222,7 +256,8 @@ return out
 //
 // Returns one element per task, in order: once claimed, {attempt, token,
 // nil, then the values of claimFields} (one HMGET read them all), and for
-// a task stored before the work field those of oldClaimFields after them;
+// a task stored by an earlier version those of v1ClaimFields (and
+// oldClaimFields) after them;
 // 0 when the task is gone or not ENQUEUED (cancelled, claimed already, a
 // duplicate queue entry) or was parked because its lambda or collection is
 // paused (gate.go). Only what an execution needs comes back: every element
@@ -245,15 +280,21 @@ for i = 5, #ARGV, 2 do
   if v[1] ~= ENQUEUED or park(tkey, zkey, id, now, gates) then
     out[#out + 1] = 0
   else
-    if not v[7] then
-      local old = redis.call("HMGET", tkey, ` + oldClaimFields + `)
+    local w = v[5]
+    if not w or string.byte(w, 1) ~= 2 then
+      local old
+      if w then
+        old = redis.call("HMGET", tkey, ` + v1ClaimFields + `)
+      else
+        old = redis.call("HMGET", tkey, ` + v1ClaimFields + `, ` + oldClaimFields + `)
+      end
       for j = 1, #old do
         v[#v + 1] = old[j]
       end
     end
     local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
     redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", fmt("%d", att), "tok", fmt("%d", tok))
-    local ea = tonumber(v[9])
+    local ea = tonumber(v[7])
     if not ea or ea + etimeout > deadline then
       set_trigger(zkey, id, ARGV[2], wake, tonumber(hh, 16))
     end
@@ -265,10 +306,12 @@ return out
 `)
 
 // claimFields are the task hash fields claimScript returns after attempt,
-// token and a nil, in the order decodeClaimed reads them; oldClaimFields
-// those of a task stored before the work field ("w" is then nil).
+// token and a nil, in the order decodeClaimed reads them; after them, for
+// a task stored before work version 2, those of v1ClaimFields and, before
+// any work field ("w" is then nil), those of oldClaimFields.
 const (
-	claimFields    = `"ns", "lam", "max", "w", "xs", "ea", "rq"`
+	claimFields    = `"ns", "w", "xs", "ea", "rq"`
+	v1ClaimFields  = `"lam", "max"`
 	oldClaimFields = `"pri", "pl", "tp", "xa", "ca"`
 )
 
@@ -376,8 +419,9 @@ for i = 5, #ARGV, 7 do
     elseif out == "4" then
       nst = CANCELLED
     else
-      local r = redis.call("HMGET", tkey, "max", "sa")
-      if att >= (tonumber(r[1]) or 1) then
+      local r = redis.call("HMGET", tkey, "max", "sa", "w")
+      local _, max = lam_max(r[3], nil, r[1])
+      if att >= (tonumber(max) or 1) then
         nst = FATAL
         blob = blob .. "\56\1"
       else
@@ -416,8 +460,8 @@ for i = 5, #ARGV, 7 do
       redis.call("HSET", tkey, unpack(f))
       local ns, lam
       if v[4] and v[4] ~= "" then
-        local nl = redis.call("HMGET", tkey, "ns", "lam")
-        ns, lam = nl[1], nl[2]
+        local nl = redis.call("HMGET", tkey, "ns", "lam", "w")
+        ns, lam = nl[1], lam_max(nl[3], nl[2])
       end
       finish(tkey, false, id, now, retention, prefix, ns, lam, v[4], true)
       later(zkey, id)
@@ -454,6 +498,8 @@ local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua")
+  v[5] = queue_of(v[5], v[6], v[9])
+  v[7], v[3] = lam_max(v[9], v[7], v[3])
   local st = v[1]
   local att = tonumber(v[2]) or 0
   local push = false
@@ -527,7 +573,8 @@ return res
 // Returns {0} when there is no such task, else {code, {task hash}} with code
 // 1 cancelled, 2 cancel requested, 3 already finished (nothing changed).
 var cancelScript = redis.NewScript(luaPrelude + `
-local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key")
+local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key", "w")
+v[3] = lam_max(v[5], v[3])
 local st = v[1]
 if not st then
   return {0}
@@ -562,7 +609,8 @@ return {code, redis.call("HGETALL", KEYS[1])}
 // 1 enqueued (the caller pushes it unless ARGV[7] is "1"), 3 not
 // retriable (nothing changed).
 var retryScript = redis.NewScript(luaPrelude + `
-local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key")
+local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key", "w")
+v[3] = lam_max(v[5], v[3])
 local st = v[1]
 if not st then
   return {0}

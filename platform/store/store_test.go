@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"sync"
@@ -246,6 +247,18 @@ func TestDueAt(t *testing.T) {
 	}
 }
 
+// workBlobV1 is a work field as version 1 of workBlob wrote it, before the
+// lambda and max attempts moved into it.
+func workBlobV1(priority int, executeAt, created time.Time, traceparent string, payload []byte) string {
+	b := []byte{workVersion1}
+	b = binary.AppendUvarint(b, uint64(priority))
+	b = binary.AppendUvarint(b, uint64(executeAt.UnixMilli()))
+	b = binary.AppendUvarint(b, uint64(created.UnixMilli()))
+	b = binary.AppendUvarint(b, uint64(len(traceparent)))
+	b = append(b, traceparent...)
+	return string(append(b, payload...))
+}
+
 func TestWorkBlob(t *testing.T) {
 	at := time.Date(2030, 1, 2, 3, 4, 5, 6e6, time.UTC)
 	for _, tc := range []struct {
@@ -253,20 +266,34 @@ func TestWorkBlob(t *testing.T) {
 		tp      string
 		payload []byte
 	}{{0, "", nil}, {9, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte{0, 1, 0xff}}, {3, "", []byte("p")}} {
-		blob := workBlob(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)
-		w, err := decodeWork(blob)
-		var task Task
-		w.fill(&task)
-		if err != nil || task.Priority != tc.pri || !task.ExecuteAt.Equal(at) || !task.CreatedAt.Equal(at.Add(-time.Hour)) || task.TraceParent != tc.tp || string(task.Payload) != string(tc.payload) || (tc.payload == nil) != (task.Payload == nil) {
-			t.Errorf("round trip of %+v: %+v %v", tc, task, err)
-		}
-		if got := traceParentOf(blob); got != tc.tp {
-			t.Errorf("traceParentOf = %q, want %q", got, tc.tp)
-		}
-		for n := 1; n < len(blob)-len(tc.payload); n++ {
-			if _, err := decodeWork(blob[:n]); err == nil {
-				t.Errorf("%d of %d bytes decoded without an error", n, len(blob))
+		blob := workBlob("a.lambda-1", 12, tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)
+		old := workBlobV1(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload) // as the previous version stored it
+		for _, b := range []string{blob, old} {
+			w, err := decodeWork(b)
+			task := Task{Lambda: "from-a-field", MaxAttempts: 3}
+			w.fill(&task)
+			if err != nil || task.Priority != tc.pri || !task.ExecuteAt.Equal(at) || !task.CreatedAt.Equal(at.Add(-time.Hour)) || task.TraceParent != tc.tp || string(task.Payload) != string(tc.payload) || (tc.payload == nil) != (task.Payload == nil) {
+				t.Errorf("round trip of %+v: %+v %v", tc, task, err)
 			}
+			if b == blob && (task.Lambda != "a.lambda-1" || task.MaxAttempts != 12) {
+				t.Errorf("lambda and max attempts of %+v: %q %d", tc, task.Lambda, task.MaxAttempts)
+			}
+			if b == old && (task.Lambda != "from-a-field" || task.MaxAttempts != 3) {
+				t.Errorf("a version 1 field changed the lambda and max attempts: %q %d", task.Lambda, task.MaxAttempts)
+			}
+			if got := traceParentOf(b); got != tc.tp {
+				t.Errorf("traceParentOf = %q, want %q", got, tc.tp)
+			}
+			for n := 1; n < len(b)-len(tc.payload); n++ {
+				if _, err := decodeWork(b[:n]); err == nil {
+					t.Errorf("%d of %d bytes decoded without an error", n, len(b))
+				}
+			}
+		}
+	}
+	for _, bad := range []string{"\x02\x003\x00\x00\x00\x00\x00", "\x02echo\x00x\x00\x00\x00\x00\x00"} {
+		if _, err := decodeWork(bad); err == nil {
+			t.Errorf("%q (no lambda, or max attempts not a number) decoded", bad)
 		}
 	}
 	if got := traceParentOf("00-abc"); got != "00-abc" {

@@ -233,6 +233,10 @@ func TestScheduleInvalid(t *testing.T) {
 	if _, _, err := b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "echo", Priority: 10}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("priority 10: %v", err)
 	}
+	// The work field's head ends the lambda's name with a NUL byte.
+	if _, _, err := b.store.Schedule(b.ctx, NewTask{Namespace: ns, Lambda: "ec\x00ho"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a lambda name with a NUL byte: %v", err)
+	}
 }
 
 func TestGetTaskNotFound(t *testing.T) {
@@ -662,55 +666,88 @@ func TestSetResultClearsEarlierAttempts(t *testing.T) {
 	succeed(rerun)
 }
 
-// TestTasksStoredBeforeTheWorkField: a task stored by a version that kept
+// TestTasksStoredByEarlierVersions: a task stored by a version that kept
 // priority, payload, traceparent and times in fields of their own (no
-// "w") still reads, claims, is pushed by the consumer with its
-// traceparent, and finishes.
-func TestTasksStoredBeforeTheWorkField(t *testing.T) {
-	b := setup(t)
-	var told []Enqueued
-	b.store.opts.OnEnqueue = func(_ context.Context, e []Enqueued) { told = append(told, e...) }
+// "w"), or by one whose work field (version 1) left out the lambda and max
+// attempts (fields "lam", "max", and the queue key "q"), still reads,
+// claims, is pushed by the consumer to its queue with its traceparent,
+// retries within its max attempts, and finishes.
+func TestTasksStoredByEarlierVersions(t *testing.T) {
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	now := b.clock.Now()
-	id := b.store.newID(0, now)
-	p, _ := b.store.PartitionOf(id)
-	nowMS := ms(now)
-	// As the previous version's prepare wrote it, due now and enqueued.
-	if err := b.rdb.HSet(b.ctx, taskKey(p, id), fNamespace, ns, fLambda, "echo", fState, "2", fMaxAttempts, "3",
-		fPriority, "7", fQueue, b.store.QueueKey(ns, "echo", 7), fExecuteAt, nowMS, fCreatedAt, nowMS, fUpdatedAt, nowMS,
-		fEnqueuedAt, nowMS, fTraceParent, tp, fPayload, "old").Err(); err != nil {
-		t.Fatal(err)
-	}
-	b.rdb.ZAdd(b.ctx, triggerKey(p), redis.Z{Score: float64(now.Add(enqueueTmo).UnixMilli()), Member: id})
-	got := b.get(t, id)
-	if got.Priority != 7 || string(got.Payload) != "old" || got.TraceParent != tp || !got.ExecuteAt.Equal(now) || !got.CreatedAt.Equal(now) {
-		t.Fatalf("GetTask of an old task: %+v", got)
-	}
-	// The push was lost: the consumer pushes it again, with its traceparent.
-	b.clock.Advance(enqueueTmo)
-	b.processAll(t)
-	if len(told) != 1 || told[0].TaskID != id || told[0].TraceParent != tp {
-		t.Fatalf("told %+v, want the task with its traceparent", told)
-	}
-	claimed := b.claim(t, id)
-	if claimed.Priority != 7 || string(claimed.Payload) != "old" || claimed.TraceParent != tp || !claimed.ExecuteAt.Equal(now) || !claimed.CreatedAt.Equal(now) || claimed.Namespace != ns || claimed.Lambda != "echo" {
-		t.Fatalf("claimed old task: %+v", claimed)
-	}
-	if st, err := b.store.SetResult(b.ctx, Result{TaskID: id, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte("done")}); err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
-		t.Fatalf("SetResult: %s %v", st, err)
-	}
-	if done := b.get(t, id); string(done.Output) != "done" || string(done.Payload) != "old" {
-		t.Fatalf("finished old task: %+v", done)
+	for _, format := range []string{"before the work field", "work field version 1"} {
+		t.Run(format, func(t *testing.T) {
+			b := setup(t)
+			var told []Enqueued
+			b.store.opts.OnEnqueue = func(_ context.Context, e []Enqueued) { told = append(told, e...) }
+			now := b.clock.Now()
+			id := b.store.newID(0, now)
+			p, _ := b.store.PartitionOf(id)
+			nowMS := ms(now)
+			// As that version's prepare wrote it, due now and enqueued,
+			// three attempts allowed.
+			fields := []any{fNamespace, ns, fLambda, "echo", fState, "2", fMaxAttempts, "3",
+				fQueue, b.store.QueueKey(ns, "echo", 7), fEnqueuedAt, nowMS}
+			if format == "before the work field" {
+				fields = append(fields, fPriority, "7", fExecuteAt, nowMS, fCreatedAt, nowMS, fUpdatedAt, nowMS,
+					fTraceParent, tp, fPayload, "old")
+			} else {
+				fields = append(fields, fWork, workBlobV1(7, now, now, tp, []byte("old")))
+			}
+			if err := b.rdb.HSet(b.ctx, taskKey(p, id), fields...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			b.rdb.ZAdd(b.ctx, triggerKey(p), redis.Z{Score: float64(now.Add(enqueueTmo).UnixMilli()), Member: id})
+			got := b.get(t, id)
+			if got.Priority != 7 || string(got.Payload) != "old" || got.TraceParent != tp || !got.ExecuteAt.Equal(now) || !got.CreatedAt.Equal(now) ||
+				got.Lambda != "echo" || got.MaxAttempts != 3 {
+				t.Fatalf("GetTask of an old task: %+v", got)
+			}
+			// The push was lost: the consumer pushes it again, to its
+			// queue, with its traceparent.
+			b.clock.Advance(enqueueTmo)
+			b.processAll(t)
+			if len(told) != 1 || told[0].TaskID != id || told[0].TraceParent != tp || told[0].Lambda != "echo" {
+				t.Fatalf("told %+v, want the task with its traceparent", told)
+			}
+			if q := b.queue(t, 7); !slices.Equal(q, []string{id}) {
+				t.Fatalf("queue %v, want the task", q)
+			}
+			claimed := b.claim(t, id)
+			if claimed.Priority != 7 || string(claimed.Payload) != "old" || claimed.TraceParent != tp || !claimed.ExecuteAt.Equal(now) || !claimed.CreatedAt.Equal(now) ||
+				claimed.Namespace != ns || claimed.Lambda != "echo" || claimed.MaxAttempts != 3 {
+				t.Fatalf("claimed old task: %+v", claimed)
+			}
+			// A retry reads its max attempts (3: the first attempt is not
+			// its last).
+			st, err := b.store.SetResult(b.ctx, Result{TaskID: id, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, Error: &atfv1.TaskError{Message: "again"}, RetryAt: b.clock.Now().Add(time.Second)})
+			if err != nil || st != atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE {
+				t.Fatalf("SetResult RETRY: %s %v", st, err)
+			}
+			b.clock.Advance(time.Second)
+			b.processAll(t)
+			if q := b.queue(t, 7); !slices.Equal(q, []string{id, id}) {
+				t.Fatalf("queue %v, want the task again after its backoff", q)
+			}
+			claimed = b.claim(t, id)
+			if st, err := b.store.SetResult(b.ctx, Result{TaskID: id, Token: claimed.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte("done")}); err != nil || st != atfv1.TaskState_TASK_STATE_SUCCESS {
+				t.Fatalf("SetResult: %s %v", st, err)
+			}
+			if done := b.get(t, id); string(done.Output) != "done" || string(done.Payload) != "old" || done.Attempt != 2 || done.Lambda != "echo" {
+				t.Fatalf("finished old task: %+v", done)
+			}
+		})
 	}
 	// New tasks keep those in the work field: a task hash of fewer fields.
-	fresh := b.schedule(t, NewTask{Priority: 3, Payload: []byte("new"), TraceParent: tp})
+	b := setup(t)
+	fresh := b.schedule(t, NewTask{Priority: 3, Payload: []byte("new"), TraceParent: tp, MaxAttempts: 4})
 	fp, _ := b.store.PartitionOf(fresh.ID)
-	for _, f := range []string{fPriority, fPayload, fTraceParent, fExecuteAt, fCreatedAt, fUpdatedAt} {
+	for _, f := range []string{fLambda, fMaxAttempts, fQueue, fPriority, fPayload, fTraceParent, fExecuteAt, fCreatedAt, fUpdatedAt} {
 		if b.rdb.HExists(b.ctx, taskKey(fp, fresh.ID), f).Val() {
 			t.Errorf("a new task has field %s", f)
 		}
 	}
-	if got := b.get(t, fresh.ID); got.Priority != 3 || string(got.Payload) != "new" || got.TraceParent != tp || !got.UpdatedAt.Equal(got.CreatedAt) {
+	if got := b.get(t, fresh.ID); got.Priority != 3 || string(got.Payload) != "new" || got.TraceParent != tp || !got.UpdatedAt.Equal(got.CreatedAt) ||
+		got.Lambda != "echo" || got.MaxAttempts != 4 {
 		t.Fatalf("new task: %+v", got)
 	}
 }

@@ -87,29 +87,30 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 // decodeClaimed reads claimScript's reply for a claimed task.
 func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	r, _ := reply.([]any)
-	if len(r) != 10 && len(r) != 15 {
+	if len(r) != 8 && len(r) != 10 && len(r) != 15 {
 		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
 	}
-	f := r[3:]
+	f := r[3:] // claimFields, then v1ClaimFields and oldClaimFields
 	str := func(v any) string { s, _ := v.(string); return s }
 	att, _ := r[0].(int64)
 	tok, _ := r[1].(int64)
 	t := Task{
 		ID:            req.TaskID,
 		Namespace:     str(f[0]),
-		Lambda:        str(f[1]),
 		LambdaVersion: req.LambdaVersion,
 		State:         atfv1.TaskState_TASK_STATE_CLAIMED,
 		Attempt:       int(att),
-		MaxAttempts:   int(atoi64(str(f[2]))),
 		Token:         tok,
-		LastExecution: str(f[4]),
-		EnqueuedAt:    msTime(str(f[5])),
-		RequeuedAt:    msTime(str(f[6])),
+		LastExecution: str(f[2]),
+		EnqueuedAt:    msTime(str(f[3])),
+		RequeuedAt:    msTime(str(f[4])),
 		UpdatedAt:     now.Truncate(time.Millisecond).UTC(),
 	}
-	if len(f) == 7 {
-		w, err := decodeWork(str(f[3]))
+	if len(f) > 5 { // stored by an earlier version
+		t.Lambda, t.MaxAttempts = str(f[5]), int(atoi64(str(f[6])))
+	}
+	if len(f) < 12 {
+		w, err := decodeWork(str(f[1]))
 		if err != nil {
 			return Task{}, fmt.Errorf("store: claim %s: %w", req.TaskID, err)
 		}
