@@ -465,6 +465,25 @@ func TestRetention(t *testing.T) {
 	if _, err := b.store.Retry(b.ctx, ns, task.ID); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("Retry of SUCCESS: %v", err)
 	}
+	// A task with no key takes the script's short way (a first attempt's
+	// success); it is kept for the retention all the same, with its output.
+	for _, output := range []string{"", "hello"} {
+		plain := b.running(t, NewTask{})
+		p, _ := b.store.PartitionOf(plain.ID)
+		if _, err := b.store.SetResult(b.ctx, Result{TaskID: plain.ID, Token: plain.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS,
+			Output: []byte(output), Duration: 2 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		if ttl := b.rdb.PTTL(b.ctx, taskKey(p, plain.ID)).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("TTL %s, want the 1h retention", ttl)
+		}
+		done := b.get(t, plain.ID)
+		if done.State != atfv1.TaskState_TASK_STATE_SUCCESS || string(done.Output) != output || done.OutputTruncated || done.Error != nil ||
+			done.Duration != 2*time.Millisecond || !done.FinishedAt.Equal(b.clock.Now()) {
+			t.Fatalf("after a first success with output %q: %+v", output, done)
+		}
+		b.wantNoTrigger(t, plain.ID)
+	}
 }
 
 func TestCancel(t *testing.T) {

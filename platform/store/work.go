@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
@@ -224,25 +223,46 @@ type resultOp struct {
 
 // setResults runs a batch of results: one script call per partition group
 // (one on a standalone server), all in one round trip.
+// appendResultArgs appends setResultScript's arguments for one result:
+// those that are empty or default are left out.
+func appendResultArgs(args []any, r *Result, errBlob string) []any {
+	var code [5]byte
+	c := append(code[:0], byte('0'+r.Outcome))
+	if r.OutputTruncated {
+		c = append(c, 't')
+	}
+	if len(r.Output) > 0 {
+		c = append(c, 'o')
+	}
+	if errBlob != "" {
+		c = append(c, 'e')
+	}
+	if !r.RetryAt.IsZero() {
+		c = append(c, 'r')
+	}
+	args = append(args, r.TaskID, r.Token, string(c), r.Duration.Microseconds())
+	if len(r.Output) > 0 {
+		args = append(args, r.Output)
+	}
+	if errBlob != "" {
+		args = append(args, errBlob)
+	}
+	if !r.RetryAt.IsZero() {
+		args = append(args, r.RetryAt.UnixMilli())
+	}
+	return args
+}
+
 func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 	now := s.now()
 	nowMS := now.UnixMilli()
 	groups := s.scriptGroups(len(ops), func(i int) int { return ops[i].p })
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		args := make([]any, 0, 4+7*len(idx))
+		args := make([]any, 0, 4+4*len(idx))
 		args = append(args, nowMS, s.opts.Retention.Milliseconds(), (MaxSweep + time.Second).Milliseconds(), wakeChannel)
 		for _, i := range idx {
-			r := ops[i].r
-			out := strconv.Itoa(int(r.Outcome))
-			if r.OutputTruncated {
-				out += "t"
-			}
-			retryAt := nowMS
-			if !r.RetryAt.IsZero() {
-				retryAt = r.RetryAt.UnixMilli()
-			}
-			args = append(args, r.TaskID, r.Token, out, r.Output, ops[i].errBlob, r.Duration.Microseconds(), retryAt)
+			args = appendResultArgs(args, ops[i].r, ops[i].errBlob)
 		}
 		calls[g] = scriptCall{keys: []string{triggerKey(ops[idx[0]].p)}, args: args}
 	}
