@@ -176,3 +176,13 @@ func BenchmarkInterleavedRatio(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkThreadCPU is one reading of the thread's CPU clock: two per
+// task.
+func BenchmarkThreadCPU(b *testing.B) {
+	for b.Loop() {
+		if _, ok := threadCPU(); !ok {
+			b.Skip("no thread CPU clock")
+		}
+	}
+}
