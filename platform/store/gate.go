@@ -253,22 +253,22 @@ func gateOf(fields []string) Gate {
 }
 
 // luaPark is the part of claimScript that parks a task of a paused lambda
-// or collection instead of claiming it. The partition's keys are built
-// from the task hash's name ("<prefix>task:<id>"). Without any gate in the
-// partition it costs one EXISTS, once per partition and script call:
-// gates caches whether a partition has one (nothing else runs meanwhile).
+// or collection instead of claiming it. gated(prefix) tells whether the
+// partition has a gate at all: one EXISTS, once per partition and script
+// call (gates caches it; nothing else runs meanwhile); only then does
+// park(prefix, id, now) read the task and the gates.
 const luaPark = `
-local function park(tkey, zkey, id, now, gates)
-  local prefix = string.sub(tkey, 1, #tkey - #id - 5)
-  local gate = prefix .. "gate"
-  local gated = gates[gate]
-  if gated == nil then
-    gated = redis.call("EXISTS", gate) == 1
-    gates[gate] = gated
+local gates = {}
+local function gated(prefix)
+  local g = gates[prefix]
+  if g == nil then
+    g = redis.call("EXISTS", prefix .. "gate") == 1
+    gates[prefix] = g
   end
-  if not gated then
-    return false
-  end
+  return g
+end
+local function park(prefix, id, now)
+  local tkey, gate = prefix .. "task:" .. id, prefix .. "gate"
   local v = redis.call("HMGET", tkey, "ns", "lam", "col", "w")
   v[2] = lam_max(v[4], v[2])
   local lk = v[1] .. ":" .. v[2]
@@ -277,7 +277,7 @@ local function park(tkey, zkey, id, now, gates)
     return false
   end
   redis.call("HSET", tkey, "st", NEW, "pk", "1", "ua", now)
-  redis.call("ZREM", zkey, id)
+  redis.call("ZREM", prefix .. "trigger", id)
   redis.call("ZADD", prefix .. "parked:" .. lk, now, id)
   return true
 end

@@ -265,8 +265,9 @@ return out
 // hash cost ~10 us per task more).
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
 local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local gates, prefixes = {}, {}
-local out = {}
+local prefixes, out = {}, {}
+-- attempts and tokens are small numbers: as strings without printf
+local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local hh = string.sub(id, 1, 2)
@@ -275,9 +276,9 @@ for i = 5, #ARGV, 2 do
     prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
     prefixes[hh] = prefix
   end
-  local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
+  local tkey = prefix .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
-  if v[1] ~= ENQUEUED or park(tkey, zkey, id, now, gates) then
+  if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
     out[#out + 1] = 0
   else
     local w = v[5]
@@ -293,10 +294,10 @@ for i = 5, #ARGV, 2 do
       end
     end
     local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", fmt("%d", att), "tok", fmt("%d", tok))
+    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", ints[att] or fmt("%d", att), "tok", ints[tok] or fmt("%d", tok))
     local ea = tonumber(v[7])
     if not ea or ea + etimeout > deadline then
-      set_trigger(zkey, id, ARGV[2], wake, tonumber(hh, 16))
+      set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
     end
     v[1], v[2], v[3] = att, tok, false
     out[#out + 1] = v
