@@ -121,13 +121,18 @@ end
 // sets. later(set, member) for ZREM, later(set, score, member) for ZADD.
 const luaLater = `
 local later_sets, later_args = {}, {}
-local function later(zkey, a, b)
+-- the arguments gathered for a set (a script may append to them itself)
+local function later_of(zkey)
   local args = later_args[zkey]
   if not args then
     args = {}
     later_args[zkey] = args
     later_sets[#later_sets + 1] = zkey
   end
+  return args
+end
+local function later(zkey, a, b)
+  local args = later_of(zkey)
   args[#args + 1] = a
   if b then
     args[#args + 1] = b
@@ -166,12 +171,13 @@ end
 // Returns one element per task: 0 when stored, {existing id, {existing
 // task hash}} when its key maps to a task that still exists.
 var scheduleScript = redis.NewScript(luaPrelude + luaLater + `
-local out, prefixes = {}, {}
+local out, prefixes, triggers = {}, {}, {}
 local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
   local created, ns, lam, st, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 8)
   a = a + 9
+  local index = {} -- the run's index entries, by partition
   for _ = 1, c do
     local id, w, key, col = ARGV[a], ARGV[a + 1], "", ""
     if kc == "1" then
@@ -216,11 +222,21 @@ while a <= #ARGV do
         redis.call("HSET", tkey, unpack(f))
       end
       if wake == "" then
-        later(prefix .. "trigger", trig, id)
+        local ta = triggers[hh]
+        if not ta then
+          ta = later_of(prefix .. "trigger")
+          triggers[hh] = ta
+        end
+        ta[#ta + 1], ta[#ta + 2] = trig, id
       else
         set_trigger(prefix .. "trigger", id, trig, wake, tonumber(hh, 16))
       end
-      later(prefix .. "idx:" .. ns .. ":" .. lam, created, id)
+      local ia = index[hh]
+      if not ia then
+        ia = later_of(prefix .. "idx:" .. ns .. ":" .. lam)
+        index[hh] = ia
+      end
+      ia[#ia + 1], ia[#ia + 2] = created, id
       if dkey then
         redis.call("SET", dkey, id)
       end
