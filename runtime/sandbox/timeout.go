@@ -5,7 +5,6 @@ import (
 	"errors"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -15,8 +14,8 @@ import (
 //
 // Every module is instrumented before it is compiled (instrument.go): each
 // loop head and function entry tests an exported global, $stop, and traps
-// when it is set. The run context is done on any of three events, told
-// apart by context.Cause:
+// when it is set. The run context (runctx.go) is done on any of these
+// events, told apart by its Cause:
 //
 //   - the job's timeout passed          → errTimeout
 //   - stdout went over MaxOutputBytes   → errOutputLimit (writer.go)
@@ -24,8 +23,9 @@ import (
 //   - the caller cancelled its context  → the caller's cause
 //
 // and then $stop is set, so the module traps within one loop iteration:
-// by callGuest, whose caller waits for the call or the run context,
-// whichever ends first; or, around calls made outside callGuest (a
+// by callGuest, which waits for the call or the end of the run context
+// (told by runContext.setWake, or the caller's context done), whichever
+// comes first; or, around calls made outside callGuest (a
 // reactor's _initialize), by a context.AfterFunc (guard.arm). wazero's own
 // WithCloseOnContextDone did the same by calling into Go at every loop
 // back-edge, which made CPU-bound modules ~8x slower (runtime/RATIONALE.md).
@@ -44,86 +44,6 @@ var (
 	errOutputLimit = errors.New("sandbox: output limit")
 	errLogLimit    = errors.New("sandbox: log limit")
 )
-
-// runContext is the context one module instance runs under: the caller's
-// context with the job's time limit (one context.WithTimeoutCause layer, or
-// context.WithCancel when the job has none), and the job's values for host
-// functions (HostFrom, TaskEnv), answered by Value without a
-// context.WithValue layer each. Stop cancels that one layer and records its
-// cause, which Cause reports; context.Cause of the run context itself gives
-// errTimeout or the caller's cause, but context.Canceled after Stop (the
-// recorded causes are the sandbox's own, unexported). Err, Done and
-// Deadline are the layer's: a timed-out run context (and every context a
-// host function derives from it) reports context.DeadlineExceeded, as
-// before.
-type runContext struct {
-	context.Context
-	cancel  context.CancelFunc
-	stopped atomic.Pointer[error] // the first Stop's cause
-
-	host any               // Job.Host, nil: none
-	env  map[string]string // Job.Env, nil: none
-
-	// stdout and stderr are the run's (newRunState), kept here to save
-	// an allocation each.
-	stdout outputWriter
-	stderr tailWriter
-
-	// prev and next link it in its runSet shard (runs.go).
-	prev, next *runContext
-}
-
-// newRunContext derives the run context of job from the caller's. A
-// timeout <= 0 sets no time limit of its own.
-func newRunContext(parent context.Context, job Job) *runContext {
-	rc := &runContext{host: job.Host, env: job.Env}
-	if job.Timeout > 0 {
-		rc.Context, rc.cancel = context.WithTimeoutCause(parent, job.Timeout, errTimeout)
-	} else {
-		rc.Context, rc.cancel = context.WithCancel(parent)
-	}
-	return rc
-}
-
-// release frees the run context's resources (its timer); the run context
-// is done afterwards.
-func (r *runContext) release() { r.cancel() }
-
-// Stop ends the run with cause, unless it has ended already.
-func (r *runContext) Stop(cause error) {
-	if r.Err() != nil {
-		return
-	}
-	r.stopped.CompareAndSwap(nil, &cause)
-	r.cancel()
-}
-
-// Cause returns why the run context is done, or nil.
-func (r *runContext) Cause() error {
-	if r.Err() == nil {
-		return nil
-	}
-	if c := r.stopped.Load(); c != nil {
-		return *c
-	}
-	return context.Cause(r.Context)
-}
-
-// Value answers HostFrom and TaskEnv (host.go) with the job's values and
-// asks the caller's context for the rest.
-func (r *runContext) Value(key any) any {
-	switch key.(type) {
-	case hostKey:
-		if r.host != nil {
-			return r.host
-		}
-	case envKey:
-		if r.env != nil {
-			return r.env
-		}
-	}
-	return r.Context.Value(key)
-}
 
 // sleep is the guest's nanosleep (WASI poll_oneoff on a clock): it returns
 // early when the run context is done, so the module reaches a loop head.
@@ -210,6 +130,9 @@ type guestCall struct {
 
 	done chan error // buffered: the guest goroutine never waits on it
 	cpu  time.Duration
+	// wake is told when the run context ends (runContext.setWake);
+	// buffered, and drained before each call.
+	wake chan struct{}
 
 	mu       sync.Mutex
 	returned bool // call returned
@@ -217,11 +140,11 @@ type guestCall struct {
 }
 
 func newGuestCall(call func() error, finish func()) *guestCall {
-	return &guestCall{call: call, finish: finish, done: make(chan error, 1)}
+	return &guestCall{call: call, finish: finish, done: make(chan error, 1), wake: make(chan struct{}, 1)}
 }
 
 // callGuest runs c.call, which calls into the module guarded by g, on a
-// guest goroutine, and returns its error. When ctx is done first, it sets
+// guest goroutine, and returns its error. When rc is done first, it sets
 // $stop and waits; when c.call has not returned abandonAfter later,
 // callGuest returns abandoned = true at once and leaves c.call running;
 // then, and only then, c.finish runs on the guest goroutine once c.call
@@ -231,13 +154,20 @@ func newGuestCall(call func() error, finish func()) *guestCall {
 // meanwhile, and the thread's CPU clock read around it), 0 when the clock
 // cannot be read or abandoned. $stop is written only before callGuest
 // returns, so a reused instance's next call starts with it cleared.
-func callGuest(ctx context.Context, c *guestCall, g guard) (err error, cpu time.Duration, abandoned bool) {
+func callGuest(rc *runContext, c *guestCall, g guard) (err error, cpu time.Duration, abandoned bool) {
 	c.returned, c.gaveUp, c.cpu = false, false, 0 // no guest goroutine has c yet
+	select {
+	case <-c.wake: // told at the end of the last call, after it returned
+	default:
+	}
+	rc.setWake(c.wake)
+	defer rc.setWake(nil)
 	goGuest(c)
 	select {
 	case err := <-c.done:
 		return err, c.cpu, false
-	case <-ctx.Done():
+	case <-c.wake: // timeout, Stop, or the layer done
+	case <-rc.parent.Done(): // the caller's cancellation, rc without a layer
 	}
 	g.stop.Set(1)
 	t := time.NewTimer(abandonAfter)
