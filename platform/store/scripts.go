@@ -140,7 +140,10 @@ local function later(zkey, a, b)
 end
 local function flush_later(cmd)
   for _, zkey in ipairs(later_sets) do
-    redis.call(cmd, zkey, unpack(later_args[zkey]))
+    local args = later_args[zkey]
+    if #args > 0 then
+      redis.call(cmd, zkey, unpack(args))
+    end
   end
 end
 `
@@ -262,7 +265,8 @@ return out
 // ARGV[2] claim deadline: now + claim timeout (ms)
 // ARGV[3] wake channel
 // ARGV[4] enqueue timeout (ms)
-// ARGV[5...] per task: id, lambda version the claimer runs
+// ARGV[5...] runs of tasks that the claimer runs with one lambda version:
+// the version, the number of tasks, their ids
 //
 // A task's trigger stays where its enqueue put it (enqueued + enqueue
 // timeout) when that comes no later than the claim deadline — with the
@@ -284,40 +288,45 @@ local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonum
 local prefixes, out = {}, {}
 -- attempts and tokens are small numbers: as strings without printf
 local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
-for i = 5, #ARGV, 2 do
-  local id = ARGV[i]
-  local hh = string.sub(id, 1, 2)
-  local prefix = prefixes[hh]
-  if not prefix then
-    prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
-    prefixes[hh] = prefix
-  end
-  local tkey = prefix .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
-  if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
-    out[#out + 1] = 0
-  else
-    local w = v[5]
-    if not w or string.byte(w, 1) ~= 2 then
-      local old
-      if w then
-        old = redis.call("HMGET", tkey, ` + v1ClaimFields + `)
-      else
-        old = redis.call("HMGET", tkey, ` + v1ClaimFields + `, ` + oldClaimFields + `)
-      end
-      for j = 1, #old do
-        v[#v + 1] = old[j]
-      end
+local r = 5
+while r <= #ARGV do
+  local lv, n = ARGV[r], tonumber(ARGV[r + 1])
+  for i = r + 2, r + 1 + n do
+    local id = ARGV[i]
+    local hh = string.sub(id, 1, 2)
+    local prefix = prefixes[hh]
+    if not prefix then
+      prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
+      prefixes[hh] = prefix
     end
-    local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-    redis.call("HSET", tkey, "st", CLAIMED, "lv", ARGV[i + 1], "ua", now, "att", ints[att] or fmt("%d", att), "tok", ints[tok] or fmt("%d", tok))
-    local ea = tonumber(v[7])
-    if not ea or ea + etimeout > deadline then
-      set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
+    local tkey = prefix .. "task:" .. id
+    local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
+    if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
+      out[#out + 1] = 0
+    else
+      local w = v[5]
+      if not w or string.byte(w, 1) ~= 2 then
+        local old
+        if w then
+          old = redis.call("HMGET", tkey, ` + v1ClaimFields + `)
+        else
+          old = redis.call("HMGET", tkey, ` + v1ClaimFields + `, ` + oldClaimFields + `)
+        end
+        for j = 1, #old do
+          v[#v + 1] = old[j]
+        end
+      end
+      local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
+      redis.call("HSET", tkey, "st", CLAIMED, "lv", lv, "ua", now, "att", ints[att] or fmt("%d", att), "tok", ints[tok] or fmt("%d", tok))
+      local ea = tonumber(v[7])
+      if not ea or ea + etimeout > deadline then
+        set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
+      end
+      v[1], v[2], v[3] = att, tok, false
+      out[#out + 1] = v
     end
-    v[1], v[2], v[3] = att, tok, false
-    out[#out + 1] = v
   end
+  r = r + 2 + n
 end
 return out
 `)
@@ -412,7 +421,7 @@ return 1
 // message overrides an earlier value of it.
 var setResultScript = redis.NewScript(luaPrelude + luaLater + `
 local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local res, prefixes = {}, {}
+local res, prefixes, zrems = {}, {}, {}
 local i, n = 5, #ARGV
 while i <= n do
   local id, tok, out, dur = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -437,7 +446,12 @@ while i <= n do
     prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
     prefixes[hh] = prefix
   end
-  local tkey, zkey = prefix .. "task:" .. id, prefix .. "trigger"
+  local tkey = prefix .. "task:" .. id
+  local zrem = zrems[hh] -- the trigger set's entries to remove
+  if not zrem then
+    zrem = later_of(prefix .. "trigger")
+    zrems[hh] = zrem
+  end
   local v = redis.call("HMGET", tkey, "st", "tok", "att", "key", "rq")
   local st = v[1]
   if not st or v[2] ~= tok or (st ~= CLAIMED and st ~= PROCESSING) then
@@ -451,7 +465,7 @@ while i <= n do
       redis.call("HSET", tkey, "st", SUCCESS, "dur", dur, "out", output, "fa", now)
     end
     redis.call("PEXPIRE", tkey, retention)
-    later(zkey, id)
+    zrem[#zrem + 1] = id
     res[#res + 1] = 6
   else
     local att = tonumber(v[3]) or 0
@@ -499,7 +513,7 @@ while i <= n do
       if tonumber(ra) - tonumber(now) < nowake then
         w = wake
       end
-      set_trigger(zkey, id, ra, w, tonumber(hh, 16))
+      set_trigger(prefix .. "trigger", id, ra, w, tonumber(hh, 16))
     else
       f[#f + 1], f[#f + 2] = "fa", now
       redis.call("HSET", tkey, unpack(f))
@@ -509,7 +523,7 @@ while i <= n do
         ns, lam = nl[1], lam_max(nl[3], nl[2])
       end
       finish(tkey, false, id, now, retention, prefix, ns, lam, v[4], true)
-      later(zkey, id)
+      zrem[#zrem + 1] = id
     end
     res[#res + 1] = tonumber(nst)
   end

@@ -47,10 +47,18 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 	groups := s.scriptGroups(len(reqs), func(i int) int { return parts[i] })
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		args := make([]any, 0, 4+2*len(idx))
+		args := make([]any, 0, 6+len(idx))
 		args = append(args, ms(now), deadline, wake, s.opts.EnqueueTimeout.Milliseconds())
-		for _, i := range idx {
-			args = append(args, reqs[i].TaskID, reqs[i].LambdaVersion)
+		for j := 0; j < len(idx); { // runs of one lambda version
+			k := j + 1
+			for k < len(idx) && reqs[idx[k]].LambdaVersion == reqs[idx[j]].LambdaVersion {
+				k++
+			}
+			args = append(args, reqs[idx[j]].LambdaVersion, k-j)
+			for _, i := range idx[j:k] {
+				args = append(args, reqs[i].TaskID)
+			}
+			j = k
 		}
 		calls[g] = scriptCall{keys: []string{triggerKey(parts[idx[0]])}, args: args}
 	}

@@ -184,9 +184,10 @@ func TestClaimAndResultsInBatches(t *testing.T) {
 	const n = 40
 	var reqs []ClaimRequest
 	parts := map[int]bool{}
-	for range n {
+	version := func(i int) int64 { return 3 + int64(i/7%2) } // runs of one version in the call
+	for i := range n {
 		task := b.schedule(t, NewTask{})
-		reqs = append(reqs, ClaimRequest{TaskID: task.ID, LambdaVersion: 3})
+		reqs = append(reqs, ClaimRequest{TaskID: task.ID, LambdaVersion: version(i)})
 		p, _ := b.store.PartitionOf(task.ID)
 		parts[p] = true
 	}
@@ -200,8 +201,11 @@ func TestClaimAndResultsInBatches(t *testing.T) {
 		t.Fatalf("Claim: %d tasks, %v", len(claimed), err)
 	}
 	for i, task := range claimed {
-		if task.ID != reqs[i].TaskID || task.Token != 1 || task.LambdaVersion != 3 {
-			t.Fatalf("claimed[%d] = %s token %d version %d, want %s token 1 version 3", i, task.ID, task.Token, task.LambdaVersion, reqs[i].TaskID)
+		if task.ID != reqs[i].TaskID || task.Token != 1 || task.LambdaVersion != version(i) {
+			t.Fatalf("claimed[%d] = %s token %d version %d, want %s token 1 version %d", i, task.ID, task.Token, task.LambdaVersion, reqs[i].TaskID, version(i))
+		}
+		if got := b.get(t, task.ID); got.LambdaVersion != version(i) {
+			t.Fatalf("task %d stored version %d, want %d", i, got.LambdaVersion, version(i))
 		}
 	}
 
