@@ -148,10 +148,7 @@ var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 // installs; until then they record into a no-op meter.
 type instruments struct {
 	meter            metric.Meter
-	tasksScheduled   metric.Int64Counter
-	tasksStarted     metric.Int64Counter
-	tasksFinished    metric.Int64Counter
-	tasksEnqueued    metric.Int64Counter
+	counters         taskCounters // atf.tasks.scheduled, started, finished, enqueued
 	pickupLatency    metric.Float64Histogram
 	lateness         metric.Float64Histogram
 	execDuration     metric.Float64Histogram
@@ -164,21 +161,17 @@ type instruments struct {
 
 var current atomic.Pointer[instruments]
 
-func init() { current.Store(newInstruments(noop.NewMeterProvider().Meter(Scope))) }
+func init() { current.Store(newInstruments(noop.NewMeterProvider().Meter(Scope), false)) }
 
 func inst() *instruments { return current.Load() }
 
-func newInstruments(meter metric.Meter) *instruments {
+// newInstruments makes atf's instruments with meter; counted: atf keeps
+// the per-task counters' sums itself (taskCounters), for a meter whose
+// measurements take no exemplars.
+func newInstruments(meter metric.Meter, counted bool) *instruments {
 	return &instruments{
-		meter: meter,
-		tasksScheduled: must(meter.Int64Counter("atf.tasks.scheduled", metric.WithUnit("{task}"),
-			metric.WithDescription("Tasks stored by Schedule (deduplicated ones not counted)."))),
-		tasksStarted: must(meter.Int64Counter("atf.tasks.started", metric.WithUnit("{task}"),
-			metric.WithDescription("Executions started by executors (one per attempt)."))),
-		tasksFinished: must(meter.Int64Counter("atf.tasks.finished", metric.WithUnit("{task}"),
-			metric.WithDescription("Executions finished, by outcome (success, retry, fatal, cancelled, aborted)."))),
-		tasksEnqueued: must(meter.Int64Counter("atf.tasks.enqueued", metric.WithUnit("{task}"),
-			metric.WithDescription("Tasks pushed to their queue, by reason: due (by the store consumer, or at once when scheduled due), retry, manual_retry, resume, and the re-enqueues enqueue_timeout, claim_timeout, heartbeat_timeout."))),
+		meter:    meter,
+		counters: newTaskCounters(meter, counted),
 		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
 			metric.WithDescription("From when a task was due (execute_at, its creation when scheduled for a time past, a RetryTask or resume if later; on later attempts its re-enqueue) to its claim by a controller; 0 for a task claimed within the dispatch lead, ahead of its time."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
@@ -215,8 +208,8 @@ func must[T any](v T, err error) T {
 
 // TaskScheduled counts a stored task.
 func TaskScheduled(ctx context.Context, lambda string) {
-	if c := inst().tasksScheduled; c.Enabled(ctx) {
-		c.Add(ctx, 1, attrs1(KeyLambda, lambda).add...)
+	if c := &inst().counters; c.enabled(ctx, counterScheduled) {
+		c.add(ctx, counterScheduled, attrs1(KeyLambda, lambda))
 	}
 }
 
@@ -225,8 +218,8 @@ func TaskScheduled(ctx context.Context, lambda string) {
 // frontend, a cron tick), a dead letter retried by hand, tasks a resume
 // released.
 func TaskPushed(ctx context.Context, lambda, reason string) {
-	if c := inst().tasksEnqueued; c.Enabled(ctx) {
-		c.Add(ctx, 1, attrs2(KeyLambda, lambda, KeyReason.String(reason)).add...)
+	if c := &inst().counters; c.enabled(ctx, counterEnqueued) {
+		c.add(ctx, counterEnqueued, attrs2(KeyLambda, lambda, KeyReason.String(reason)))
 	}
 }
 
@@ -242,13 +235,13 @@ func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.D
 // (atf.task.start.lateness); a later attempt passes -1.
 func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 	in := inst()
-	started, lateness := in.tasksStarted.Enabled(ctx), late >= 0 && in.lateness.Enabled(ctx)
+	started, lateness := in.counters.enabled(ctx, counterStarted), late >= 0 && in.lateness.Enabled(ctx)
 	if !started && !lateness {
 		return
 	}
 	attrs := attrs1(KeyLambda, lambda)
 	if started {
-		in.tasksStarted.Add(ctx, 1, attrs.add...)
+		in.counters.add(ctx, counterStarted, attrs)
 	}
 	if lateness {
 		in.lateness.Record(ctx, late.Seconds(), attrs.rec...)
@@ -259,11 +252,11 @@ func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 // when known (> 0), the CPU time it used and the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
 	in := inst()
-	finished, duration := in.tasksFinished.Enabled(ctx), in.execDuration.Enabled(ctx)
+	finished, duration := in.counters.enabled(ctx, counterFinished), in.execDuration.Enabled(ctx)
 	if finished || duration {
 		attrs := attrs2(KeyLambda, lambda, KeyOutcome.String(outcome))
 		if finished {
-			in.tasksFinished.Add(ctx, 1, attrs.add...)
+			in.counters.add(ctx, counterFinished, attrs)
 		}
 		if duration {
 			in.execDuration.Record(ctx, d.Seconds(), attrs.rec...)
@@ -340,6 +333,17 @@ func ObserveQueueDepth(depths func(context.Context) ([]QueueDepth, error)) (stop
 type attrSet struct {
 	add []metric.AddOption
 	rec []metric.RecordOption
+
+	key    setKey
+	attrs  attribute.Set
+	counts atomic.Pointer[setCounts] // its sums in the counted counters (counters.go)
+}
+
+func newAttrSet(key setKey, kvs ...attribute.KeyValue) *attrSet {
+	s := &attrSet{key: key, attrs: attribute.NewSet(kvs...)}
+	o := metric.WithAttributeSet(s.attrs)
+	s.add, s.rec = []metric.AddOption{o}, []metric.RecordOption{o}
+	return s
 }
 
 // setKey is a set's attributes: a string one, and a string or int one
@@ -394,8 +398,9 @@ func attrs1(k attribute.Key, v string) *attrSet {
 
 func attrs2(k1 attribute.Key, v1 string, a2 attribute.KeyValue) *attrSet {
 	if t := a2.Value.Type(); t != attribute.STRING && t != attribute.INT64 {
-		o := metric.WithAttributes(k1.String(v1), a2) // not cached (atf has none)
-		return &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+		// Not cached (atf has none); its key tells it apart for the counted
+		// counters.
+		return newAttrSet(setKey{k1: string(k1), v1: v1, k2: string(a2.Key), v2: a2.Value.Emit(), t2: a2.Value.Type()}, k1.String(v1), a2)
 	}
 	return cachedSet(keyOf(k1, v1, a2))
 }
@@ -410,8 +415,7 @@ func cachedSet(key setKey) *attrSet {
 	defer sets.mu.Unlock()
 	s := sets.all[key]
 	if s == nil {
-		o := metric.WithAttributes(key.attributes()...)
-		s = &attrSet{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+		s = newAttrSet(key, key.attributes()...)
 		if len(sets.all) >= maxCachedSets {
 			return s
 		}

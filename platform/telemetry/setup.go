@@ -117,14 +117,16 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 			t.OTLPMetrics = true
 		}
 	}
+	noExemplars := false
 	if f := exemplarFilter(getenv, t.Tracing); f != nil {
 		mopts = append(mopts, sdkmetric.WithExemplarFilter(f))
+		noExemplars = true // exemplarFilter's only filter is AlwaysOff
 	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 	t.meterProvider = mp
 	t.closers = append(t.closers, mp.Shutdown)
 	otel.SetMeterProvider(mp)
-	current.Store(newInstruments(mp.Meter(Scope)))
+	current.Store(newInstruments(mp.Meter(Scope), noExemplars)) // no exemplars: atf counts (taskCounters)
 	t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
 }
