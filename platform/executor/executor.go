@@ -27,6 +27,7 @@ import (
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/platform/telemetry"
 	"github.com/atfhq/atf/platform/tracectx"
+	"github.com/atfhq/atf/runtime/hostmod"
 	"github.com/atfhq/atf/runtime/sandbox"
 )
 
@@ -167,11 +168,12 @@ type Executor struct {
 type running struct {
 	work      *atfv1.Work
 	cancel    context.CancelCauseFunc
-	span      trace.Span // the execute span (heartbeats are its events); guarded by Executor.mu
-	nextBeat  time.Time  // guarded by Executor.mu
-	started   bool       // its sandbox runs (not held); guarded by Executor.mu
-	reporting bool       // its sandbox is done, its result on its way; guarded by Executor.mu
-	guest     guestState // in place: one allocation less per task
+	span      trace.Span   // the execute span (heartbeats are its events); guarded by Executor.mu
+	nextBeat  time.Time    // guarded by Executor.mu
+	started   bool         // its sandbox runs (not held); guarded by Executor.mu
+	reporting bool         // its sandbox is done, its result on its way; guarded by Executor.mu
+	guest     guestState   // in place: one allocation less per task
+	host      hostmod.Task // likewise (hostTask)
 }
 
 // New returns an Executor.
@@ -371,7 +373,7 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 	}
 
 	e.audit("start", w, "")
-	host := e.hostTask(w, guest)
+	host := e.hostTask(w, guest, &r.host)
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {
@@ -486,7 +488,10 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 	// cancelled (a cancelled task still reports).
 	span := trace.SpanFromContext(ctx) // before WithoutCancel, whose Value allocates
 	ctx = context.WithoutCancel(ctx)
-	req := &atfv1.SetResultRequest{
+	msg := &resultMessage{}
+	msg.duration = durationpb.Duration{Seconds: int64(res.Duration / time.Second), Nanos: int32(res.Duration % time.Second)}
+	req := &msg.req
+	*req = atfv1.SetResultRequest{
 		TaskId:          w.GetTaskId(),
 		Namespace:       w.GetNamespace(),
 		Slot:            w.GetSlot(),
@@ -495,7 +500,7 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 		Output:          res.Output,
 		OutputTruncated: res.OutputTruncated,
 		Error:           res.Error,
-		Duration:        durationpb.New(res.Duration),
+		Duration:        &msg.duration,
 		Logs:            logs,
 	}
 	if span.IsRecording() {
@@ -517,6 +522,13 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 		time.Sleep(delay)
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// resultMessage is a SetResult request with its duration: one allocation
+// for both.
+type resultMessage struct {
+	req      atfv1.SetResultRequest
+	duration durationpb.Duration
 }
 
 // heartbeatLoop beats each running task FirstBeat after it starts and

@@ -9,6 +9,8 @@ import (
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
 	"github.com/atfhq/atf/runtime/sandbox"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -81,13 +83,16 @@ func (s *fakeStatus) snapshot() (int, []*atfv1.SetResultRequest) {
 	return s.beats, append([]*atfv1.SetResultRequest(nil), s.results...)
 }
 
+// quickDuration is how long a quick blockingRunner says its runs took.
+const quickDuration = 3*time.Second + 141592653
+
 // blockingRunner runs until its context ends (like an infinite loop in a
 // sandbox whose abort works), or succeeds at once when quick.
 type blockingRunner struct{ quick bool }
 
 func (r blockingRunner) Run(ctx context.Context, job sandbox.Job) sandbox.Result {
 	if r.quick {
-		return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: job.Payload}
+		return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: job.Payload, Duration: quickDuration}
 	}
 	<-ctx.Done()
 	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_CANCELLED}
@@ -128,7 +133,8 @@ func TestRunReportsResults(t *testing.T) {
 		t.Fatalf("%d results, want 5", len(results))
 	}
 	for _, r := range results {
-		if r.GetOutcome() != atfv1.Outcome_OUTCOME_SUCCESS || r.GetFencingToken() != 7 || string(r.GetOutput()) != r.GetTaskId() {
+		if r.GetOutcome() != atfv1.Outcome_OUTCOME_SUCCESS || r.GetFencingToken() != 7 || string(r.GetOutput()) != r.GetTaskId() ||
+			!proto.Equal(r.GetDuration(), durationpb.New(quickDuration)) {
 			t.Errorf("result %v", r)
 		}
 	}

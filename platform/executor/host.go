@@ -43,9 +43,11 @@ func (g *guestState) init() *guestState {
 	return g
 }
 
-// hostTask builds the atf_v1 view of a task (sandbox.Job.Host).
-func (e *Executor) hostTask(w *atfv1.Work, g *guestState) *hostmod.Task {
-	t := &hostmod.Task{
+// hostTask builds the atf_v1 view of a task (sandbox.Job.Host) in t, a
+// part of the task's running (one allocation less per task), and returns
+// t.
+func (e *Executor) hostTask(w *atfv1.Work, g *guestState, t *hostmod.Task) *hostmod.Task {
+	*t = hostmod.Task{
 		TaskID:       w.GetTaskId(),
 		Namespace:    w.GetNamespace(),
 		Lambda:       w.GetLambda(),

@@ -63,7 +63,9 @@ var noSpan = trace.SpanFromContext(context.Background())
 // the spans a lambda opens itself are its children.
 func guestTraceParent(span trace.Span, w *atfv1.Work) string {
 	if sc := span.SpanContext(); sc.IsValid() {
-		return tracectx.Format(sc)
+		// With tracing off the span is the task's stored parent: its
+		// traceparent, reused rather than formatted anew.
+		return tracectx.FormatReuse(sc, w.GetTraceparent())
 	}
 	return w.GetTraceparent()
 }

@@ -38,6 +38,26 @@ func Format(sc trace.SpanContext) string {
 		return ""
 	}
 	var b [55]byte
+	encode(&b, sc)
+	return string(b[:])
+}
+
+// FormatReuse is Format(sc), but s itself when s is that text already:
+// no new string (an executor passes a task's stored traceparent on to
+// its module when it starts no span of its own).
+func FormatReuse(sc trace.SpanContext, s string) string {
+	if !sc.IsValid() {
+		return ""
+	}
+	var b [55]byte
+	encode(&b, sc)
+	if string(b[:]) == s {
+		return s
+	}
+	return string(b[:])
+}
+
+func encode(b *[55]byte, sc trace.SpanContext) {
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b[0], b[1], b[2] = '0', '0', '-'
 	hex.Encode(b[3:35], tid[:])
@@ -45,7 +65,6 @@ func Format(sc trace.SpanContext) string {
 	hex.Encode(b[36:52], sid[:])
 	b[52] = '-'
 	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
-	return string(b[:])
 }
 
 // Parse reads a traceparent header value; the result is invalid when s is.

@@ -54,6 +54,22 @@ func checkParse(t *testing.T, s string) {
 	if id := TraceID(s); id != wantID {
 		t.Errorf("TraceID(%q) = %q, want %q", s, id, wantID)
 	}
+	if f := FormatReuse(want, s); f != Format(want) {
+		t.Errorf("FormatReuse(%v, %q) = %q, want %q", want, s, f, Format(want))
+	}
+}
+
+// FormatReuse gives back the text it is handed when that is the span
+// context's, without a new string.
+func TestFormatReuse(t *testing.T) {
+	s := parseCases[0]
+	if n := testing.AllocsPerRun(100, func() { FormatReuse(Parse(s), s) }); n != 0 {
+		t.Errorf("FormatReuse of the common form: %v allocations, want 0", n)
+	}
+	other := Parse(parseCases[1])
+	if got := FormatReuse(other, s); got != parseCases[1] {
+		t.Errorf("FormatReuse of another span context = %q, want %q", got, parseCases[1])
+	}
 }
 
 func FuzzParse(f *testing.F) {
