@@ -141,6 +141,9 @@ const (
 	ReasonResume           = "resume"            // a task a pause held, enqueued by ResumeLambda (span only)
 )
 
+// cpuTimeDescription is atf.task.cpu.time's: sandbox.Result.CPUTime.
+const cpuTimeDescription = "CPU time a task's module code used (a command's start function and _start, a reactor's atf_handle; not compilation, instantiation or a reactor's _initialize), read from the CPU clock of the executor thread that ran it; Linux only. By lambda."
+
 // secondsBuckets suit latencies from a millisecond to minutes.
 var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 
@@ -182,7 +185,7 @@ func newInstruments(meter metric.Meter, counted bool) *instruments {
 			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		execCPU: must(meter.Float64Histogram("atf.task.cpu.time", metric.WithUnit("s"),
-			metric.WithDescription("CPU time of the executor thread that ran a task (its module's compilation included when it was not cached), by lambda."),
+			metric.WithDescription(cpuTimeDescription),
 			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
 		sandboxMemory: must(meter.Int64Histogram("atf.sandbox.memory.peak", metric.WithUnit("By"),
 			metric.WithDescription("Largest linear memory a task's module instance reached."),

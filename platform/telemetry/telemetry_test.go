@@ -83,6 +83,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`atf_task_execution_duration_seconds_bucket`,
 		`atf_sandbox_memory_peak_bytes_bucket`,
 		`atf_task_cpu_time_seconds_bucket{atf_lambda_name="hello"`,
+		"# HELP atf_task_cpu_time_seconds " + cpuTimeDescription + "\n",
 		`atf_executor_sandboxes_running`,
 		`go_goroutines`,
 	} {
