@@ -40,9 +40,12 @@
 // add atf:{p<P>}:logs:<id> (logs.go).
 //
 // P is the partition number in decimal. Task hash fields have short names
-// (codec.go): ns lam lv st att max key col q w ea sa fa ua ra hb pg err
-// out otr dur tok cr pk rq xs, and pri pl xa ca tp in tasks stored before
-// "w" (the packed work field) held those. Times are unix milliseconds, durations
+// (codec.go): ns lv st att key col w ea sa fa ua ra hb pg err out otr dur
+// tok cr pk rq xs; "w", the packed work field, holds what never changes
+// (lambda, max attempts, priority, execute_at, creation, traceparent,
+// payload). Tasks stored by earlier versions have lam max q (before work
+// field version 2) or lam max q pri pl xa ca tp (before any work field)
+// and keep working. Times are unix milliseconds, durations
 // milliseconds except "dur" (microseconds), "err" is an atf.v1.TaskError
 // in proto binary, "st" the atf.v1.TaskState number.
 //
