@@ -64,7 +64,11 @@ func (s *Store) ScheduleBatch(ctx context.Context, tasks []NewTask) ([]BatchResu
 	now := s.now()
 	pts := make([]preparedTask, len(tasks))
 	for i, nt := range tasks {
-		pts[i] = s.prepare(nt, now)
+		var prev *preparedTask
+		if i > 0 {
+			prev = &pts[i-1]
+		}
+		pts[i] = s.prepare(nt, now, prev)
 	}
 
 	replies, err := s.storeTasks(ctx, pts)
@@ -275,13 +279,20 @@ func scheduleArgs(pts []preparedTask, idx []int) []any {
 }
 
 // prepare lays out a checked new task: its id and partition, the task as
-// it will be stored, and what scheduleScript takes of it.
-func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
+// it will be stored, and what scheduleScript takes of it. prev, when not
+// nil, is the task prepared before it at the same now (a batch's): the
+// strings they share are formatted once.
+func (s *Store) prepare(nt NewTask, now time.Time, prev *preparedTask) preparedTask {
 	if nt.MaxAttempts <= 0 {
 		nt.MaxAttempts = DefaultMaxAttempts
 	}
 	now = now.Truncate(time.Millisecond) // as stored
-	nowMS := ms(now)
+	var nowMS string
+	if prev != nil {
+		nowMS = prev.head.created
+	} else {
+		nowMS = ms(now)
+	}
 	if nt.ExecuteAt.IsZero() {
 		nt.ExecuteAt = now
 	} else if r := nt.ExecuteAt.Truncate(time.Millisecond); !r.Equal(nt.ExecuteAt) {
@@ -290,7 +301,12 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	}
 	p := s.partitionFor(nt.Namespace, nt.Lambda, nt.Key)
 	id := s.newID(p, now)
-	queue := s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
+	var queue string
+	if prev != nil && prev.task.Namespace == nt.Namespace && prev.task.Lambda == nt.Lambda && prev.task.Priority == nt.Priority {
+		queue = prev.queue
+	} else {
+		queue = s.QueueKey(nt.Namespace, nt.Lambda, nt.Priority)
+	}
 	// Enqueued DispatchLead before its time (the executor holds it).
 	enqueueAt := nt.ExecuteAt.Add(-s.opts.DispatchLead)
 	dueNow := !enqueueAt.After(now)
@@ -304,10 +320,17 @@ func (s *Store) prepare(nt NewTask, now time.Time) preparedTask {
 	if len(nt.Payload) > 0 {
 		t.Payload = nt.Payload
 	}
-	trigger, wake := ms(enqueueAt), wakeFor(now, enqueueAt)
+	var trigger, wake string
+	switch {
+	case dueNow && prev != nil && prev.dueNow:
+		trigger = prev.head.trigger
+	case dueNow:
+		trigger = ms(now.Add(s.opts.EnqueueTimeout))
+	default:
+		trigger, wake = ms(enqueueAt), wakeFor(now, enqueueAt)
+	}
 	if dueNow {
 		t.State, t.EnqueuedAt = atfv1.TaskState_TASK_STATE_ENQUEUED, t.CreatedAt
-		trigger, wake = ms(now.Add(s.opts.EnqueueTimeout)), ""
 	}
 
 	// Attempt and token start unset (0), updated-at too (the creation).

@@ -15,7 +15,7 @@ func (s *Store) Schedule(ctx context.Context, nt NewTask) (Task, bool, error) {
 	if err := checkNewTask(nt); err != nil {
 		return Task{}, false, err
 	}
-	op := &scheduleOp{pt: s.prepare(nt, s.now())}
+	op := &scheduleOp{pt: s.prepare(nt, s.now(), nil)}
 	if err := s.schedules.Do(ctx, op); err != nil {
 		return Task{}, false, fmt.Errorf("store: schedule %s task: %w", nt.Lambda, err)
 	}
