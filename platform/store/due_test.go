@@ -208,6 +208,11 @@ func TestClaimKeepsEnqueueTrigger(t *testing.T) {
 	}
 	claimedTill := b.clock.Now().Add(claim)
 	b.wantTrigger(t, task.ID, enqueuedTill)
+	// A first claim does not read when the task was enqueued (nothing is
+	// reckoned from it); its pickup counts from when it was due.
+	if !got[0].EnqueuedAt.IsZero() || !got[0].DueAt().Equal(task.CreatedAt) {
+		t.Fatalf("first claim: enqueued %s due %s, want none and %s", got[0].EnqueuedAt, got[0].DueAt(), task.CreatedAt)
+	}
 
 	process := func() {
 		t.Helper()
@@ -235,9 +240,14 @@ func TestClaimKeepsEnqueueTrigger(t *testing.T) {
 	// A claim timeout shorter than what is left of the enqueue trigger
 	// moves the trigger to the claim's deadline at once; a result removes
 	// it.
+	requeued := b.clock.Now()
 	second, err := b.store.Claim(b.ctx, []ClaimRequest{{TaskID: task.ID, LambdaVersion: 1}}, time.Second)
 	if err != nil || len(second) != 1 {
 		t.Fatalf("second Claim: %v %v", second, err)
+	}
+	if !second[0].EnqueuedAt.Equal(requeued) || second[0].Token != 2 || second[0].Attempt != 1 {
+		t.Fatalf("second claim: enqueued %s token %d attempt %d, want %s, 2, 1 (the first was not counted)",
+			second[0].EnqueuedAt, second[0].Token, second[0].Attempt, requeued)
 	}
 	b.wantTrigger(t, task.ID, b.clock.Now().Add(time.Second))
 	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: second[0].Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {

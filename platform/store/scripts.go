@@ -269,22 +269,29 @@ return out
 // the version, the number of tasks, their ids
 //
 // A task's trigger stays where its enqueue put it (enqueued + enqueue
-// timeout) when that comes no later than the claim deadline — with the
-// default timeouts, always: processDueScript then finds the claim alive
-// (updated + claim timeout) and moves the trigger to its deadline. Nearly
-// every task is finished before, and never pays for a move.
+// timeout) when that comes no later than the claim deadline — with an
+// enqueue timeout no longer than the claim's (the defaults), always: processDueScript then finds the claim alive (updated + claim
+// timeout) and moves the trigger to its deadline. Nearly every task is
+// finished before, and never pays for a move.
 //
-// Returns one element per task, in order: once claimed, {attempt, token,
-// nil, then the values of claimFields} (one HMGET read them all), and for
-// a task stored by an earlier version those of v1ClaimFields (and
-// oldClaimFields) after them;
-// 0 when the task is gone or not ENQUEUED (cancelled, claimed already, a
-// duplicate queue entry) or was parked because its lambda or collection is
-// paused (gate.go). Only what an execution needs comes back: every element
-// of a script's reply costs redis-server a conversion each way (the whole
-// hash cost ~10 us per task more).
+// Returns one element per task, in order: once claimed, {head, work field
+// ("w"; nil for a task stored before it)}, and for a task stored by an
+// earlier version the values of v1ClaimFields (and oldClaimFields) after
+// them; 0 when the task is gone or not ENQUEUED (cancelled, claimed
+// already, a duplicate queue entry) or was parked because its lambda or
+// collection is paused (gate.go). head is "<attempt> <token> <enqueued>
+// <requeued> <last execution> <namespace>" (empty for those unknown): every
+// element of a reply costs redis-server a conversion and the client a
+// parse and an allocation or two, and one string carries these six. A
+// first claim (no token yet) reads neither enqueued-at nor last execution
+// unless the enqueue timeout is the longer: it has had no execution, its
+// pickup counts from when it was due, and no trigger is reckoned from its
+// enqueue.
 var claimScript = redis.NewScript(luaPrelude + luaPark + `
 local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+-- an enqueue timeout longer than the claim's: the enqueue trigger may come
+-- after the claim deadline, and is reckoned from enqueued-at ("ea")
+local late = etimeout > deadline - tonumber(now)
 local prefixes, out = {}, {}
 -- attempts and tokens are small numbers: as strings without printf
 local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
@@ -300,11 +307,17 @@ while r <= #ARGV do
       prefixes[hh] = prefix
     end
     local tkey = prefix .. "task:" .. id
-    local v = redis.call("HMGET", tkey, "st", "att", "tok", ` + claimFields + `)
+    local v = redis.call("HMGET", tkey, "st", "att", "tok", "ns", "w", "rq")
     if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
       out[#out + 1] = 0
     else
+      local ea, xs = "", ""
+      if v[3] or late then
+        local x = redis.call("HMGET", tkey, "ea", "xs")
+        ea, xs = x[1] or "", x[2] or ""
+      end
       local w = v[5]
+      local res = {"", w or false}
       if not w or string.byte(w, 1) ~= 2 then
         local old
         if w then
@@ -313,17 +326,20 @@ while r <= #ARGV do
           old = redis.call("HMGET", tkey, ` + v1ClaimFields + `, ` + oldClaimFields + `)
         end
         for j = 1, #old do
-          v[#v + 1] = old[j]
+          res[#res + 1] = old[j]
         end
       end
       local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
-      redis.call("HSET", tkey, "st", CLAIMED, "lv", lv, "ua", now, "att", ints[att] or fmt("%d", att), "tok", ints[tok] or fmt("%d", tok))
-      local ea = tonumber(v[7])
-      if not ea or ea + etimeout > deadline then
-        set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
+      att, tok = ints[att] or fmt("%d", att), ints[tok] or fmt("%d", tok)
+      redis.call("HSET", tkey, "st", CLAIMED, "lv", lv, "ua", now, "att", att, "tok", tok)
+      if late then
+        local e = tonumber(ea)
+        if not e or e + etimeout > deadline then
+          set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
+        end
       end
-      v[1], v[2], v[3] = att, tok, false
-      out[#out + 1] = v
+      res[1] = att .. " " .. tok .. " " .. ea .. " " .. (v[6] or "") .. " " .. xs .. " " .. (v[4] or "")
+      out[#out + 1] = res
     end
   end
   r = r + 2 + n
@@ -331,12 +347,11 @@ end
 return out
 `)
 
-// claimFields are the task hash fields claimScript returns after attempt,
-// token and a nil, in the order decodeClaimed reads them; after them, for
-// a task stored before work version 2, those of v1ClaimFields and, before
-// any work field ("w" is then nil), those of oldClaimFields.
+// v1ClaimFields are the task hash fields claimScript returns after the
+// head and the work field for a task stored before work field version 2,
+// oldClaimFields after those for one stored before any work field ("w"
+// is then nil), in the order decodeClaimed reads them.
 const (
-	claimFields    = `"ns", "w", "xs", "ea", "rq"`
 	v1ClaimFields  = `"lam", "max"`
 	oldClaimFields = `"pri", "pl", "tp", "xa", "ca"`
 )

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
@@ -91,40 +92,44 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 	return out, nil
 }
 
-// decodeClaimed reads claimScript's reply for a claimed task.
+// decodeClaimed reads claimScript's reply for a claimed task. EnqueuedAt
+// and LastExecution are known for a task claimed before (the script reads
+// them only then).
 func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	r, _ := reply.([]any)
-	if len(r) != 8 && len(r) != 10 && len(r) != 15 {
+	var head []string
+	if len(r) == 2 || len(r) == 4 || len(r) == 9 {
+		h, _ := r[0].(string)
+		head = strings.SplitN(h, " ", 6)
+	}
+	if len(head) != 6 {
 		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
 	}
-	f := r[3:] // claimFields, then v1ClaimFields and oldClaimFields
 	str := func(v any) string { s, _ := v.(string); return s }
-	att, _ := r[0].(int64)
-	tok, _ := r[1].(int64)
 	t := Task{
 		ID:            req.TaskID,
-		Namespace:     str(f[0]),
+		Namespace:     head[5],
 		LambdaVersion: req.LambdaVersion,
 		State:         atfv1.TaskState_TASK_STATE_CLAIMED,
-		Attempt:       int(att),
-		Token:         tok,
-		LastExecution: str(f[2]),
-		EnqueuedAt:    msTime(str(f[3])),
-		RequeuedAt:    msTime(str(f[4])),
+		Attempt:       int(atoi64(head[0])),
+		Token:         atoi64(head[1]),
+		EnqueuedAt:    msTime(head[2]),
+		RequeuedAt:    msTime(head[3]),
+		LastExecution: head[4],
 		UpdatedAt:     now.Truncate(time.Millisecond).UTC(),
 	}
-	if len(f) > 5 { // stored by an earlier version
-		t.Lambda, t.MaxAttempts = str(f[5]), int(atoi64(str(f[6])))
+	if len(r) > 2 { // stored by an earlier version: v1ClaimFields
+		t.Lambda, t.MaxAttempts = str(r[2]), int(atoi64(str(r[3])))
 	}
-	if len(f) < 12 {
-		w, err := decodeWork(str(f[1]))
+	if len(r) < 9 {
+		w, err := decodeWork(str(r[1]))
 		if err != nil {
 			return Task{}, fmt.Errorf("store: claim %s: %w", req.TaskID, err)
 		}
 		w.fill(&t)
 		return t, nil
 	}
-	old := f[7:] // oldClaimFields
+	old := r[4:] // oldClaimFields
 	t.Priority = int(atoi64(str(old[0])))
 	if pl := str(old[1]); pl != "" {
 		t.Payload = []byte(pl)
