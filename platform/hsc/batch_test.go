@@ -33,10 +33,40 @@ func (s *resultStore) SetResult(_ context.Context, r store.Result) (atfv1.TaskSt
 }
 
 // TestSetResults: each result of a batch is judged on its own, as
-// SetResult would judge it, and answered in order.
+// SetResult would judge it, and answered in order — with a store that
+// takes batches (one call for all of them) and with one that does not.
 func TestSetResults(t *testing.T) {
-	st := &resultStore{got: map[string]store.Result{}}
-	h := New(Config{Store: st})
+	t.Run("one call", func(t *testing.T) {
+		st := &batchStore{resultStore: resultStore{got: map[string]store.Result{}}}
+		testSetResults(t, st, &st.resultStore)
+		if st.calls != 1 || st.results != 5 { // "d" has no outcome: refused before the store
+			t.Errorf("%d store calls for %d results, want 1 for 5", st.calls, st.results)
+		}
+	})
+	t.Run("a call each", func(t *testing.T) {
+		st := &resultStore{got: map[string]store.Result{}}
+		testSetResults(t, st, st)
+	})
+}
+
+// batchStore is resultStore taking batches.
+type batchStore struct {
+	resultStore
+	calls, results int
+}
+
+func (s *batchStore) SetResults(ctx context.Context, rs []store.Result) []store.ResultAnswer {
+	s.calls++
+	s.results += len(rs)
+	out := make([]store.ResultAnswer, len(rs))
+	for i, r := range rs {
+		out[i].State, out[i].Err = s.SetResult(ctx, r)
+	}
+	return out
+}
+
+func testSetResults(t *testing.T, s Store, st *resultStore) {
+	h := New(Config{Store: s})
 	ok := func(id string) *atfv1.SetResultRequest {
 		return &atfv1.SetResultRequest{TaskId: id, FencingToken: 1, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte(id)}
 	}

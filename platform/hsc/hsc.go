@@ -82,8 +82,22 @@ func (h *HSC) Heartbeat(ctx context.Context, req *atfv1.HeartbeatRequest) (*atfv
 func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (_ *atfv1.SetResultResponse, err error) {
 	ctx, span := startSetResult(ctx, req)
 	defer func() { endSetResult(span, err) }()
+	r, err := h.prepareResult(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	state, err := h.cfg.Store.SetResult(ctx, r)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return &atfv1.SetResultResponse{State: state}, nil
+}
+
+// prepareResult checks a result and makes what must precede its write: the
+// attempt's logs and span context kept, a retry's time reckoned.
+func (h *HSC) prepareResult(ctx context.Context, req *atfv1.SetResultRequest) (store.Result, error) {
 	if req.GetOutcome() == atfv1.Outcome_OUTCOME_UNSPECIFIED {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("outcome is missing"))
+		return store.Result{}, connect.NewError(connect.CodeInvalidArgument, errors.New("outcome is missing"))
 	}
 	r := store.Result{
 		TaskID:          req.GetTaskId(),
@@ -96,20 +110,26 @@ func (h *HSC) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (_ *at
 		Slot:            req.GetSlot(),
 	}
 	if err := h.recordAttempt(ctx, req); err != nil {
-		return nil, toConnect(err)
+		return store.Result{}, toConnect(err)
 	}
 	if r.Outcome == atfv1.Outcome_OUTCOME_RETRY {
 		at, err := h.retryAt(ctx, req.GetNamespace(), req.GetTaskId())
 		if err != nil {
-			return nil, toConnect(err)
+			return store.Result{}, toConnect(err)
 		}
 		r.RetryAt = at
 	}
-	state, err := h.cfg.Store.SetResult(ctx, r)
-	if err != nil {
-		return nil, toConnect(err)
+	return r, nil
+}
+
+// preparesWithoutIO reports whether prepareResult makes no round trip for
+// req: no attempt to record, no retry to reckon.
+func (h *HSC) preparesWithoutIO(req *atfv1.SetResultRequest) bool {
+	if req.GetOutcome() == atfv1.Outcome_OUTCOME_RETRY {
+		return false
 	}
-	return &atfv1.SetResultResponse{State: state}, nil
+	_, rec := h.cfg.Store.(AttemptRecorder)
+	return !rec || (req.GetLogs() == "" && req.GetExecutionTraceparent() == "")
 }
 
 // retryAt is when a task that asked for a retry runs again: its lambda's

@@ -188,24 +188,72 @@ func (s *Store) Heartbeat(ctx context.Context, beats []Beat, heartbeatTimeout ti
 // A finished task leaves the trigger set and expires after the retention,
 // with its key's mapping.
 func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error) {
+	op, err := s.newResultOp(&r)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.results.Do(ctx, op); err != nil {
+		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
+	}
+	return s.resultDone(ctx, op)
+}
+
+// ResultAnswer is what SetResults answers for one result: the task's new
+// state, or the error SetResult would have returned.
+type ResultAnswer struct {
+	State atfv1.TaskState
+	Err   error
+}
+
+// SetResults records several executions' outcomes, each as SetResult
+// would, in one round trip (one script call, or one per partition group on
+// a cluster), and answers each in order. A caller that holds results
+// finishing together (the HSC's SetResults) saves the wait for a shared
+// flush that each SetResult makes.
+func (s *Store) SetResults(ctx context.Context, rs []Result) []ResultAnswer {
+	out := make([]ResultAnswer, len(rs))
+	ops := make([]*resultOp, 0, len(rs))
+	idx := make([]int, 0, len(rs))
+	for i := range rs {
+		op, err := s.newResultOp(&rs[i])
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ops, idx = append(ops, op), append(idx, i)
+	}
+	if len(ops) > 0 {
+		s.setResults(ctx, ops)
+	}
+	for j, op := range ops {
+		out[idx[j]].State, out[idx[j]].Err = s.resultDone(ctx, op)
+	}
+	return out
+}
+
+// newResultOp checks a result and lays it out for setResultScript.
+func (s *Store) newResultOp(r *Result) (*resultOp, error) {
 	switch r.Outcome {
 	case atfv1.Outcome_OUTCOME_SUCCESS, atfv1.Outcome_OUTCOME_RETRY,
 		atfv1.Outcome_OUTCOME_FATAL, atfv1.Outcome_OUTCOME_CANCELLED:
 	default:
-		return 0, errorf(ErrInvalid, "task %s: unknown outcome %s", r.TaskID, r.Outcome)
+		return nil, errorf(ErrInvalid, "task %s: unknown outcome %s", r.TaskID, r.Outcome)
 	}
 	p, err := s.PartitionOf(r.TaskID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	errBlob, err := encodeError(r.Error)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	op := &resultOp{r: &r, p: p, errBlob: errBlob}
-	if err := s.results.Do(ctx, op); err != nil {
-		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, err)
-	}
+	return &resultOp{r: r, p: p, errBlob: errBlob}, nil
+}
+
+// resultDone is the outcome of a result that has run: its new state, and
+// its slot of a capped lambda freed; or its error.
+func (s *Store) resultDone(ctx context.Context, op *resultOp) (atfv1.TaskState, error) {
+	r := op.r
 	if op.err != nil {
 		return 0, fmt.Errorf("store: set result of task %s: %w", r.TaskID, op.err)
 	}
@@ -234,8 +282,6 @@ type resultOp struct {
 	err     error
 }
 
-// setResults runs a batch of results: one script call per partition group
-// (one on a standalone server), all in one round trip.
 // appendResultArgs appends setResultScript's arguments for one result:
 // those that are empty or default are left out.
 func appendResultArgs(args []any, r *Result, errBlob string) []any {
@@ -266,6 +312,8 @@ func appendResultArgs(args []any, r *Result, errBlob string) []any {
 	return args
 }
 
+// setResults runs a batch of results: one script call per partition group
+// (one on a standalone server), all in one round trip.
 func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 	now := s.now()
 	nowMS := now.UnixMilli()

@@ -262,3 +262,45 @@ func TestClaimAndResultsInBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestSetResults: results recorded together are each judged as SetResult
+// would judge them, and answered in order.
+func TestSetResults(t *testing.T) {
+	b := setup(t)
+	var claimed []Task
+	for range 3 {
+		claimed = append(claimed, b.running(t, NewTask{MaxAttempts: 3}))
+	}
+	answers := b.store.SetResults(b.ctx, []Result{
+		{TaskID: claimed[0].ID, Token: claimed[0].Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS, Output: []byte("ok")},
+		{TaskID: claimed[1].ID, Token: claimed[1].Token + 1, Outcome: atfv1.Outcome_OUTCOME_SUCCESS},
+		{TaskID: claimed[1].ID, Token: claimed[1].Token, Outcome: 99},
+		{TaskID: claimed[2].ID, Token: claimed[2].Token, Outcome: atfv1.Outcome_OUTCOME_RETRY, RetryAt: b.clock.Now().Add(time.Minute)},
+		{TaskID: "bad", Outcome: atfv1.Outcome_OUTCOME_SUCCESS},
+	})
+	if len(answers) != 5 {
+		t.Fatalf("%d answers for 5 results", len(answers))
+	}
+	if answers[0].State != atfv1.TaskState_TASK_STATE_SUCCESS || answers[0].Err != nil {
+		t.Errorf("a current claim's success: %+v", answers[0])
+	}
+	if !errors.Is(answers[1].Err, ErrClaimLost) {
+		t.Errorf("a stale token: %+v, want ErrClaimLost", answers[1])
+	}
+	if !errors.Is(answers[2].Err, ErrInvalid) {
+		t.Errorf("an unknown outcome: %+v, want ErrInvalid", answers[2])
+	}
+	if answers[3].State != atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE || answers[3].Err != nil {
+		t.Errorf("a retry within max attempts: %+v", answers[3])
+	}
+	if !errors.Is(answers[4].Err, ErrInvalid) && !errors.Is(answers[4].Err, ErrNotFound) {
+		t.Errorf("a malformed id: %+v", answers[4])
+	}
+	if got := b.get(t, claimed[0].ID); string(got.Output) != "ok" || got.State != atfv1.TaskState_TASK_STATE_SUCCESS {
+		t.Errorf("stored: %+v", got)
+	}
+	if got := b.get(t, claimed[1].ID); got.State != atfv1.TaskState_TASK_STATE_PROCESSING {
+		t.Errorf("the stale and the invalid result changed the task: %s", got.State)
+	}
+	wantState(t, b.get(t, claimed[2].ID), atfv1.TaskState_TASK_STATE_RETRIABLE_FAILURE)
+}

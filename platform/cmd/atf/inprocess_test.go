@@ -26,6 +26,7 @@ import (
 	"github.com/atfhq/atf/internal/testmodules"
 	"github.com/atfhq/atf/platform/executor"
 	"github.com/atfhq/atf/platform/gctune"
+	"github.com/atfhq/atf/platform/hsc"
 	"github.com/atfhq/atf/platform/redistest"
 	"github.com/atfhq/atf/platform/store"
 	"github.com/atfhq/atf/platform/telemetry"
@@ -76,15 +77,27 @@ func (s *starts) resetPeak() {
 }
 
 // counting is the HSC as the executor sees it, counting accepted results.
+// It takes SetResults too, as the HSC does: the executor of `atf dev`
+// reports results that finish together in one call, and so does this one.
 type counting struct {
-	executor.Status
+	*hsc.HSC
 	done atomic.Int64
 }
 
 func (c *counting) SetResult(ctx context.Context, req *atfv1.SetResultRequest) (*atfv1.SetResultResponse, error) {
-	res, err := c.Status.SetResult(ctx, req)
+	res, err := c.HSC.SetResult(ctx, req)
 	if err == nil && res.GetState() == atfv1.TaskState_TASK_STATE_SUCCESS {
 		c.done.Add(1)
+	}
+	return res, err
+}
+
+func (c *counting) SetResults(ctx context.Context, req *atfv1.SetResultsRequest) (*atfv1.SetResultsResponse, error) {
+	res, err := c.HSC.SetResults(ctx, req)
+	for _, a := range res.GetAnswers() {
+		if a.GetState() == atfv1.TaskState_TASK_STATE_SUCCESS {
+			c.done.Add(1)
+		}
 	}
 	return res, err
 }
@@ -171,7 +184,7 @@ func startPlatformWith(b testing.TB, slots int, executionLog bool) *benchPlatfor
 	}
 	roles := map[string]bool{roleFrontend: true, roleConsumer: true, roleController: true, roleHSC: true}
 	p := newPlatform(platformConfig{rdb: rdb, roles: roles, timeouts: tf, engine: engine, logger: logger, tel: tel})
-	bp := &benchPlatform{p: p, rdb: rdb, starts: &starts{at: map[string]int64{}, running: map[string]int{}}, status: &counting{Status: p.hsc}, sent: sent}
+	bp := &benchPlatform{p: p, rdb: rdb, starts: &starts{at: map[string]int64{}, running: map[string]int{}}, status: &counting{HSC: p.hsc}, sent: sent}
 	exCfg := executor.Config{
 		Controller: p.controller, Status: bp.status, Runner: engine, Logger: logger,
 		Slots: slots, HeartbeatInterval: tf.heartbeatInterval,
