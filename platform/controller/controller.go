@@ -107,6 +107,7 @@ type Controller struct {
 	rotation  int
 	polls     int           // pops blocked now
 	changed   chan struct{} // closed (and replaced) when lambdas change
+	stopped   chan struct{} // closed when Run returns
 	changes   <-chan struct{}
 }
 
@@ -119,7 +120,7 @@ type served struct {
 // New returns a Controller.
 func New(cfg Config) *Controller {
 	cfg = cfg.withDefaults()
-	return &Controller{cfg: cfg, control: cfg.Store.ControlKey(cfg.ID), changed: make(chan struct{})}
+	return &Controller{cfg: cfg, control: cfg.Store.ControlKey(cfg.ID), changed: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // Run follows lambda changes until ctx ends: each one makes the next poll
@@ -129,6 +130,7 @@ func New(cfg Config) *Controller {
 // Call Subscribe before serving when lambdas may be deployed at once;
 // otherwise Run subscribes itself.
 func (c *Controller) Run(ctx context.Context) error {
+	defer c.stop()
 	c.mu.Lock()
 	changes := c.changes
 	c.mu.Unlock()
@@ -156,7 +158,30 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// NextWork long-polls for up to req.MaxTasks claimed tasks.
+// stop ends the pops blocked now, and makes NextWork answer at once from
+// now on: a shutdown need not wait out their slices (popSlice) — Redis
+// does not end a blocked pop because its caller went away.
+func (c *Controller) stop() {
+	c.mu.Lock()
+	blocked := c.polls
+	select {
+	case <-c.stopped:
+	default:
+		close(c.stopped)
+	}
+	c.mu.Unlock()
+	if blocked == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.cfg.Store.Interrupt(ctx, c.control, blocked); err != nil {
+		c.cfg.Logger.Warn("interrupting blocked pops at shutdown failed; they end within their slice", "err", err)
+	}
+}
+
+// NextWork long-polls for up to req.MaxTasks claimed tasks. Once Run has
+// returned (a shutdown), it answers with no work at once.
 func (c *Controller) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (*atfv1.NextWorkResponse, error) {
 	max := int(req.GetMaxTasks())
 	if max <= 0 {
@@ -168,6 +193,11 @@ func (c *Controller) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (
 	}
 	deadline := time.Now().Add(wait)
 	for {
+		select {
+		case <-c.stopped:
+			return &atfv1.NextWorkResponse{}, nil
+		default:
+		}
 		work, err := c.poll(ctx, max, min(time.Until(deadline), popSlice))
 		if err != nil {
 			if ctx.Err() != nil {

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/platform/redistest"
 	"github.com/atfhq/atf/platform/store"
 )
 
@@ -55,5 +58,60 @@ func TestWorkProto(t *testing.T) {
 	}
 	if protos[0].work.GetTimeout() == protos[1].work.GetTimeout() {
 		t.Error("two Works share a timeout message")
+	}
+}
+
+// TestStopEndsBlockedPops: when Run returns (a shutdown), a NextWork
+// blocked on empty queues answers at once rather than when its pop's
+// slice ends (Redis does not end a blocked pop because its caller went
+// away), and later NextWork calls do not block.
+func TestStopEndsBlockedPops(t *testing.T) {
+	rdb := redistest.Start(t)
+	st := store.New(rdb, store.Options{})
+	if _, err := st.DeployLambda(t.Context(), store.Lambda{Namespace: "default", Name: "echo", SHA256: "00"}); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	c.Subscribe(t.Context())
+	ctx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
+
+	answered := make(chan time.Time, 1)
+	go func() {
+		_, err := c.NextWork(t.Context(), &atfv1.NextWorkRequest{MaxTasks: 1, Wait: durationpb.New(30 * time.Second)})
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- time.Now()
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		blocked := c.polls
+		c.mu.Unlock()
+		if blocked == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("NextWork never blocked")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // into the blocking pop
+	stopped := time.Now()
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-answered:
+		if d := at.Sub(stopped); d > 2*time.Second {
+			t.Fatalf("NextWork answered %s after the stop", d)
+		}
+	case <-time.After(5 * time.Second): // a pop's slice is 10s
+		t.Fatal("NextWork still blocked 5s after the stop")
+	}
+	start := time.Now()
+	if _, err := c.NextWork(t.Context(), &atfv1.NextWorkRequest{MaxTasks: 1, Wait: durationpb.New(30 * time.Second)}); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("NextWork after the stop: %v after %s", err, time.Since(start))
 	}
 }
