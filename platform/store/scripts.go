@@ -30,8 +30,8 @@ local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
 -- argument with "%.17g" and Lua's own conversion (tostring, "p" .. n) uses
 -- "%.14g", each ~2k redis-server instructions of printf's floating point;
 -- fmt("%d", n) takes printf's integer path. The hot scripts also keep the
--- key prefix of each partition they meet (prefixes, by the id's first two
--- hex digits) rather than building it per task.
+-- key prefix of each partition they meet (luaPrefixes) rather than
+-- building it per task.
 local fmt = string.format
 
 -- set (or move) a task's next trigger; when it becomes the partition's
@@ -115,6 +115,18 @@ local function with_attempt(blob, attempt)
 end
 `
 
+// luaPrefixes is the key prefix of the partition a task id names, by the
+// id's first two hex digits: built once per partition and script call (a
+// cache miss runs __index), a table lookup for every other task — the
+// twin of Go's partPrefix.
+const luaPrefixes = `
+local prefixes = setmetatable({}, {__index = function(t, hh)
+  local p = "atf:{p" .. tonumber(hh, 16) .. "}:"
+  t[hh] = p
+  return p
+end})
+`
+
 // luaLater gathers sorted-set changes of a script's tasks to make them
 // at its end, one command per set: a redis.call costs ~5k instructions of
 // glue whatever its arguments, and a batch's tasks share a partition's
@@ -173,8 +185,8 @@ end
 //
 // Returns one element per task: 0 when stored, {existing id, {existing
 // task hash}} when its key maps to a task that still exists.
-var scheduleScript = redis.NewScript(luaPrelude + luaLater + `
-local out, prefixes, triggers = {}, {}, {}
+var scheduleScript = redis.NewScript(luaPrelude + luaLater + luaPrefixes + `
+local out, triggers = {}, {}
 local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
@@ -191,10 +203,6 @@ while a <= #ARGV do
     end
     local hh = string.sub(id, 1, 2)
     local prefix = prefixes[hh]
-    if not prefix then
-      prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
-      prefixes[hh] = prefix
-    end
     local res = 0
     local dkey = false
     if key ~= "" then
@@ -287,12 +295,12 @@ return out
 // unless the enqueue timeout is the longer: it has had no execution, its
 // pickup counts from when it was due, and no trigger is reckoned from its
 // enqueue.
-var claimScript = redis.NewScript(luaPrelude + luaPark + `
+var claimScript = redis.NewScript(luaPrelude + luaPark + luaPrefixes + `
 local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 -- an enqueue timeout longer than the claim's: the enqueue trigger may come
 -- after the claim deadline, and is reckoned from enqueued-at ("ea")
 local late = etimeout > deadline - tonumber(now)
-local prefixes, out = {}, {}
+local out = {}
 -- attempts and tokens are small numbers: as strings without printf
 local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
 local r = 5
@@ -302,10 +310,6 @@ while r <= #ARGV do
     local id = ARGV[i]
     local hh = string.sub(id, 1, 2)
     local prefix = prefixes[hh]
-    if not prefix then
-      prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
-      prefixes[hh] = prefix
-    end
     local tkey = prefix .. "task:" .. id
     local v = redis.call("HMGET", tkey, "st", "att", "tok", "ns", "w", "rq")
     if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
@@ -434,9 +438,9 @@ return 1
 // set together at the end, one ZREM per set. An exhausted attempt's error gets
 // attempts_exhausted (field 7) appended: a field appended to a proto
 // message overrides an earlier value of it.
-var setResultScript = redis.NewScript(luaPrelude + luaLater + `
+var setResultScript = redis.NewScript(luaPrelude + luaLater + luaPrefixes + `
 local now, retention, nowake, wake = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local res, prefixes, zrems = {}, {}, {}
+local res, zrems = {}, {}
 local i, n = 5, #ARGV
 while i <= n do
   local id, tok, out, dur = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -457,10 +461,6 @@ while i <= n do
   end
   local hh = string.sub(id, 1, 2)
   local prefix = prefixes[hh]
-  if not prefix then
-    prefix = "atf:{p" .. tonumber(hh, 16) .. "}:"
-    prefixes[hh] = prefix
-  end
   local tkey = prefix .. "task:" .. id
   local zrem = zrems[hh] -- the trigger set's entries to remove
   if not zrem then
