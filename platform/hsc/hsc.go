@@ -125,11 +125,7 @@ func (h *HSC) prepareResult(ctx context.Context, req *atfv1.SetResultRequest) (s
 // preparesWithoutIO reports whether prepareResult makes no round trip for
 // req: no attempt to record, no retry to reckon.
 func (h *HSC) preparesWithoutIO(req *atfv1.SetResultRequest) bool {
-	if req.GetOutcome() == atfv1.Outcome_OUTCOME_RETRY {
-		return false
-	}
-	_, rec := h.cfg.Store.(AttemptRecorder)
-	return !rec || (req.GetLogs() == "" && req.GetExecutionTraceparent() == "")
+	return req.GetOutcome() != atfv1.Outcome_OUTCOME_RETRY && h.recorderFor(req) == nil
 }
 
 // retryAt is when a task that asked for a retry runs again: its lambda's

@@ -47,9 +47,19 @@ type AttemptRecorder interface {
 // logged nothing, tracing off) costs no write: the executor sends a later
 // attempt's header even when it logged nothing.
 func (h *HSC) recordAttempt(ctx context.Context, req *atfv1.SetResultRequest) error {
+	rec := h.recorderFor(req)
+	if rec == nil {
+		return nil
+	}
+	return rec.RecordAttempt(ctx, req.GetTaskId(), req.GetFencingToken(), req.GetExecutionTraceparent(), req.GetLogs())
+}
+
+// recorderFor is the store's AttemptRecorder when req has an attempt to
+// record, else nil.
+func (h *HSC) recorderFor(req *atfv1.SetResultRequest) AttemptRecorder {
 	rec, ok := h.cfg.Store.(AttemptRecorder)
 	if !ok || (req.GetLogs() == "" && req.GetExecutionTraceparent() == "") {
 		return nil
 	}
-	return rec.RecordAttempt(ctx, req.GetTaskId(), req.GetFencingToken(), req.GetExecutionTraceparent(), req.GetLogs())
+	return rec
 }
