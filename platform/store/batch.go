@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -253,27 +254,39 @@ type scheduleHead struct {
 	keyed                                           bool // the tasks carry key and collection
 }
 
+// runs yields the runs of consecutive indexes of idx whose key is the
+// same: what a script's run header shares.
+func runs[K comparable](idx []int, key func(i int) K) iter.Seq[[]int] {
+	return func(yield func([]int) bool) {
+		for j := 0; j < len(idx); {
+			k := j + 1
+			for k < len(idx) && key(idx[k]) == key(idx[j]) {
+				k++
+			}
+			if !yield(idx[j:k]) {
+				return
+			}
+			j = k
+		}
+	}
+}
+
 // scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx.
 func scheduleArgs(pts []preparedTask, idx []int) []any {
 	args := make([]any, 0, 9+2*len(idx))
-	for j := 0; j < len(idx); {
-		h := pts[idx[j]].head
-		k := j + 1
-		for k < len(idx) && pts[idx[k]].head == h {
-			k++
-		}
+	for run := range runs(idx, func(i int) scheduleHead { return pts[i].head }) {
+		h := pts[run[0]].head
 		keyed := "0"
 		if h.keyed {
 			keyed = "1"
 		}
-		args = append(args, k-j, h.created, h.ns, h.lam, h.st, h.trigger, h.wake, h.enqueuedAt, keyed)
-		for _, i := range idx[j:k] {
+		args = append(args, len(run), h.created, h.ns, h.lam, h.st, h.trigger, h.wake, h.enqueuedAt, keyed)
+		for _, i := range run {
 			args = append(args, pts[i].id, pts[i].work)
 			if h.keyed {
 				args = append(args, pts[i].key, pts[i].col)
 			}
 		}
-		j = k
 	}
 	return args
 }

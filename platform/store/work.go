@@ -50,16 +50,11 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 	for g, idx := range groups {
 		args := make([]any, 0, 6+len(idx))
 		args = append(args, ms(now), deadline, wake, s.opts.EnqueueTimeout.Milliseconds())
-		for j := 0; j < len(idx); { // runs of one lambda version
-			k := j + 1
-			for k < len(idx) && reqs[idx[k]].LambdaVersion == reqs[idx[j]].LambdaVersion {
-				k++
-			}
-			args = append(args, reqs[idx[j]].LambdaVersion, k-j)
-			for _, i := range idx[j:k] {
+		for run := range runs(idx, func(i int) int64 { return reqs[i].LambdaVersion }) {
+			args = append(args, reqs[run[0]].LambdaVersion, len(run))
+			for _, i := range run {
 				args = append(args, reqs[i].TaskID)
 			}
-			j = k
 		}
 		calls[g] = scriptCall{keys: []string{triggerKey(parts[idx[0]])}, args: args}
 	}
