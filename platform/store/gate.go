@@ -253,20 +253,17 @@ func gateOf(fields []string) Gate {
 }
 
 // luaPark is the part of claimScript that parks a task of a paused lambda
-// or collection instead of claiming it. gated(prefix) tells whether the
-// partition has a gate at all: one EXISTS, once per partition and script
-// call (gates caches it; nothing else runs meanwhile); only then does
-// park(prefix, id, now) read the task and the gates.
+// or collection instead of claiming it. gated[prefix] tells whether the
+// partition has a gate at all: one EXISTS, on its first use in a script
+// call (as luaPrefixes, a table whose __index fills it; nothing else runs
+// meanwhile); only then does park(prefix, id, now) read the task and the
+// gates.
 const luaPark = `
-local gates = {}
-local function gated(prefix)
-  local g = gates[prefix]
-  if g == nil then
-    g = redis.call("EXISTS", prefix .. "gate") == 1
-    gates[prefix] = g
-  end
+local gated = setmetatable({}, {__index = function(t, prefix)
+  local g = redis.call("EXISTS", prefix .. "gate") == 1
+  t[prefix] = g
   return g
-end
+end})
 local function park(prefix, id, now)
   local tkey, gate = prefix .. "task:" .. id, prefix .. "gate"
   local v = redis.call("HMGET", tkey, "ns", "lam", "col", "w")

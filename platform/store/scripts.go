@@ -312,7 +312,7 @@ while r <= #ARGV do
     local prefix = prefixes[hh]
     local tkey = prefix .. "task:" .. id
     local v = redis.call("HMGET", tkey, "st", "att", "tok", "ns", "w", "rq")
-    if v[1] ~= ENQUEUED or (gated(prefix) and park(prefix, id, now)) then
+    if v[1] ~= ENQUEUED or (gated[prefix] and park(prefix, id, now)) then
       out[#out + 1] = 0
     else
       local ea, xs = "", ""
