@@ -8,27 +8,28 @@ import (
 )
 
 // IndexTrimmer is the optional capability of a Store whose index sets
-// need trimming; *store.Store has it. Every TrimEvery, a consumer drops
-// from the index sets of the partitions it owns the entries of tasks whose
-// retention ran out (store.TrimIndexes: one script per partition), so
-// that Redis memory stays flat under a steady load.
+// need trimming; *store.Store has it. Every TrimEvery, a consumer deletes
+// the tasks of the partitions it owns whose retention ran out, with their
+// key mappings and index entries (store.TrimIndexes: one script per
+// partition), so that Redis memory stays flat under a steady load.
 type IndexTrimmer interface {
 	IndexedLambdas(ctx context.Context) ([]store.LambdaRef, error)
 	TrimIndexes(ctx context.Context, p int, lambdas []store.LambdaRef, curs []store.TrimCursor, limit int) (int, []store.TrimCursor, []bool, error)
 }
 
 const (
-	// DefaultTrimEvery is how often a consumer trims its partitions' index
-	// sets: entries outlive their tasks by at most about this much, and an
-	// idle platform pays one script per partition and round.
+	// DefaultTrimEvery is how often a consumer trims its partitions: tasks
+	// outlive their retention by at most about this much, and an idle
+	// platform pays one script per partition and round.
 	DefaultTrimEvery = 5 * time.Minute
-	// trimChunk bounds the entries one script looks at per set.
-	trimChunk = 500
+	// trimChunk bounds the entries one script looks at per set: a chunk
+	// of finished tasks to delete holds redis-server ~1 ms.
+	trimChunk = 200
 	// trimChunksPerRound bounds one round's scripts per partition; sets
-	// with more old entries go on from their cursors next round. 500 x 500
-	// entries per set and round of five minutes is ~13,000 finished tasks
-	// a second per lambda over 16 partitions.
-	trimChunksPerRound = 500
+	// with more old entries go on from their cursors next round. 200 x
+	// 1,250 entries per set and round of five minutes is ~13,000 finished
+	// tasks a second per lambda over 16 partitions.
+	trimChunksPerRound = 1250
 )
 
 // runTrim trims the owned partitions' index sets every TrimEvery until ctx

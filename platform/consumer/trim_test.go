@@ -18,8 +18,8 @@ import (
 
 // TestRetentionKeepsRedisFlat: with a retention of one second, rounds of
 // tasks run to their end while a consumer trims; once the last round's
-// retention has run out, Redis holds what it held before any task: task
-// hashes expire, their index entries are trimmed, nothing grows.
+// retention has run out, Redis holds what it held before any task: the
+// trim deletes the tasks and their index entries, nothing grows.
 func TestRetentionKeepsRedisFlat(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Start(t)

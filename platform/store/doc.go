@@ -80,9 +80,9 @@
 //	                                           cancel was requested
 //	RETRIABLE_FAILURE  retry_at             -> ENQUEUED, pushed
 //
-// Terminal tasks (SUCCESS, FATAL_FAILURE, CANCELLED) leave the set; their
-// hash and key mapping expire after the retention; their index entries
-// are trimmed by the store consumer (TrimIndexes). Retry brings a
+// Terminal tasks (SUCCESS, FATAL_FAILURE, CANCELLED) leave the set; once
+// the retention has run out since they finished, the store consumer's trim
+// (TrimIndexes) deletes their hash, key mapping and index entries. Retry brings a
 // FATAL_FAILURE or CANCELLED task back as ENQUEUED with attempt 0.
 //
 // # Fencing

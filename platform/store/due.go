@@ -64,7 +64,7 @@ func (s *Store) ProcessDue(ctx context.Context, partition int, t Timeouts, limit
 	now := s.now()
 	res, err := processDueScript.Run(ctx, s.rdb, []string{triggerKey(partition)},
 		ms(now), limit, partPrefix(partition), ms(now.Add(enqueue)), blob, lastBlob,
-		s.opts.Retention.Milliseconds(), t.Claim.Milliseconds()).Slice()
+		t.Claim.Milliseconds()).Slice()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("store: process due triggers of partition %d: %w", partition, err)
 	}

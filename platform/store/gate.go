@@ -209,7 +209,7 @@ func (s *Store) dropSet(ctx context.Context, now time.Time, p int, set, ns, name
 	for {
 		res, err := dropScript.Run(ctx, s.rdb,
 			[]string{set, triggerKey(p), parkedKey(p, ns, name)},
-			ns, name, collection, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p),
+			ns, name, collection, ms(now), partPrefix(p),
 			anchor, anchorScore, gateChunk).Slice()
 		if err != nil {
 			return err
@@ -369,33 +369,32 @@ end
 // ARGV[2] lambda
 // ARGV[3] collection, "" for all
 // ARGV[4] now (ms)
-// ARGV[5] retention (ms)
-// ARGV[6] partition key prefix
-// ARGV[7] anchor: the member after which to go on, "" from the start
-// ARGV[8] the anchor's score when it was read
-// ARGV[9] at most this many entries
+// ARGV[5] partition key prefix
+// ARGV[6] anchor: the member after which to go on, "" from the start
+// ARGV[7] the anchor's score when it was read
+// ARGV[8] at most this many entries
 //
 // Returns {cancelled, looked at, anchor, anchor's score}: the anchor for
 // the next chunk ("" from the start).
 var dropScript = redis.NewScript(luaPrelude + luaAfter + `
-local anchor, anchorScore = ARGV[7], ARGV[8]
+local anchor, anchorScore = ARGV[6], ARGV[7]
 local start = after(KEYS[1], anchor, anchorScore)
-local entries = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[9]) - 1, "WITHSCORES")
+local entries = redis.call("ZRANGE", KEYS[1], start, start + tonumber(ARGV[8]) - 1, "WITHSCORES")
 -- the index keeps cancelled tasks; the trigger and parked sets lose them
 local keeps = KEYS[1] ~= KEYS[2] and KEYS[1] ~= KEYS[3]
 local n = 0
 for i = 1, #entries, 2 do
   local id = entries[i]
-  local tkey = ARGV[6] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "key", "w")
-  v[4] = lam_max(v[6], v[4])
+  local tkey = ARGV[5] .. "task:" .. id
+  local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "w")
+  v[4] = lam_max(v[5], v[4])
   local st = v[1]
   local drop = (st == NEW or st == ENQUEUED or st == RETRIABLE) and v[3] == ARGV[1] and v[4] == ARGV[2]
     and (ARGV[3] == "" or v[2] == ARGV[3])
   if drop then
     redis.call("HSET", tkey, "st", CANCELLED, "ua", ARGV[4])
     redis.call("HDEL", tkey, "pk")
-    finish(tkey, KEYS[2], id, ARGV[4], ARGV[5], ARGV[6], v[3], v[4], v[5])
+    finish(tkey, KEYS[2], id, ARGV[4])
     redis.call("ZREM", KEYS[3], id)
     n = n + 1
   end

@@ -409,7 +409,7 @@ func TestDropAnchor(t *testing.T) {
 		t.Helper()
 		res, err := dropScript.Run(b.ctx, b.rdb,
 			[]string{trig, trig, parkedKey(p, ns, "echo")},
-			ns, "echo", "", ms(b.clock.Now()), time.Hour.Milliseconds(), partPrefix(p),
+			ns, "echo", "", ms(b.clock.Now()), partPrefix(p),
 			anchor, strconv.FormatFloat(anchorScore, 'f', -1, 64), gateChunk).Slice()
 		if err != nil {
 			t.Fatal(err)

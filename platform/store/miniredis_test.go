@@ -85,8 +85,8 @@ func testLifecycle(t *testing.T, b *testBundle) {
 	if !got.Error.GetAttemptsExhausted() || got.Error.GetAttempt() != 2 {
 		t.Fatalf("dead letter error: %v", got.Error)
 	}
-	if ttl := b.rdb.PTTL(ctx, taskKey(p, task.ID)).Val(); ttl <= 0 {
-		t.Fatalf("TTL %s", ttl)
+	if !got.FinishedAt.Equal(b.clock.Now()) {
+		t.Fatalf("dead letter finished at %s", got.FinishedAt)
 	}
 	if _, err := b.store.Retry(ctx, ns, task.ID); err != nil {
 		t.Fatal(err)

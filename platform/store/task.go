@@ -76,7 +76,7 @@ func (s *Store) Cancel(ctx context.Context, ns, id string) (Task, error) {
 	}
 	now := s.now()
 	res, err := cancelScript.Run(ctx, s.rdb, []string{taskKey(p, id), triggerKey(p)},
-		id, ms(now), s.opts.Retention.Milliseconds(), partPrefix(p)).Slice()
+		id, ms(now)).Slice()
 	if err != nil {
 		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, err)
 	}
@@ -91,8 +91,9 @@ func (s *Store) Cancel(ctx context.Context, ns, id string) (Task, error) {
 }
 
 // Retry runs a FATAL_FAILURE (dead letter) or CANCELLED task again: it is
-// ENQUEUED with attempt 0, its cancel flag cleared and its retention expiry
-// lifted, and pushed to its queue. Its error stays until the next result.
+// ENQUEUED with attempt 0, its cancel flag cleared (no longer finished,
+// the trim keeps it; one finished by an earlier version has its TTL
+// lifted), and pushed to its queue. Its error stays until the next result.
 // A task whose execute_at is still ahead (cancelled before its time) goes
 // back to NEW and waits for it instead: a task never starts early. Other
 // states are ErrWrongState.

@@ -456,26 +456,22 @@ func TestRetention(t *testing.T) {
 	if _, err := b.store.SetResult(b.ctx, Result{TaskID: task.ID, Token: task.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{taskKey(p, task.ID), dedupKey(p, ns, "echo", "k")} {
-		if ttl := b.rdb.PTTL(b.ctx, k).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
-			t.Fatalf("%s TTL %s, want the 1h retention", k, ttl)
-		}
+	// Kept, with its key mapping, until the retention has run out since
+	// it finished: then the trim deletes both.
+	if n := b.rdb.Exists(b.ctx, dedupKey(p, ns, "echo", "k")).Val(); n != 1 {
+		t.Fatal("key mapping gone at the finish")
 	}
-	// Retry of a finished task lifts the expiry again.
-	if _, err := b.store.Retry(b.ctx, ns, task.ID); !errors.Is(err, ErrWrongState) {
-		t.Fatalf("Retry of SUCCESS: %v", err)
+	b.wantKeptThenTrimmed(t, task.ID)
+	if n := b.rdb.Exists(b.ctx, dedupKey(p, ns, "echo", "k")).Val(); n != 0 {
+		t.Fatal("key mapping kept past the task's retention")
 	}
 	// A task with no key takes the script's short way (a first attempt's
 	// success); it is kept for the retention all the same, with its output.
 	for _, output := range []string{"", "hello"} {
 		plain := b.running(t, NewTask{})
-		p, _ := b.store.PartitionOf(plain.ID)
 		if _, err := b.store.SetResult(b.ctx, Result{TaskID: plain.ID, Token: plain.Token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS,
 			Output: []byte(output), Duration: 2 * time.Millisecond}); err != nil {
 			t.Fatal(err)
-		}
-		if ttl := b.rdb.PTTL(b.ctx, taskKey(p, plain.ID)).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
-			t.Fatalf("TTL %s, want the 1h retention", ttl)
 		}
 		done := b.get(t, plain.ID)
 		if done.State != atfv1.TaskState_TASK_STATE_SUCCESS || string(done.Output) != output || done.OutputTruncated || done.Error != nil ||
@@ -483,6 +479,7 @@ func TestRetention(t *testing.T) {
 			t.Fatalf("after a first success with output %q: %+v", output, done)
 		}
 		b.wantNoTrigger(t, plain.ID)
+		b.wantKeptThenTrimmed(t, plain.ID)
 	}
 }
 
@@ -500,10 +497,7 @@ func TestCancel(t *testing.T) {
 			t.Fatalf("FinishedAt %s", task.FinishedAt)
 		}
 		b.wantNoTrigger(t, id)
-		p, _ := b.store.PartitionOf(id)
-		if ttl := b.rdb.PTTL(ctx, taskKey(p, id)).Val(); ttl <= 0 {
-			t.Fatalf("cancelled task has no retention TTL (%s)", ttl)
-		}
+		b.wantKeptThenTrimmed(t, id)
 	}
 	t.Run("new", func(t *testing.T) {
 		wantCancelled(t, b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(time.Hour)}).ID)

@@ -180,8 +180,8 @@ func (s *Store) Heartbeat(ctx context.Context, beats []Beat, heartbeatTimeout ti
 // SUCCESS, FATAL and CANCELLED end the task in that state. RETRY makes it
 // RETRIABLE_FAILURE, due again at r.RetryAt, or FATAL_FAILURE (a dead
 // letter, Error.AttemptsExhausted set) when it has used its max attempts.
-// A finished task leaves the trigger set and expires after the retention,
-// with its key's mapping.
+// A finished task leaves the trigger set and is kept, with its key's
+// mapping, for the retention (TrimIndexes).
 func (s *Store) SetResult(ctx context.Context, r Result) (atfv1.TaskState, error) {
 	op, err := s.newResultOp(&r)
 	if err != nil {
@@ -315,8 +315,8 @@ func (s *Store) setResults(ctx context.Context, ops []*resultOp) {
 	groups := s.scriptGroups(len(ops), func(i int) int { return ops[i].p })
 	calls := make([]scriptCall, len(groups))
 	for g, idx := range groups {
-		args := make([]any, 0, 4+4*len(idx))
-		args = append(args, nowMS, s.opts.Retention.Milliseconds(), (MaxSweep + time.Second).Milliseconds(), wakeChannel)
+		args := make([]any, 0, 3+4*len(idx))
+		args = append(args, nowMS, (MaxSweep + time.Second).Milliseconds(), wakeChannel)
 		for _, i := range idx {
 			args = appendResultArgs(args, ops[i].r, ops[i].errBlob)
 		}
