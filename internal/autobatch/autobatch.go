@@ -13,19 +13,36 @@ import (
 // runs everything queued at that moment in one flush.
 // Alone, a caller runs its own item at once; under load, hundreds share a
 // flush. There is no background goroutine: callers do the flushing.
+//
+// A caller that finds nothing queued and a token free runs its item at
+// once without queueing it: no op, no channel, no select. That is the
+// common case for the first item after a flush (a batch of one), whose
+// bookkeeping cost more than a flush of a cheap item.
 type Batcher[T any] struct {
 	// flush runs a batch; it leaves each item's outcome in the item.
-	flush  func(ctx context.Context, items []T)
-	tokens chan struct{}
+	flush func(ctx context.Context, items []T)
+	// tokens are the flush tokens; each carries its flusher's buffers.
+	tokens chan *flusher[T]
+	ops    sync.Pool // of *batchOp[T], with their channels
 
 	mu      sync.Mutex
 	pending []*batchOp[T]
 }
 
-// batchOp is one caller's item.
+// flusher is a flush token and the buffers its holder reuses for every
+// batch it runs (flush must not keep items after it returns).
+type flusher[T any] struct {
+	ops   []*batchOp[T]
+	items []T
+}
+
+// batchOp is one queued caller's item.
 type batchOp[T any] struct {
 	item T
-	done chan struct{} // closed once it has run
+	// done is told once, when the item has run (buffered: the flusher
+	// never waits). Only its caller receives from it, and recycles the op
+	// after it has; a caller that gave up (ctx) leaves the op to the GC.
+	done chan struct{}
 }
 
 // maxFlushers bounds the flushes in flight at once.
@@ -35,11 +52,12 @@ const maxFlushers = 4
 const maxBatch = 512
 
 // New returns a Batcher whose batches flush runs; flush leaves each item's
-// outcome in the item.
+// outcome in the item and must not keep the items slice after it returns.
 func New[T any](flush func(ctx context.Context, items []T)) *Batcher[T] {
-	p := &Batcher[T]{flush: flush, tokens: make(chan struct{}, maxFlushers)}
+	p := &Batcher[T]{flush: flush, tokens: make(chan *flusher[T], maxFlushers)}
+	p.ops.New = func() any { return &batchOp[T]{done: make(chan struct{}, 1)} }
 	for range maxFlushers {
-		p.tokens <- struct{}{}
+		p.tokens <- &flusher[T]{}
 	}
 	return p
 }
@@ -48,54 +66,94 @@ func New[T any](flush func(ctx context.Context, items []T)) *Batcher[T] {
 // reads its outcome from the item. ctx only bounds the wait of a caller
 // whose item someone else is running.
 func (p *Batcher[T]) Do(ctx context.Context, item T) error {
-	op := &batchOp[T]{item: item, done: make(chan struct{})}
 	p.mu.Lock()
+	if len(p.pending) == 0 {
+		select {
+		case f := <-p.tokens:
+			// Nothing queued and a token free: run item alone, now. Items
+			// queued meanwhile wait for this token (or another) as usual.
+			p.mu.Unlock()
+			f.items = append(f.items, item)
+			p.run(ctx, f)
+			p.tokens <- f
+			return nil
+		default:
+		}
+	}
+	op := p.ops.Get().(*batchOp[T])
+	op.item = item
 	p.pending = append(p.pending, op)
 	p.mu.Unlock()
 	select {
 	case <-op.done:
+		p.recycle(op)
 		return nil
-	case <-p.tokens:
+	case f := <-p.tokens:
+		// We hold a token: flush what is pending, ours included unless
+		// another flusher took it already.
+		for p.take(f) {
+			p.run(ctx, f)
+			select {
+			case <-op.done:
+				p.tokens <- f
+				p.recycle(op)
+				return nil
+			default: // ours is in another flusher's batch, or still pending
+			}
+		}
+		p.tokens <- f
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// We hold a token: flush what is pending, ours included unless another
-	// flusher took it already.
-	for {
-		p.mu.Lock()
-		n := min(len(p.pending), maxBatch)
-		batch := p.pending[:n:n]
-		p.pending = p.pending[n:]
-		p.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		p.run(ctx, batch)
-		select {
-		case <-op.done:
-			p.tokens <- struct{}{}
-			return nil
-		default: // ours is in another flusher's batch, or still pending
-		}
-	}
-	p.tokens <- struct{}{}
 	select {
 	case <-op.done:
+		p.recycle(op)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (p *Batcher[T]) run(ctx context.Context, batch []*batchOp[T]) {
+// take moves up to maxBatch pending ops into f's batch and reports
+// whether there were any.
+func (p *Batcher[T]) take(f *flusher[T]) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := min(len(p.pending), maxBatch)
+	if n == len(p.pending) {
+		f.ops, p.pending = p.pending, f.ops[:0]
+	} else {
+		f.ops = append(f.ops[:0], p.pending[:n]...)
+		m := copy(p.pending, p.pending[n:])
+		clear(p.pending[m:])
+		p.pending = p.pending[:m]
+	}
+	for _, op := range f.ops {
+		f.items = append(f.items, op.item)
+	}
+	return n > 0
+}
+
+// run flushes f's items and tells their queued callers. It leaves f's
+// buffers empty, holding no item.
+func (p *Batcher[T]) run(ctx context.Context, f *flusher[T]) {
 	// The batch is everyone's: one caller going away must not cancel it.
-	ctx = context.WithoutCancel(ctx)
-	items := make([]T, len(batch))
-	for i, op := range batch {
-		items[i] = op.item
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx)
 	}
-	p.flush(ctx, items)
-	for _, op := range batch {
-		close(op.done)
+	p.flush(ctx, f.items)
+	clear(f.items)
+	f.items = f.items[:0]
+	for _, op := range f.ops {
+		op.done <- struct{}{} // the op is its caller's again from here
 	}
+	clear(f.ops)
+	f.ops = f.ops[:0]
+}
+
+// recycle keeps op, whose done its caller has received, for another Do.
+func (p *Batcher[T]) recycle(op *batchOp[T]) {
+	var zero T
+	op.item = zero
+	p.ops.Put(op)
 }

@@ -93,3 +93,167 @@ func TestBatcherContext(t *testing.T) {
 		t.Fatalf("next Do: %v; its item ran: %v, the earlier caller's: %v", err, next.got == 1, late.got == 1)
 	}
 }
+
+// TestBatcherAloneAllocs: a caller alone (nothing queued, a token free)
+// runs its item at once in a batch of its own, allocating nothing: no op,
+// no channel, no items slice, no context (the flushers' buffers are
+// reused).
+func TestBatcherAloneAllocs(t *testing.T) {
+	var sizes []int
+	b := New(func(ctx context.Context, items []*item) {
+		sizes = append(sizes, len(items))
+		for _, it := range items {
+			it.got++
+		}
+	})
+	it := &item{}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := b.Do(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per Do alone, want 0", allocs)
+	}
+	if it.got != 101 { // AllocsPerRun runs once more to warm up
+		t.Errorf("item ran %d times, want 101", it.got)
+	}
+	for _, n := range sizes {
+		if n != 1 {
+			t.Fatalf("batch sizes %v, want all 1", sizes)
+		}
+	}
+}
+
+// TestBatcherReuse: ops and buffers are reused between batches, yet no
+// flush sees an item of an earlier one, and a caller that gave up (its op
+// still queued, told later) does not disturb the callers after it.
+func TestBatcherReuse(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]int
+	b := New(func(ctx context.Context, items []*item) {
+		if len(items) == 1 && items[0].n < 0 {
+			<-release // the blocker: hold the token
+		}
+		ns := make([]int, len(items))
+		for i, it := range items {
+			ns[i] = it.n
+			it.got++
+		}
+		mu.Lock()
+		batches = append(batches, ns)
+		mu.Unlock()
+	})
+	for round := range 20 {
+		// Hold every token, queue callers (one of which gives up), then
+		// let them all through.
+		var hold, wg sync.WaitGroup
+		for range maxFlushers {
+			hold.Go(func() { _ = b.Do(context.Background(), &item{n: -1}) })
+		}
+		for len(b.tokens) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		quitter := &item{n: 100000 + round}
+		quit := make(chan error, 1)
+		go func() { quit <- b.Do(ctx, quitter) }()
+		items := make([]*item, 8)
+		for i := range items {
+			items[i] = &item{n: round*100 + i}
+			wg.Go(func() {
+				if err := b.Do(context.Background(), items[i]); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		for {
+			b.mu.Lock()
+			n := len(b.pending)
+			b.mu.Unlock()
+			if n == len(items)+1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		if err := <-quit; err != context.Canceled {
+			t.Fatalf("round %d: the quitter got %v", round, err)
+		}
+		for range maxFlushers {
+			release <- struct{}{}
+		}
+		hold.Wait()
+		wg.Wait()
+		for i, it := range items {
+			if it.got != 1 {
+				t.Fatalf("round %d: item %d ran %d times", round, i, it.got)
+			}
+		}
+	}
+	seen := map[int]bool{}
+	for _, ns := range batches {
+		for _, n := range ns {
+			if n >= 0 && seen[n] {
+				t.Fatalf("item %d in two batches: %v", n, batches)
+			}
+			seen[n] = true
+		}
+	}
+	for round := range 20 {
+		if !seen[100000+round] {
+			t.Errorf("the quitter of round %d never ran", round)
+		}
+	}
+}
+
+// BenchmarkDo: one caller alone (every Do a batch of one), and callers on
+// every P at once, with a flush that costs next to nothing.
+func BenchmarkDo(b *testing.B) {
+	flush := func(ctx context.Context, items []*item) {
+		for _, it := range items {
+			it.got++
+		}
+	}
+	b.Run("alone", func(b *testing.B) {
+		p := New(flush)
+		it := &item{}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = p.Do(context.Background(), it)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		p := New(flush)
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			it := &item{}
+			for pb.Next() {
+				_ = p.Do(context.Background(), it)
+			}
+		})
+	})
+	// A flush that waits ~50 µs, as for a round trip: items queue and
+	// share flushes.
+	b.Run("queued", func(b *testing.B) {
+		var flushes, items atomic.Int64
+		p := New(func(ctx context.Context, its []*item) {
+			flushes.Add(1)
+			items.Add(int64(len(its)))
+			time.Sleep(50 * time.Microsecond)
+			flush(ctx, its)
+		})
+		b.ReportAllocs()
+		b.SetParallelism(64)
+		b.RunParallel(func(pb *testing.PB) {
+			it := &item{}
+			for pb.Next() {
+				_ = p.Do(context.Background(), it)
+			}
+		})
+		b.ReportMetric(float64(items.Load())/float64(flushes.Load()), "items/flush")
+	})
+}
