@@ -18,9 +18,9 @@ import (
 const (
 	fNamespace   = "ns"
 	fLambda      = "lam" // this, max and q: tasks stored before work version 2
-	fVersion     = "lv"  // lambda version of the current/last claim
+	fVersion     = "lv"  // lambda version and time of the current/last claim: claimVersion
 	fState       = "st"  // atf.v1.TaskState number
-	fAttempt     = "att" // attempts started (1 = first run)
+	fAttempt     = "att" // attempts started (1 = first run); none: the token's
 	fMaxAttempts = "max"
 	fPriority    = "pri" // this and xa, ca, tp, pl: tasks stored before fWork
 	fKey         = "key"
@@ -155,15 +155,34 @@ func traceParentOf(v string) string {
 	return w.traceparent
 }
 
+// claimVersion is the "lv" field: "<lambda version> <claimed at (ms)>".
+// A claim writes these two and the token, and neither "ua" nor, until
+// something sets the attempt apart from the token, "att" (a field written
+// costs redis-server ~4k instructions): the task was last updated when it
+// was claimed, unless a later time says otherwise, and an attempt not
+// stored is the token (claims raise both by one; the consumer and Retry,
+// which set them apart, write it). A claim by an earlier version wrote the
+// version alone, and "ua" and "att".
+type claimVersion struct {
+	version int64
+	at      time.Time
+}
+
+func parseClaimVersion(lv string) claimVersion {
+	v, at, _ := strings.Cut(lv, " ")
+	return claimVersion{version: atoi64(v), at: msTime(at)}
+}
+
 // decodeTask reads a task hash. id is the task's id (not stored in it).
 func decodeTask(id string, h map[string]string) (Task, error) {
+	claimed := parseClaimVersion(h[fVersion])
 	t := Task{
 		ID:              id,
 		Namespace:       h[fNamespace],
 		Lambda:          h[fLambda],
-		LambdaVersion:   atoi64(h[fVersion]),
+		LambdaVersion:   claimed.version,
 		State:           atfv1.TaskState(atoi64(h[fState])),
-		Attempt:         int(atoi64(h[fAttempt])),
+		Attempt:         int(atoi64(cmp.Or(h[fAttempt], h[fToken]))),
 		MaxAttempts:     int(atoi64(h[fMaxAttempts])),
 		Priority:        int(atoi64(h[fPriority])),
 		Key:             h[fKey],
@@ -201,8 +220,8 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		t.StartedAt = t.FinishedAt.Add(-t.Duration.Truncate(time.Millisecond))
 	}
 	// A write that sets another time leaves "ua" out when it equals that
-	// time (creation, finish): updated is the latest of them.
-	for _, at := range [...]time.Time{t.CreatedAt, t.FinishedAt} {
+	// time (creation, claim, finish): updated is the latest of them.
+	for _, at := range [...]time.Time{t.CreatedAt, claimed.at, t.FinishedAt} {
 		if at.After(t.UpdatedAt) {
 			t.UpdatedAt = at
 		}

@@ -213,6 +213,15 @@ func TestClaimKeepsEnqueueTrigger(t *testing.T) {
 	if !got[0].EnqueuedAt.IsZero() || !got[0].DueAt().Equal(task.CreatedAt) {
 		t.Fatalf("first claim: enqueued %s due %s, want none and %s", got[0].EnqueuedAt, got[0].DueAt(), task.CreatedAt)
 	}
+	// It writes its version and time in "lv" and the token, no "ua" and
+	// no "att" (claimVersion); the task reads as updated then, attempt 1.
+	p := mustPart(t, b, task.ID)
+	if f := b.rdb.HMGet(b.ctx, taskKey(p, task.ID), fUpdatedAt, fAttempt, fVersion).Val(); f[0] != nil || f[1] != nil || f[2] != "1 "+ms(b.clock.Now()) {
+		t.Fatalf("claimed task's ua, att, lv: %v", f)
+	}
+	if c := b.get(t, task.ID); !c.UpdatedAt.Equal(b.clock.Now()) || c.Attempt != 1 || c.Token != 1 || c.LambdaVersion != 1 {
+		t.Fatalf("claimed: updated %s attempt %d token %d version %d", c.UpdatedAt, c.Attempt, c.Token, c.LambdaVersion)
+	}
 
 	process := func() {
 		t.Helper()

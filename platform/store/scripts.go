@@ -299,6 +299,8 @@ local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
 local r = 5
 while r <= #ARGV do
   local lv, n = ARGV[r], tonumber(ARGV[r + 1])
+  -- "lv" holds the claim's lambda version and time (claimVersion)
+  local lvnow = lv .. " " .. now
   for i = r + 2, r + 1 + n do
     local id = ARGV[i]
     local hh = string.sub(id, 1, 2)
@@ -326,9 +328,14 @@ while r <= #ARGV do
           res[#res + 1] = old[j]
         end
       end
-      local att, tok = (tonumber(v[2]) or 0) + 1, (tonumber(v[3]) or 0) + 1
+      local tok = (tonumber(v[3]) or 0) + 1
+      local att = (tonumber(v[2]) or tok - 1) + 1 -- no "att": the token's
       att, tok = ints[att] or fmt("%d", att), ints[tok] or fmt("%d", tok)
-      redis.call("HSET", tkey, "st", CLAIMED, "lv", lv, "ua", now, "att", att, "tok", tok)
+      if v[2] then
+        redis.call("HSET", tkey, "st", CLAIMED, "lv", lvnow, "att", att, "tok", tok)
+      else
+        redis.call("HSET", tkey, "st", CLAIMED, "lv", lvnow, "tok", tok)
+      end
       if late then
         local e = tonumber(ea)
         if not e or e + etimeout > deadline then
@@ -463,7 +470,7 @@ while i <= n do
   local st = v[1]
   if not st or v[2] ~= tok or (st ~= CLAIMED and st ~= PROCESSING) then
     res[#res + 1] = -1 - (tonumber(st) or 0)
-  elseif out == "1" and not truncated and blob == "" and not v[4] and not v[5] and (tonumber(v[3]) or 0) <= 1 then
+  elseif out == "1" and not truncated and blob == "" and not v[4] and not v[5] and (tonumber(v[3]) or tonumber(tok)) <= 1 then
     -- the common case, a first attempt's success (no key, no operator
     -- re-run): nothing to clear, no trigger to keep
     if output == "" then
@@ -474,7 +481,7 @@ while i <= n do
     zrem[#zrem + 1] = id
     res[#res + 1] = 6
   else
-    local att = tonumber(v[3]) or 0
+    local att = tonumber(v[3]) or tonumber(tok) -- no "att": the token's
     local nst
     local started = true -- whether it has a start time ("sa"): only a retry asks
     if out == "1" then
@@ -543,7 +550,7 @@ return res
 // ARGV[5] heartbeat-timeout error (atf.v1.TaskError, proto binary)
 // ARGV[6] the same error with attempts_exhausted set
 // ARGV[7] claim timeout (ms): a CLAIMED task's deadline is its claim
-// ("ua") plus this; with 0 its trigger is its deadline
+// (the time in "lv") plus this; with 0 its trigger is its deadline
 //
 // Returns {moved, earliest remaining trigger (ms) or "", then per push the
 // caller must make: queue, id, state before (the reason), traceparent,
@@ -556,11 +563,14 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua", "tok", "lv")
   v[5] = queue_of(v[5], v[6], v[9])
   v[7], v[3] = lam_max(v[9], v[7], v[3])
   local st = v[1]
-  local att = tonumber(v[2]) or 0
+  local att = tonumber(v[2]) or tonumber(v[11]) or 0 -- no "att": the token's
+  -- claimed at: in "lv" after the version, or "ua" (claimed by an earlier
+  -- version)
+  local claimed = v[12] and tonumber(string.match(v[12], " (%d+)$")) or tonumber(v[10]) or 0
   local push = false
   if st == NEW or st == RETRIABLE then
     redis.call("HSET", tkey, "st", ENQUEUED, "ea", now, "ua", now)
@@ -575,10 +585,10 @@ for _, id in ipairs(ids) do
     -- cancelled here rather than running again to hear so at a heartbeat
     redis.call("HSET", tkey, "st", CANCELLED, "att", math.max(att - 1, 0), "ua", now)
     finish(tkey, KEYS[1], id, now)
-  elseif st == CLAIMED and claim > 0 and (tonumber(v[10]) or 0) + claim > tonumber(now) then
+  elseif st == CLAIMED and claim > 0 and claimed + claim > tonumber(now) then
     -- claimed after its enqueue trigger was set (claimScript): alive
     -- until the claim's deadline, when it is looked at again
-    redis.call("ZADD", KEYS[1], tonumber(v[10]) + claim, id)
+    redis.call("ZADD", KEYS[1], fmt("%d", claimed + claim), id)
   elseif st == CLAIMED then
     -- the claimer never started it: the attempt does not count
     redis.call("HSET", tkey, "st", ENQUEUED, "att", math.max(att - 1, 0), "ea", now, "ua", now)

@@ -17,7 +17,7 @@ func (s *Store) TaskVersion(ctx context.Context, ns, id string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	v, err := s.rdb.HMGet(ctx, taskKey(p, id), fNamespace, fState, fAttempt, fProgress, fParked, fCancelReq).Result()
+	v, err := s.rdb.HMGet(ctx, taskKey(p, id), fNamespace, fState, fAttempt, fToken, fProgress, fParked, fCancelReq).Result()
 	if err != nil {
 		return "", fmt.Errorf("store: task %s: %w", id, err)
 	}
