@@ -41,6 +41,11 @@ const (
 	DefaultEnqueueTimeout  = 30 * time.Second
 )
 
+// DefaultNamespace is the namespace of every caller until callers are
+// told apart (frontend.DefaultNamespace); the store writes no namespace
+// field for a task of it.
+const DefaultNamespace = "default"
+
 // DefaultDispatchLead is atf server's --dispatch-lead (Options.DispatchLead):
 // enough for a task to cross the store consumer's pass, its queue, the
 // claim and the executor's long-poll under load (their p99 measured

@@ -250,8 +250,8 @@ type preparedTask struct {
 // scheduleHead is the run header of scheduleScript's ARGV: what a run of
 // consecutive tasks shares.
 type scheduleHead struct {
-	created, ns, lam, st, trigger, wake, enqueuedAt string
-	keyed                                           bool // the tasks carry key and collection
+	created, ns, lam, st, trigger, wake string
+	keyed                               bool // the tasks carry key and collection
 }
 
 // runs yields the runs of consecutive indexes of idx whose key is the
@@ -273,14 +273,14 @@ func runs[K comparable](idx []int, key func(i int) K) iter.Seq[[]int] {
 
 // scheduleArgs is scheduleScript's ARGV for the tasks pts[i], i in idx.
 func scheduleArgs(pts []preparedTask, idx []int) []any {
-	args := make([]any, 0, 9+2*len(idx))
+	args := make([]any, 0, 8+2*len(idx))
 	for run := range runs(idx, func(i int) scheduleHead { return pts[i].head }) {
 		h := pts[run[0]].head
 		keyed := "0"
 		if h.keyed {
 			keyed = "1"
 		}
-		args = append(args, len(run), h.created, h.ns, h.lam, h.st, h.trigger, h.wake, h.enqueuedAt, keyed)
+		args = append(args, len(run), h.created, h.ns, h.lam, h.st, h.trigger, h.wake, keyed)
 		for _, i := range run {
 			args = append(args, pts[i].id, pts[i].work)
 			if h.keyed {
@@ -346,14 +346,12 @@ func (s *Store) prepare(nt NewTask, now time.Time, prev *preparedTask) preparedT
 		t.State, t.EnqueuedAt = atfv1.TaskState_TASK_STATE_ENQUEUED, t.CreatedAt
 	}
 
-	// Attempt and token start unset (0), updated-at too (the creation).
+	// Attempt and token start unset (0), updated-at too (the creation),
+	// enqueued-at too when enqueued now (work version 3).
 	head := scheduleHead{
 		created: nowMS, ns: nt.Namespace, lam: nt.Lambda, st: strconv.Itoa(int(t.State)),
 		trigger: trigger, wake: wake, keyed: nt.Key != "" || nt.Collection != "",
 	}
-	if dueNow {
-		head.enqueuedAt = nowMS
-	}
 	return preparedTask{id: id, p: p, queue: queue, task: t, dueNow: dueNow, head: head,
-		work: workBlob(nt.Lambda, nt.MaxAttempts, nt.Priority, nt.ExecuteAt, now, nt.TraceParent, nt.Payload), key: nt.Key, col: nt.Collection}
+		work: workBlob(nt.Lambda, nt.MaxAttempts, nt.Priority, nt.ExecuteAt, now, dueNow, nt.TraceParent, nt.Payload), key: nt.Key, col: nt.Collection}
 }

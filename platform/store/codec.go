@@ -16,7 +16,7 @@ import (
 
 // Task hash fields. Short names: a busy store holds millions of hashes.
 const (
-	fNamespace   = "ns"
+	fNamespace   = "ns"  // none: DefaultNamespace
 	fLambda      = "lam" // this, max and q: tasks stored before work version 2
 	fVersion     = "lv"  // lambda version and time of the current/last claim: claimVersion
 	fState       = "st"  // atf.v1.TaskState number
@@ -54,7 +54,8 @@ const (
 // hash costs redis-server a conversion, a listpack search and an AOF entry
 // (~3k instructions) wherever a script writes or reads it, and the claim
 // returns all of these. The namespace stays a field of its own: the
-// owner checks read it without the payload.
+// owner checks read it without the payload; a task of the default
+// namespace has none (namespaceOf), one field less to write.
 //
 //	0x02 lambda 0x00 max-attempts (decimal) 0x00
 //	uvarint(priority) uvarint(execute_at ms) uvarint(created ms)
@@ -67,14 +68,25 @@ const (
 // fields too ("pri", "pl", "tp", "xa", "ca"). The first byte tells a work
 // field from a traceparent ("00-..."), which the consumer's and resume's
 // scripts return in its place for the oldest tasks.
+//
+// Version 0x03 is version 0x02 of a task enqueued when it was created
+// (due then): it has no enqueued-at field ("ea") until something enqueues
+// it again, and reads as enqueued when created — one field less for the
+// schedule to write. Retry, sending one back to wait as NEW, writes "ea"
+// "0" (not enqueued).
 const (
-	workVersion1 = 0x01
-	workVersion  = 0x02
+	workVersion1        = 0x01
+	workVersion         = 0x02
+	workVersionEnqueued = 0x03
 )
 
-func workBlob(lambda string, maxAttempts, priority int, executeAt, created time.Time, traceparent string, payload []byte) string {
+func workBlob(lambda string, maxAttempts, priority int, executeAt, created time.Time, enqueued bool, traceparent string, payload []byte) string {
 	b := make([]byte, 0, 1+len(lambda)+1+20+3*binary.MaxVarintLen64+binary.MaxVarintLen16+len(traceparent)+len(payload))
-	b = append(b, workVersion)
+	if enqueued {
+		b = append(b, workVersionEnqueued)
+	} else {
+		b = append(b, workVersion)
+	}
 	b = append(b, lambda...)
 	b = append(b, 0)
 	b = strconv.AppendInt(b, int64(maxAttempts), 10)
@@ -89,13 +101,16 @@ func workBlob(lambda string, maxAttempts, priority int, executeAt, created time.
 }
 
 // isWork reports whether a field value is a work field of any version.
-func isWork(v string) bool { return v != "" && (v[0] == workVersion || v[0] == workVersion1) }
+func isWork(v string) bool {
+	return v != "" && (v[0] == workVersion || v[0] == workVersionEnqueued || v[0] == workVersion1)
+}
 
 // work is a decoded workBlob. Its strings share the blob's memory. lambda
 // is "" (and maxAttempts 0) for a version 1 field.
 type work struct {
 	lambda               string
 	maxAttempts          int
+	enqueuedWhenCreated  bool // version 0x03
 	priority             int
 	executeAt, createdAt time.Time
 	traceparent, payload string
@@ -107,7 +122,8 @@ func decodeWork(s string) (work, error) {
 		return w, fmt.Errorf("store: task work field: unknown encoding")
 	}
 	rest := s[1:]
-	if s[0] == workVersion {
+	w.enqueuedWhenCreated = s[0] == workVersionEnqueued
+	if s[0] != workVersion1 {
 		lam, after, ok := strings.Cut(rest, "\x00")
 		maxText, body, ok2 := strings.Cut(after, "\x00")
 		max, err := strconv.Atoi(maxText)
@@ -173,12 +189,16 @@ func parseClaimVersion(lv string) claimVersion {
 	return claimVersion{version: atoi64(v), at: msTime(at)}
 }
 
+// namespaceOf is the namespace of a task whose "ns" field is v: a task of
+// the default namespace has none.
+func namespaceOf(v string) string { return cmp.Or(v, DefaultNamespace) }
+
 // decodeTask reads a task hash. id is the task's id (not stored in it).
 func decodeTask(id string, h map[string]string) (Task, error) {
 	claimed := parseClaimVersion(h[fVersion])
 	t := Task{
 		ID:              id,
-		Namespace:       h[fNamespace],
+		Namespace:       namespaceOf(h[fNamespace]),
 		Lambda:          h[fLambda],
 		LambdaVersion:   claimed.version,
 		State:           atfv1.TaskState(atoi64(h[fState])),
@@ -210,6 +230,9 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 			return t, fmt.Errorf("store: task %s: %w", id, err)
 		}
 		w.fill(&t)
+		if _, ok := h[fEnqueuedAt]; !ok && w.enqueuedWhenCreated {
+			t.EnqueuedAt = t.CreatedAt
+		}
 	} else if v := h[fPayload]; v != "" { // stored before the work field
 		t.Payload = []byte(v)
 	}

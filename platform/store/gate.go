@@ -267,7 +267,7 @@ end})
 local function park(prefix, id, now)
   local tkey, gate = prefix .. "task:" .. id, prefix .. "gate"
   local v = redis.call("HMGET", tkey, "ns", "lam", "col", "w")
-  v[2] = lam_max(v[4], v[2])
+  v[1], v[2] = v[1] or DEFAULT_NS, lam_max(v[4], v[2])
   local lk = v[1] .. ":" .. v[2]
   local g = redis.call("HMGET", gate, lk, lk .. ":" .. (v[3] or ""))
   if not g[1] and not (v[3] and g[2]) then
@@ -310,7 +310,7 @@ for i = 1, #entries, 2 do
   local id = entries[i]
   local tkey = ARGV[4] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "pk", "col", "q", "w", "ns")
-  v[4] = queue_of(v[4], v[6], v[5])
+  v[4] = queue_of(v[4], v[6] or DEFAULT_NS, v[5])
   if v[1] ~= NEW or v[2] ~= "1" then
     -- cancelled, dropped or expired since it was parked
     redis.call("ZREM", KEYS[2], id)
@@ -387,7 +387,7 @@ for i = 1, #entries, 2 do
   local id = entries[i]
   local tkey = ARGV[5] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "col", "ns", "lam", "w")
-  v[4] = lam_max(v[5], v[4])
+  v[3], v[4] = v[3] or DEFAULT_NS, lam_max(v[5], v[4])
   local st = v[1]
   local drop = (st == NEW or st == ENQUEUED or st == RETRIABLE) and v[3] == ARGV[1] and v[4] == ARGV[2]
     and (ARGV[3] == "" or v[2] == ARGV[3])

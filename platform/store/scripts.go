@@ -24,6 +24,8 @@ import "github.com/redis/go-redis/v9"
 // is part of each script's text.
 const luaPrelude = `
 local NEW, ENQUEUED, CLAIMED, PROCESSING = "1", "2", "3", "4"
+-- a task of it has no "ns" field (Store.DefaultNamespace)
+local DEFAULT_NS = "default"
 local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
 
 -- Number to string, on the hot paths: redis.call formats a Lua number
@@ -59,12 +61,13 @@ local function finish(tkey, zkey, id, now)
   end
 end
 
--- the head of a task's work field ("w", version 2: "\2" lambda "\0" max
--- "\0" priority ..., workBlob): its lambda, max attempts and priority
+-- the head of a task's work field ("w", version 2 or 3: "\2" lambda "\0"
+-- max "\0" priority ..., workBlob): its lambda, max attempts and priority
 -- (a number); nothing for a task stored by an earlier version, which
 -- keeps them in fields ("lam", "max", "pri" or inside "q").
 local function work_head(w)
-  if w and string.byte(w, 1) == 2 then
+  local v = w and string.byte(w, 1)
+  if v == 2 or v == 3 then
     local a = string.find(w, "\0", 2, true)
     local b = string.find(w, "\0", a + 1, true)
     return string.sub(w, 2, a - 1), string.sub(w, a + 1, b - 1), string.byte(w, b + 1)
@@ -168,10 +171,10 @@ end
 // two hex digits name their partition)
 // ARGV    runs of tasks, each: its number of tasks, then created (ms),
 // namespace, lambda, state, next trigger (ms), wake channel ("" when none
-// is needed), enqueued-at ("" when not enqueued now), "1" when its tasks
-// carry key and collection; then per task: id, work field (workBlob: it
-// holds the lambda and max attempts too) and, with that "1", key and
-// collection ("" for none).
+// is needed), "1" when its tasks carry key and collection; then per task:
+// id, work field (workBlob: it holds the lambda and max attempts too, and
+// tells a task enqueued now) and, with that "1", key and collection (""
+// for none). A task of the default namespace gets no namespace field.
 //
 // The sorted-set entries of a call (index, and triggers that need no
 // wake-up) are added together at its end, one ZADD per set.
@@ -183,8 +186,14 @@ local out, triggers = {}, {}
 local a = 1
 while a <= #ARGV do
   local c = tonumber(ARGV[a])
-  local created, ns, lam, st, trig, wake, ea, kc = unpack(ARGV, a + 1, a + 8)
-  a = a + 9
+  local created, ns, lam, st, trig, wake, kc = unpack(ARGV, a + 1, a + 7)
+  a = a + 8
+  -- the fields beside state and work: none, the commonest case, or these
+  local f0 = {}
+  if ns ~= DEFAULT_NS then
+    f0 = {"ns", ns}
+  end
+  local plain = #f0 == 0 and kc ~= "1"
   local index = {} -- the run's index entries, by partition
   for _ = 1, c do
     local id, w, key, col = ARGV[a], ARGV[a + 1], "", ""
@@ -210,13 +219,10 @@ while a <= #ARGV do
     end
     if res == 0 then
       local tkey = prefix .. "task:" .. id
-      if ea ~= "" and kc ~= "1" then
-        redis.call("HSET", tkey, "ns", ns, "st", st, "w", w, "ea", ea)
+      if plain then
+        redis.call("HSET", tkey, "st", st, "w", w)
       else
-        local f = {"ns", ns, "st", st, "w", w}
-        if ea ~= "" then
-          f[#f + 1], f[#f + 2] = "ea", ea
-        end
+        local f = {"st", st, "w", w, unpack(f0)}
         if key ~= "" then
           f[#f + 1], f[#f + 2] = "key", key
         end
@@ -317,7 +323,8 @@ while r <= #ARGV do
       end
       local w = v[5]
       local res = {"", w or false}
-      if not w or string.byte(w, 1) ~= 2 then
+      local wv = w and string.byte(w, 1)
+      if wv ~= 2 and wv ~= 3 then
         local old
         if w then
           old = redis.call("HMGET", tkey, ` + v1ClaimFields + `)
@@ -564,6 +571,7 @@ local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
   local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua", "tok", "lv")
+  v[6] = v[6] or DEFAULT_NS
   v[5] = queue_of(v[5], v[6], v[9])
   v[7], v[3] = lam_max(v[9], v[7], v[3])
   local st = v[1]
@@ -675,7 +683,7 @@ return {code, redis.call("HGETALL", KEYS[1])}
 // retriable (nothing changed).
 var retryScript = redis.NewScript(luaPrelude + `
 local v = redis.call("HMGET", KEYS[1], "st", "ns", "lam", "key", "w")
-v[3] = lam_max(v[5], v[3])
+v[2], v[3] = v[2] or DEFAULT_NS, lam_max(v[5], v[3])
 local st = v[1]
 if not st then
   return {0}
@@ -684,8 +692,10 @@ if st ~= FATAL and st ~= CANCELLED then
   return {3, redis.call("HGETALL", KEYS[1])}
 end
 if ARGV[7] == "1" then
-  redis.call("HSET", KEYS[1], "st", NEW, "att", 0, "cr", "0", "ua", ARGV[2], "rq", ARGV[2])
-  redis.call("HDEL", KEYS[1], "fa", "ra", "ea")
+  -- not enqueued: "ea" 0 rather than none, which work version 3 reads
+  -- as enqueued when created
+  redis.call("HSET", KEYS[1], "st", NEW, "att", 0, "cr", "0", "ua", ARGV[2], "rq", ARGV[2], "ea", "0")
+  redis.call("HDEL", KEYS[1], "fa", "ra")
 else
   redis.call("HSET", KEYS[1], "st", ENQUEUED, "att", 0, "cr", "0", "ea", ARGV[2], "ua", ARGV[2], "rq", ARGV[2])
   redis.call("HDEL", KEYS[1], "fa", "ra")

@@ -266,16 +266,23 @@ func TestWorkBlob(t *testing.T) {
 		tp      string
 		payload []byte
 	}{{0, "", nil}, {9, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", []byte{0, 1, 0xff}}, {3, "", []byte("p")}} {
-		blob := workBlob("a.lambda-1", 12, tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)
-		old := workBlobV1(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload) // as the previous version stored it
-		for _, b := range []string{blob, old} {
+		blob := workBlob("a.lambda-1", 12, tc.pri, at, at.Add(-time.Hour), false, tc.tp, tc.payload)
+		enq := workBlob("a.lambda-1", 12, tc.pri, at, at.Add(-time.Hour), true, tc.tp, tc.payload) // version 3
+		old := workBlobV1(tc.pri, at, at.Add(-time.Hour), tc.tp, tc.payload)                       // as version 1 stored it
+		if enq[0] != workVersionEnqueued || enq[1:] != blob[1:] {
+			t.Errorf("version 3 is not version 2 but for its first byte: %q %q", enq, blob)
+		}
+		for _, b := range []string{blob, enq, old} {
 			w, err := decodeWork(b)
+			if w.enqueuedWhenCreated != (b == enq) {
+				t.Errorf("enqueued when created %v for version %d", w.enqueuedWhenCreated, b[0])
+			}
 			task := Task{Lambda: "from-a-field", MaxAttempts: 3}
 			w.fill(&task)
 			if err != nil || task.Priority != tc.pri || !task.ExecuteAt.Equal(at) || !task.CreatedAt.Equal(at.Add(-time.Hour)) || task.TraceParent != tc.tp || string(task.Payload) != string(tc.payload) || (tc.payload == nil) != (task.Payload == nil) {
 				t.Errorf("round trip of %+v: %+v %v", tc, task, err)
 			}
-			if b == blob && (task.Lambda != "a.lambda-1" || task.MaxAttempts != 12) {
+			if b != old && (task.Lambda != "a.lambda-1" || task.MaxAttempts != 12) {
 				t.Errorf("lambda and max attempts of %+v: %q %d", tc, task.Lambda, task.MaxAttempts)
 			}
 			if b == old && (task.Lambda != "from-a-field" || task.MaxAttempts != 3) {

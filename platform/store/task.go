@@ -57,7 +57,7 @@ func (s *Store) GetTask(ctx context.Context, ns, id string) (Task, error) {
 	if err != nil {
 		return Task{}, fmt.Errorf("store: get task %s: %w", id, err)
 	}
-	if len(h) == 0 || h[fNamespace] != ns {
+	if len(h) == 0 || namespaceOf(h[fNamespace]) != ns {
 		return Task{}, errorf(ErrNotFound, "task %q not found", id)
 	}
 	return decodeTask(id, h)
@@ -158,14 +158,17 @@ func (s *Store) readOwned(ctx context.Context, ns, id string, fields ...string) 
 	if err != nil {
 		return 0, nil, err
 	}
-	v, err := s.rdb.HMGet(ctx, taskKey(p, id), append([]string{fNamespace}, fields...)...).Result()
+	// The state tells a task that exists: one of the default namespace
+	// has no namespace field.
+	v, err := s.rdb.HMGet(ctx, taskKey(p, id), append([]string{fState, fNamespace}, fields...)...).Result()
 	if err != nil {
 		return 0, nil, fmt.Errorf("store: task %s: %w", id, err)
 	}
-	if owner, _ := v[0].(string); owner == "" || owner != ns {
+	owner, _ := v[1].(string)
+	if v[0] == nil || namespaceOf(owner) != ns {
 		return 0, nil, errorf(ErrNotFound, "task %q not found", id)
 	}
-	return p, v[1:], nil
+	return p, v[2:], nil
 }
 
 // taskReply reads a {code, {task hash}} script reply; code 0 is not found.

@@ -687,7 +687,7 @@ func TestSetResultClearsEarlierAttempts(t *testing.T) {
 // retries within its max attempts, and finishes.
 func TestTasksStoredByEarlierVersions(t *testing.T) {
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	for _, format := range []string{"before the work field", "work field version 1"} {
+	for _, format := range []string{"before the work field", "work field version 1", "work field version 2"} {
 		t.Run(format, func(t *testing.T) {
 			b := setup(t)
 			var told []Enqueued
@@ -698,13 +698,16 @@ func TestTasksStoredByEarlierVersions(t *testing.T) {
 			nowMS := ms(now)
 			// As that version's prepare wrote it, due now and enqueued,
 			// three attempts allowed.
-			fields := []any{fNamespace, ns, fLambda, "echo", fState, "2", fMaxAttempts, "3",
-				fQueue, b.store.QueueKey(ns, "echo", 7), fEnqueuedAt, nowMS}
-			if format == "before the work field" {
-				fields = append(fields, fPriority, "7", fExecuteAt, nowMS, fCreatedAt, nowMS, fUpdatedAt, nowMS,
-					fTraceParent, tp, fPayload, "old")
-			} else {
-				fields = append(fields, fWork, workBlobV1(7, now, now, tp, []byte("old")))
+			fields := []any{fNamespace, ns, fState, "2", fEnqueuedAt, nowMS}
+			switch format {
+			case "before the work field":
+				fields = append(fields, fLambda, "echo", fMaxAttempts, "3", fQueue, b.store.QueueKey(ns, "echo", 7),
+					fPriority, "7", fExecuteAt, nowMS, fCreatedAt, nowMS, fUpdatedAt, nowMS, fTraceParent, tp, fPayload, "old")
+			case "work field version 1":
+				fields = append(fields, fLambda, "echo", fMaxAttempts, "3", fQueue, b.store.QueueKey(ns, "echo", 7),
+					fWork, workBlobV1(7, now, now, tp, []byte("old")))
+			default: // the namespace even when the default one, enqueued-at when enqueued at once
+				fields = append(fields, fWork, workBlob("echo", 3, 7, now, now, false, tp, []byte("old")))
 			}
 			if err := b.rdb.HSet(b.ctx, taskKey(p, id), fields...).Err(); err != nil {
 				t.Fatal(err)
@@ -712,7 +715,7 @@ func TestTasksStoredByEarlierVersions(t *testing.T) {
 			b.rdb.ZAdd(b.ctx, triggerKey(p), redis.Z{Score: float64(now.Add(enqueueTmo).UnixMilli()), Member: id})
 			got := b.get(t, id)
 			if got.Priority != 7 || string(got.Payload) != "old" || got.TraceParent != tp || !got.ExecuteAt.Equal(now) || !got.CreatedAt.Equal(now) ||
-				got.Lambda != "echo" || got.MaxAttempts != 3 {
+				got.Lambda != "echo" || got.MaxAttempts != 3 || !got.EnqueuedAt.Equal(now) || got.Namespace != ns {
 				t.Fatalf("GetTask of an old task: %+v", got)
 			}
 			// The push was lost: the consumer pushes it again, to its
@@ -750,18 +753,46 @@ func TestTasksStoredByEarlierVersions(t *testing.T) {
 			}
 		})
 	}
-	// New tasks keep those in the work field: a task hash of fewer fields.
+	// New tasks keep those in the work field, and one enqueued when created
+	// has no enqueued-at field (work version 3), one of the default
+	// namespace no namespace field: a task hash of fewer fields.
 	b := setup(t)
 	fresh := b.schedule(t, NewTask{Priority: 3, Payload: []byte("new"), TraceParent: tp, MaxAttempts: 4})
 	fp, _ := b.store.PartitionOf(fresh.ID)
-	for _, f := range []string{fLambda, fMaxAttempts, fQueue, fPriority, fPayload, fTraceParent, fExecuteAt, fCreatedAt, fUpdatedAt} {
+	if fields := b.rdb.HKeys(b.ctx, taskKey(fp, fresh.ID)).Val(); len(fields) != 2 {
+		t.Errorf("a new task due now of the default namespace has fields %v, want st and w", fields)
+	}
+	for _, f := range []string{fLambda, fMaxAttempts, fQueue, fPriority, fPayload, fTraceParent, fExecuteAt, fCreatedAt, fUpdatedAt, fNamespace, fEnqueuedAt} {
 		if b.rdb.HExists(b.ctx, taskKey(fp, fresh.ID), f).Val() {
 			t.Errorf("a new task has field %s", f)
 		}
 	}
 	if got := b.get(t, fresh.ID); got.Priority != 3 || string(got.Payload) != "new" || got.TraceParent != tp || !got.UpdatedAt.Equal(got.CreatedAt) ||
-		got.Lambda != "echo" || got.MaxAttempts != 4 {
+		got.Lambda != "echo" || got.MaxAttempts != 4 || got.Namespace != DefaultNamespace || !got.EnqueuedAt.Equal(got.CreatedAt) {
 		t.Fatalf("new task: %+v", got)
+	}
+	// One of another namespace has its namespace; one due later is not
+	// enqueued until it is.
+	other, _, err := b.store.Schedule(b.ctx, NewTask{Namespace: "team-a", Lambda: "echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := b.store.PartitionOf(other.ID)
+	if got := b.rdb.HGet(b.ctx, taskKey(op, other.ID), fNamespace).Val(); got != "team-a" {
+		t.Errorf("namespace field %q, want team-a", got)
+	}
+	if _, err := b.store.GetTask(b.ctx, DefaultNamespace, other.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a task of team-a read from the default namespace: %v", err)
+	}
+	if _, err := b.store.GetTask(b.ctx, "team-a", fresh.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a task of the default namespace read from team-a: %v", err)
+	}
+	if got, err := b.store.GetTask(b.ctx, "team-a", other.ID); err != nil || got.Namespace != "team-a" {
+		t.Errorf("GetTask from its namespace: %+v %v", got, err)
+	}
+	later := b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(time.Hour)})
+	if got := b.get(t, later.ID); !got.EnqueuedAt.IsZero() {
+		t.Errorf("a task due later reads as enqueued at %s", got.EnqueuedAt)
 	}
 }
 
@@ -801,5 +832,22 @@ func TestRetryBeforeExecuteAt(t *testing.T) {
 	claimed := b.claim(t, task.ID)
 	if claimed.Attempt != 1 || !claimed.DueAt().Equal(at) {
 		t.Fatalf("claimed: attempt %d due %s, want 1 and %s", claimed.Attempt, claimed.DueAt(), at)
+	}
+
+	// One enqueued when created (its execute_at within the dispatch lead:
+	// work version 3, no enqueued-at field) and sent back to wait (the lead
+	// shortened meanwhile) reads as not enqueued.
+	b.store.opts.DispatchLead = time.Second
+	soon := b.schedule(t, NewTask{ExecuteAt: b.clock.Now().Add(500 * time.Millisecond)})
+	if !soon.EnqueuedAt.Equal(soon.CreatedAt) {
+		t.Fatalf("enqueued at %s, created %s", soon.EnqueuedAt, soon.CreatedAt)
+	}
+	if _, err := b.store.Cancel(b.ctx, ns, soon.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.store.opts.DispatchLead = 0
+	got, err = b.store.Retry(b.ctx, ns, soon.ID)
+	if err != nil || got.State != atfv1.TaskState_TASK_STATE_NEW || !got.EnqueuedAt.IsZero() {
+		t.Fatalf("Retry of a task enqueued when created, before its time: %+v %v", got, err)
 	}
 }

@@ -37,7 +37,7 @@ func (s *Store) IndexedLambdas(ctx context.Context) ([]LambdaRef, error) {
 	pipe := s.rdb.Pipeline()
 	var names []*redis.StringSliceCmd
 	var order []string
-	for _, ns := range append(nss, "default") {
+	for _, ns := range append(nss, DefaultNamespace) {
 		if seen[ns] {
 			continue
 		}

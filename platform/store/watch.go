@@ -21,7 +21,7 @@ func (s *Store) TaskVersion(ctx context.Context, ns, id string) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("store: task %s: %w", id, err)
 	}
-	if owner, _ := v[0].(string); owner != ns {
+	if owner, _ := v[0].(string); v[1] == nil || namespaceOf(owner) != ns {
 		return "", errorf(ErrNotFound, "task %q not found", id)
 	}
 	parts := make([]string, len(v)-1)

@@ -103,7 +103,7 @@ func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
 	str := func(v any) string { s, _ := v.(string); return s }
 	t := Task{
 		ID:            req.TaskID,
-		Namespace:     head[5],
+		Namespace:     namespaceOf(head[5]),
 		LambdaVersion: req.LambdaVersion,
 		State:         atfv1.TaskState_TASK_STATE_CLAIMED,
 		Attempt:       int(atoi64(head[0])),
