@@ -30,9 +30,9 @@ func HostFrom(ctx context.Context) any {
 	return ctx.Value(hostKey{})
 }
 
-// TaskEnv returns the Job.Env of the task whose module called the host
-// function running with ctx (ATF_TASK_ID, ATF_ATTEMPT, TRACEPARENT …), or
-// nil. A reactor instance serves many tasks but its WASI environment is
+// TaskEnv returns the environment (Job.Env, or Job.Vars') of the task
+// whose module called the host function running with ctx (ATF_TASK_ID,
+// ATF_ATTEMPT, TRACEPARENT …), or nil. A reactor instance serves many tasks but its WASI environment is
 // fixed at instantiation, so atf_v1 offers the per-task values from here.
 // The map must not be modified.
 func TaskEnv(ctx context.Context) map[string]string {

@@ -254,7 +254,7 @@ func (e *Engine) closeInstance(inst *instance) {
 // (per-task values reach host functions through TaskEnv, and the guest
 // through atf_v1.task_env).
 func reactorConfig(job Job, inst *instance) wazero.ModuleConfig {
-	lambda := job.Env["ATF_LAMBDA"]
+	lambda := job.lambda()
 	argv0 := lambda
 	if argv0 == "" {
 		argv0 = "lambda"

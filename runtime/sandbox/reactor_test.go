@@ -332,7 +332,9 @@ func TestReactorGo(t *testing.T) {
 }
 
 // The Go SDK's TaskID, Attempt and TraceParent in a reactor are the
-// running task's, read through atf_v1.task_env, on one reused instance.
+// running task's, read through atf_v1.task_env, on one reused instance;
+// the same when the job gives them as Vars (the map then built on the
+// module's first task_env call).
 func TestReactorGoTaskEnv(t *testing.T) {
 	t.Parallel()
 	b := setup(t, sandbox.Config{HostModules: []sandbox.HostModule{hostmod.Register}})
@@ -341,7 +343,13 @@ func TestReactorGoTaskEnv(t *testing.T) {
 		id          string
 		attempt     int
 		traceparent string
-	}{{"task-a", 1, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {"task-b", 2, ""}} {
+		vars        bool
+	}{
+		{"task-a", 1, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false},
+		{"task-b", 2, "", false},
+		{"task-c", 3, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true},
+		{"task-d", 1, "", true},
+	} {
 		job := b.newJob(wasm, "")
 		job.Env["ATF_TASK_ID"] = tc.id
 		job.Env["ATF_ATTEMPT"] = fmt.Sprint(tc.attempt)
@@ -349,6 +357,9 @@ func TestReactorGoTaskEnv(t *testing.T) {
 			delete(job.Env, "TRACEPARENT")
 		} else {
 			job.Env["TRACEPARENT"] = tc.traceparent
+		}
+		if tc.vars {
+			job.Env, job.Vars = nil, sandbox.Vars{TaskID: tc.id, Lambda: "test", Attempt: fmt.Sprint(tc.attempt), TraceParent: tc.traceparent}
 		}
 		job.Host = &hostmod.Task{TaskID: tc.id, Lambda: "test"}
 		wantOutput(t, b.run(t, job), fmt.Sprintf("%s;%d;%s;test;#%d", tc.id, tc.attempt, tc.traceparent, i+1))

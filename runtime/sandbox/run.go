@@ -30,8 +30,14 @@ type Job struct {
 	// Payload is the module's stdin.
 	Payload []byte
 	// Env is exactly the guest's environment (ATF_TASK_ID, ATF_LAMBDA,
-	// ATF_ATTEMPT, TRACEPARENT); nothing of the host's is added.
+	// ATF_ATTEMPT, TRACEPARENT); nothing of the host's is added. When it
+	// is nil, Vars gives it.
 	Env map[string]string
+	// Vars, when Env is nil and Vars is not zero, is the environment: its
+	// four variables, empty or not. The sandbox then builds the map only
+	// when a run needs it (a command's WASI environment, TaskEnv): a
+	// reactor task whose module asks for none builds none.
+	Vars Vars
 	// Timeout bounds the run; <= 0 sets no limit beyond ctx.
 	Timeout time.Duration
 	// MemoryMB caps the module's linear memory; it must be > 0.
@@ -44,6 +50,24 @@ type Job struct {
 	// Host is this task's value for host functions (atf_v1): they get it
 	// back with HostFrom(ctx). The sandbox never looks inside. nil: none.
 	Host any
+}
+
+// Vars are the standard variables of a task's environment (Job.Vars).
+type Vars struct {
+	TaskID, Lambda, Attempt, TraceParent string // ATF_TASK_ID, ATF_LAMBDA, ATF_ATTEMPT, TRACEPARENT
+}
+
+// env is v as an environment.
+func (v *Vars) env() map[string]string {
+	return map[string]string{"ATF_TASK_ID": v.TaskID, "ATF_LAMBDA": v.Lambda, "ATF_ATTEMPT": v.Attempt, "TRACEPARENT": v.TraceParent}
+}
+
+// lambda is the job's ATF_LAMBDA, without building its environment.
+func (j *Job) lambda() string {
+	if j.Env != nil {
+		return j.Env["ATF_LAMBDA"]
+	}
+	return j.Vars.Lambda
 }
 
 // Result is how a run ended.
@@ -217,9 +241,6 @@ func (e *Engine) instantiate(ctx context.Context, compiled wazero.CompiledModule
 	return e.runtime.InstantiateModule(ctx, compiled, cfg)
 }
 
-// moduleConfig is the guest's whole world: stdin, stdout, stderr, Job.Env,
-// real clocks and randomness. No filesystem is mounted and no host
-// environment variable is passed.
 // baseModuleConfig is what every instance's config shares (each With…
 // copies the config, so it is built once).
 var baseModuleConfig = wazero.NewModuleConfig().
@@ -229,8 +250,11 @@ var baseModuleConfig = wazero.NewModuleConfig().
 	WithSysNanotime().
 	WithRandSource(rand.Reader)
 
+// moduleConfig is the guest's whole world: stdin, stdout, stderr, the
+// job's environment (Job.Env or Job.Vars), real clocks and randomness. No
+// filesystem is mounted and no host environment variable is passed.
 func moduleConfig(job Job, st runState, rc *runContext) wazero.ModuleConfig {
-	argv0 := job.Env["ATF_LAMBDA"]
+	argv0 := job.lambda()
 	if argv0 == "" {
 		argv0 = "lambda"
 	}
@@ -240,8 +264,9 @@ func moduleConfig(job Job, st runState, rc *runContext) wazero.ModuleConfig {
 		WithStdout(st.stdout).
 		WithStderr(st.stderr).
 		WithNanosleep(rc.sleep)
-	for _, k := range slices.Sorted(maps.Keys(job.Env)) {
-		cfg = cfg.WithEnv(k, job.Env[k])
+	env := rc.taskEnv()
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		cfg = cfg.WithEnv(k, env[k])
 	}
 	return cfg
 }
@@ -256,6 +281,14 @@ func validateJob(job Job) error {
 	for k, v := range job.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
 			return fmt.Errorf("job has an invalid environment variable %q", k)
+		}
+	}
+	if job.Env == nil {
+		v := &job.Vars
+		for _, kv := range [...][2]string{{"ATF_TASK_ID", v.TaskID}, {"ATF_LAMBDA", v.Lambda}, {"ATF_ATTEMPT", v.Attempt}, {"TRACEPARENT", v.TraceParent}} {
+			if strings.IndexByte(kv[1], 0) >= 0 {
+				return fmt.Errorf("job has an invalid environment variable %q", kv[0])
+			}
 		}
 	}
 	return nil

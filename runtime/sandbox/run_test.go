@@ -195,34 +195,60 @@ type envReport struct {
 	ATF         map[string]string `json:"atf"`
 }
 
+// The guest's environment is exactly the job's: Env, or the same
+// variables given as Vars.
 func TestRunEnvironmentIsExactlyJobEnv(t *testing.T) {
 	t.Setenv("ATF_LEAK_CHECK", "host-value") // must not reach the guest
 	b := setup(t, sandbox.Config{})
-	job := b.newJob(testmodules.Build(t, "envprobe"), "")
-	res := b.run(t, job)
-	if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
-		t.Fatalf("outcome %s, error %v", res.Outcome, res.Error)
+	for _, vars := range []bool{false, true} {
+		job := b.newJob(testmodules.Build(t, "envprobe"), "")
+		env := job.Env
+		if vars {
+			job.Env, job.Vars = nil, sandbox.Vars{TaskID: env["ATF_TASK_ID"], Lambda: env["ATF_LAMBDA"], Attempt: env["ATF_ATTEMPT"], TraceParent: env["TRACEPARENT"]}
+		}
+		res := b.run(t, job)
+		if res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
+			t.Fatalf("vars %v: outcome %s, error %v", vars, res.Outcome, res.Error)
+		}
+		var got envReport
+		if err := json.Unmarshal(res.Output, &got); err != nil {
+			t.Fatalf("decode %q: %v", res.Output, err)
+		}
+		if got.PasswdOpens {
+			t.Error("the guest opened /etc/passwd")
+		}
+		if got.HomeSet || got.PathSet {
+			t.Errorf("the guest sees HOME (%v) or PATH (%v)", got.HomeSet, got.PathSet)
+		}
+		var want []string
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			want = append(want, k+"="+env[k])
+		}
+		if !slices.Equal(got.Environ, want) {
+			t.Errorf("vars %v: environ = %q, want %q", vars, got.Environ, want)
+		}
+		wantATF := map[string]string{"ATF_TASK_ID": "task-1", "ATF_LAMBDA": "test", "ATF_ATTEMPT": "1"}
+		if !maps.Equal(got.ATF, wantATF) {
+			t.Errorf("vars %v: ATF_* = %v, want %v", vars, got.ATF, wantATF)
+		}
 	}
-	var got envReport
-	if err := json.Unmarshal(res.Output, &got); err != nil {
-		t.Fatalf("decode %q: %v", res.Output, err)
-	}
-	if got.PasswdOpens {
-		t.Error("the guest opened /etc/passwd")
-	}
-	if got.HomeSet || got.PathSet {
-		t.Errorf("the guest sees HOME (%v) or PATH (%v)", got.HomeSet, got.PathSet)
-	}
-	var want []string
-	for _, k := range slices.Sorted(maps.Keys(job.Env)) {
-		want = append(want, k+"="+job.Env[k])
-	}
-	if !slices.Equal(got.Environ, want) {
-		t.Errorf("environ = %q, want %q", got.Environ, want)
-	}
-	wantATF := map[string]string{"ATF_TASK_ID": "task-1", "ATF_LAMBDA": "test", "ATF_ATTEMPT": "1"}
-	if !maps.Equal(got.ATF, wantATF) {
-		t.Errorf("ATF_* = %v, want %v", got.ATF, wantATF)
+}
+
+// A job whose environment would not survive WASI (a NUL byte) is refused
+// before it runs, given as Env or as Vars.
+func TestRunRefusesInvalidEnvironment(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sandbox.Config{})
+	wasm := testmodules.WAT(t, "reactor")
+	for _, vars := range []bool{false, true} {
+		job := b.newJob(wasm, "e")
+		if vars {
+			job.Env, job.Vars = nil, sandbox.Vars{TaskID: "t", Lambda: "test", Attempt: "1", TraceParent: "00-\x00"}
+		} else {
+			job.Env["TRACEPARENT"] = "00-\x00"
+		}
+		wantFailure(t, b.run(t, job), atfv1.Outcome_OUTCOME_FATAL, atfv1.ErrorKind_ERROR_KIND_INTERNAL,
+			`job has an invalid environment variable "TRACEPARENT"`, "")
 	}
 }
 

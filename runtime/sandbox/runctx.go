@@ -39,8 +39,12 @@ type runContext struct {
 	parent   context.Context
 	deadline time.Time // the job's time limit; zero: none
 
-	host any               // Job.Host, nil: none
-	env  map[string]string // Job.Env, nil: none
+	host any // Job.Host, nil: none
+	// env is the job's environment (TaskEnv): Job.Env, or built from
+	// vars, Job.Vars, by the first taskEnv, under mu. vars is zero when
+	// Job.Env is set (it wins) or neither is.
+	env  map[string]string
+	vars Vars
 
 	mu sync.Mutex
 	// err and cause are how the run ended while it had no layer: the
@@ -67,6 +71,9 @@ type runContext struct {
 // timeout <= 0 sets no time limit of its own.
 func newRunContext(parent context.Context, job Job) *runContext {
 	rc := &runContext{parent: parent, host: job.Host, env: job.Env}
+	if job.Env == nil {
+		rc.vars = job.Vars
+	}
 	if job.Timeout > 0 {
 		rc.deadline = time.Now().Add(job.Timeout)
 		rc.timer = runTimers.Get().(*runTimer)
@@ -267,8 +274,8 @@ func (r *runContext) Value(key any) any {
 			return r.host
 		}
 	case envKey:
-		if r.env != nil {
-			return r.env
+		if env := r.taskEnv(); env != nil {
+			return env
 		}
 	}
 	if key == cancelCtxKey {
@@ -278,6 +285,20 @@ func (r *runContext) Value(key any) any {
 }
 
 func (r *runContext) String() string { return "sandbox.runContext" }
+
+// taskEnv is the job's environment, nil when it has none; built from
+// Job.Vars on first use (most reactor tasks never ask).
+func (r *runContext) taskEnv() map[string]string {
+	if r.vars == (Vars{}) {
+		return r.env // Job.Env, or none: never written
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.env == nil {
+		r.env = r.vars.env()
+	}
+	return r.env
+}
 
 // cancelCtxKey is the key with which the context package asks a context
 // for its nearest cancelCtx (context.Cause, and a derived context looking

@@ -182,7 +182,8 @@ func (g *stopGlobal) Set(v uint64) { g.set.Store(v != 0) }
 
 // A reactor task's Run, under a context the caller can cancel (as the
 // executor's), builds no context layer: 7 allocations with a
-// context.WithTimeoutCause layer, 2 without.
+// context.WithTimeoutCause layer, 2 without; nor an environment map from
+// the job's Vars when the module asks for none (2 more).
 func TestReactorRunAllocs(t *testing.T) {
 	wasm := watText(t, `(module
   (memory (export "memory") 1)
@@ -199,6 +200,7 @@ func TestReactorRunAllocs(t *testing.T) {
 		Load:     func(context.Context) ([]byte, error) { return wasm, nil },
 		Timeout:  time.Minute,
 		MemoryMB: 16,
+		Vars:     Vars{TaskID: "t", Lambda: "l", Attempt: "1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 	}
 	ctx, cancel := context.WithCancelCause(context.Background()) // as the executor's
 	defer cancel(nil)
