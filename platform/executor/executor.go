@@ -156,11 +156,11 @@ type Executor struct {
 	auditMu sync.Mutex // serializes ExecutionLog lines
 
 	mu        sync.Mutex
-	running   map[string]*running // registered tasks: held for their execute_at, or started
-	started   int                 // of running, those whose sandbox runs
-	reporting int                 // of running, those whose result is being reported
-	planned   time.Time           // when the heartbeat loop wakes next; zero: not known
-	kick      chan struct{}       // asks for a heartbeat now (a task's first beat is due before planned)
+	running   runningList   // registered tasks: held for their execute_at, or started
+	started   int           // of running, those whose sandbox runs
+	reporting int           // of running, those whose result is being reported
+	planned   time.Time     // when the heartbeat loop wakes next; zero: not known
+	kick      chan struct{} // asks for a heartbeat now (a task's first beat is due before planned)
 
 	results *resultSender
 }
@@ -174,6 +174,38 @@ type running struct {
 	reporting bool         // its sandbox is done, its result on its way; guarded by Executor.mu
 	guest     guestState   // in place: one allocation less per task
 	host      hostmod.Task // likewise (hostTask)
+	// prev and next link it in Executor.running; guarded by Executor.mu.
+	prev, next *running
+}
+
+// runningList is the registered tasks, a list threaded through them: no
+// map to hash each task's id into and out of (nothing looks a task up by
+// id), no allocation. Guarded by Executor.mu.
+type runningList struct {
+	head *running
+	n    int
+}
+
+func (l *runningList) add(r *running) {
+	r.prev, r.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = r
+	}
+	l.head = r
+	l.n++
+}
+
+func (l *runningList) remove(r *running) {
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		l.head = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	}
+	r.prev, r.next = nil, nil
+	l.n--
 }
 
 // New returns an Executor.
@@ -181,7 +213,6 @@ func New(cfg Config) *Executor {
 	cfg = cfg.withDefaults()
 	return &Executor{
 		cfg:     cfg,
-		running: map[string]*running{},
 		kick:    make(chan struct{}, 1),
 		results: newResultSender(cfg.Status),
 	}
@@ -258,6 +289,7 @@ func (e *Executor) Run(ctx context.Context) error {
 
 func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int, work chan<- *atfv1.Work, tasks *sync.WaitGroup) {
 	backoff := 100 * time.Millisecond
+	wait := durationpb.New(e.cfg.PollWait) // the same for every call of this fetcher
 	for ctx.Err() == nil {
 		// Wait for one free slot, then ask for as many as are free, up to
 		// this fetcher's share.
@@ -279,7 +311,7 @@ func (e *Executor) fetchLoop(ctx context.Context, slots chan struct{}, share int
 		res, err := e.cfg.Controller.NextWork(ctx, &atfv1.NextWorkRequest{
 			ExecutorId: e.cfg.ID,
 			MaxTasks:   int32(free),
-			Wait:       durationpb.New(e.cfg.PollWait),
+			Wait:       wait,
 		})
 		if err != nil {
 			for range free {
@@ -334,11 +366,11 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 	e.mu.Lock()
 	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat)}
 	guest := r.guest.init()
-	e.running[w.GetTaskId()] = r
+	e.running.add(r)
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		delete(e.running, w.GetTaskId())
+		e.running.remove(r)
 		if r.started {
 			e.started--
 		}
@@ -384,11 +416,13 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 			return m.GetWasm(), nil
 		},
 		Payload: w.GetPayload(),
-		Env: map[string]string{
-			"ATF_TASK_ID": w.GetTaskId(),
-			"ATF_LAMBDA":  w.GetLambda(),
-			"ATF_ATTEMPT": strconv.Itoa(int(w.GetAttempt())),
-			"TRACEPARENT": guestTraceParent(span, w),
+		// Vars rather than Env: the sandbox builds the map only when the
+		// module asks (most reactor tasks never do).
+		Vars: sandbox.Vars{
+			TaskID:      w.GetTaskId(),
+			Lambda:      w.GetLambda(),
+			Attempt:     strconv.Itoa(int(w.GetAttempt())),
+			TraceParent: guestTraceParent(span, w),
 		},
 		Timeout:        w.GetTimeout().AsDuration(),
 		MemoryMB:       int(w.GetMemoryMb()),
@@ -491,6 +525,7 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 	msg := &resultMessage{}
 	msg.duration = durationpb.Duration{Seconds: int64(res.Duration / time.Second), Nanos: int32(res.Duration % time.Second)}
 	req := &msg.req
+	msg.call.req = req
 	*req = atfv1.SetResultRequest{
 		TaskId:          w.GetTaskId(),
 		Namespace:       w.GetNamespace(),
@@ -508,7 +543,8 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 	}
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
-		r, err := e.results.set(ctx, req)
+		e.results.set(ctx, &msg.call)
+		r, err := msg.call.res, msg.call.err
 		if err == nil {
 			if e.cfg.Logger.Enabled(ctx, slog.LevelDebug) { // its arguments would be built for nothing
 				e.logTask(ctx, slog.LevelDebug, w, "task finished", "outcome", res.Outcome, "state", r.GetState(), "duration", res.Duration)
@@ -524,11 +560,12 @@ func (e *Executor) report(ctx context.Context, w *atfv1.Work, res sandbox.Result
 	}
 }
 
-// resultMessage is a SetResult request with its duration: one allocation
-// for both.
+// resultMessage is a SetResult request with its duration and its call
+// (its place in a batch, and its answer): one allocation for all three.
 type resultMessage struct {
 	req      atfv1.SetResultRequest
 	duration durationpb.Duration
+	call     resultCall
 }
 
 // heartbeatLoop beats each running task FirstBeat after it starts and
@@ -581,7 +618,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 		beats []*atfv1.Beat
 		spans []trace.Span
 	)
-	for _, r := range e.running {
+	for r := e.running.head; r != nil; r = r.next {
 		if r.nextBeat.After(now) {
 			if r.nextBeat.Before(next) {
 				next = r.nextBeat
@@ -622,7 +659,7 @@ func (e *Executor) beat(ctx context.Context) (time.Time, error) {
 func (e *Executor) abortAll(cause error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, r := range e.running {
+	for r := e.running.head; r != nil; r = r.next {
 		r.cancel(cause)
 	}
 }
@@ -641,5 +678,5 @@ func (e *Executor) Running() int {
 func (e *Executor) Held() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.running) - e.started - e.reporting
+	return e.running.n - e.started - e.reporting
 }

@@ -394,3 +394,37 @@ func TestSlotFreedBeforeTheReport(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// varsRunner succeeds at once and records the environment of each job.
+type varsRunner struct {
+	mu   sync.Mutex
+	vars []sandbox.Vars
+	env  []map[string]string
+}
+
+func (r *varsRunner) Run(ctx context.Context, job sandbox.Job) sandbox.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.vars, r.env = append(r.vars, job.Vars), append(r.env, job.Env)
+	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS}
+}
+
+// TestExecuteJobEnv: the module's environment is the task's id, lambda,
+// attempt and stored trace context, given as Job.Vars (the sandbox builds
+// a map of them only when the module asks).
+func TestExecuteJobEnv(t *testing.T) {
+	w := work("t1")
+	w.Lambda, w.Attempt = "resize", 3
+	w.Traceparent = "00-4bf92f3577b34a0e9ff1e7ad0e0d3c99-00f067aa0ba902b7-01"
+	runner := &varsRunner{}
+	b := setup(t, runner, w)
+	if err := runFor(t, b.ex, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	runner.mu.Lock()
+	defer runner.mu.Unlock()
+	want := sandbox.Vars{TaskID: "t1", Lambda: "resize", Attempt: "3", TraceParent: w.Traceparent}
+	if len(runner.vars) != 1 || runner.vars[0] != want || runner.env[0] != nil {
+		t.Fatalf("jobs' Vars %+v and Env %v, want one with Vars %+v and no Env", runner.vars, runner.env, want)
+	}
+}

@@ -72,7 +72,9 @@ func TestResultsInBatches(t *testing.T) {
 				if i%4 == 0 {
 					token = 7
 				}
-				res, err := r.set(context.Background(), &atfv1.SetResultRequest{TaskId: "t", FencingToken: token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS})
+				c := &resultCall{req: &atfv1.SetResultRequest{TaskId: "t", FencingToken: token, Outcome: atfv1.Outcome_OUTCOME_SUCCESS}}
+				r.set(context.Background(), c)
+				res, err := c.res, c.err
 				switch {
 				case token == 7 && connect.CodeOf(err) != connect.CodeFailedPrecondition:
 					t.Errorf("result %d with a stale token: %v, want FailedPrecondition", i, err)

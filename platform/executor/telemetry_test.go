@@ -30,7 +30,7 @@ func (r *traceRunner) Run(ctx context.Context, job sandbox.Job) sandbox.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	span := trace.SpanFromContext(ctx)
-	r.sc, r.recording, r.env = span.SpanContext(), span.IsRecording(), job.Env["TRACEPARENT"]
+	r.sc, r.recording, r.env = span.SpanContext(), span.IsRecording(), job.Vars.TraceParent
 	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS}
 }
 
