@@ -25,9 +25,10 @@ import (
 // BenchmarkExecute runs b.N no-op reactor tasks (an empty payload to
 // reactor.wat) through an executor with 64 slots and a real sandbox:
 // fetch, hold check, execute span and metrics (no-op providers, as Setup
-// installs with tracing off), run, report (through the result batcher:
-// the fake HSC takes SetResults, as the real one and its client do). The
-// controller and the HSC are fakes that cost next to nothing, so
+// installs with tracing off), run with the atf_v1 services wired (to a
+// Host the module never calls), report (through the result batcher: the
+// fake HSC takes SetResults, as the real one and its client do). The
+// controller, the HSC and the Host are fakes that cost next to nothing, so
 // cpu-us/task (the process's CPU time per task, getrusage) is the
 // executor's and the sandbox's share of the platform's CPU per task.
 func BenchmarkExecute(b *testing.B) {
@@ -56,7 +57,7 @@ func BenchmarkExecute(b *testing.B) {
 	ctl := &streamController{work: works, wasm: wasm}
 	status := &countingStatus{want: int64(b.N), done: make(chan struct{})}
 	ex := New(Config{
-		Controller: ctl, Status: status, Runner: engine, Slots: 64,
+		Controller: ctl, Status: status, Runner: engine, Slots: 64, Host: idleHost{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,3 +134,6 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// idleHost is a Host no module calls (deployments always configure one).
+type idleHost struct{ Host }

@@ -173,7 +173,9 @@ type running struct {
 	started   bool         // its sandbox runs (not held); guarded by Executor.mu
 	reporting bool         // its sandbox is done, its result on its way; guarded by Executor.mu
 	guest     guestState   // in place: one allocation less per task
-	host      hostmod.Task // likewise (hostTask)
+	host      hostmod.Task // likewise (hostTask), and its Services:
+	services  hostServices
+	caller    atfv1.Caller
 	// prev and next link it in Executor.running; guarded by Executor.mu.
 	prev, next *running
 }
@@ -405,7 +407,7 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 	}
 
 	e.audit("start", w, "")
-	host := e.hostTask(w, guest, &r.host)
+	host := e.hostTask(r)
 	res := e.cfg.Runner.Run(ctx, sandbox.Job{
 		SHA256: w.GetModuleSha256(),
 		Load: func(ctx context.Context) ([]byte, error) {

@@ -3,11 +3,13 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	atfv1 "github.com/atfhq/atf/gen/atf/v1"
+	"github.com/atfhq/atf/runtime/hostmod"
 	"github.com/atfhq/atf/runtime/sandbox"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -426,5 +428,97 @@ func TestExecuteJobEnv(t *testing.T) {
 	want := sandbox.Vars{TaskID: "t1", Lambda: "resize", Attempt: "3", TraceParent: w.Traceparent}
 	if len(runner.vars) != 1 || runner.vars[0] != want || runner.env[0] != nil {
 		t.Fatalf("jobs' Vars %+v and Env %v, want one with Vars %+v and no Env", runner.vars, runner.env, want)
+	}
+}
+
+// recordingHost answers the HostService calls and records their callers.
+type recordingHost struct {
+	mu      sync.Mutex
+	callers []*atfv1.Caller
+}
+
+func (h *recordingHost) record(c *atfv1.Caller) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.callers = append(h.callers, proto.Clone(c).(*atfv1.Caller))
+}
+
+func (h *recordingHost) GetValue(_ context.Context, req *atfv1.GetValueRequest) (*atfv1.GetValueResponse, error) {
+	h.record(req.GetCaller())
+	return &atfv1.GetValueResponse{Value: []byte("v")}, nil
+}
+
+func (h *recordingHost) SetValue(_ context.Context, req *atfv1.SetValueRequest) (*atfv1.SetValueResponse, error) {
+	h.record(req.GetCaller())
+	return &atfv1.SetValueResponse{}, nil
+}
+
+func (h *recordingHost) DeleteValue(_ context.Context, req *atfv1.DeleteValueRequest) (*atfv1.DeleteValueResponse, error) {
+	h.record(req.GetCaller())
+	return &atfv1.DeleteValueResponse{}, nil
+}
+
+func (h *recordingHost) ScheduleFollowUp(_ context.Context, req *atfv1.ScheduleFollowUpRequest) (*atfv1.ScheduleFollowUpResponse, error) {
+	h.record(req.GetCaller())
+	return &atfv1.ScheduleFollowUpResponse{TaskId: "follow-up"}, nil
+}
+
+// servicesRunner calls the atf_v1 services of each job's Host as a
+// module would, and fails the task if any call fails.
+type servicesRunner struct{}
+
+func (servicesRunner) Run(ctx context.Context, job sandbox.Job) sandbox.Result {
+	s := job.Host.(*hostmod.Task).Services
+	fail := func(err error) sandbox.Result {
+		return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_FATAL, Error: &atfv1.TaskError{Message: err.Error()}}
+	}
+	if v, ok, err := s.KVGet(ctx, "k"); err != nil || !ok || string(v) != "v" {
+		return fail(fmt.Errorf("KVGet: %q %v %v", v, ok, err))
+	}
+	if err := s.KVSet(ctx, "k", []byte("v"), 0); err != nil {
+		return fail(err)
+	}
+	if id, err := s.Schedule(ctx, hostmod.FollowUp{Lambda: "next"}); err != nil || id != "follow-up" {
+		return fail(fmt.Errorf("Schedule: %q %v", id, err))
+	}
+	return sandbox.Result{Outcome: atfv1.Outcome_OUTCOME_SUCCESS}
+}
+
+// TestExecuteHostServices: a module's kv_* and schedule calls reach the
+// Host as calls of its task's claim (id, fencing token, namespace), each
+// task its own though the services live in the task's bookkeeping.
+func TestExecuteHostServices(t *testing.T) {
+	w1, w2 := work("t1"), work("t2")
+	w1.Namespace, w2.Namespace, w2.FencingToken = "ns1", "ns2", 9
+	host := &recordingHost{}
+	b := setup(t, servicesRunner{}, w1, w2)
+	b.ex.cfg.Host = host
+	if err := runFor(t, b.ex, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, results := b.status.snapshot()
+	if len(results) != 2 {
+		t.Fatalf("%d results, want 2", len(results))
+	}
+	for _, r := range results {
+		if r.GetOutcome() != atfv1.Outcome_OUTCOME_SUCCESS {
+			t.Errorf("task %s: %s %s", r.GetTaskId(), r.GetOutcome(), r.GetError().GetMessage())
+		}
+	}
+	host.mu.Lock()
+	defer host.mu.Unlock()
+	got := map[string]int{}
+	for _, c := range host.callers {
+		switch {
+		case proto.Equal(c, &atfv1.Caller{TaskId: "t1", FencingToken: 7, Namespace: "ns1"}):
+			got["t1"]++
+		case proto.Equal(c, &atfv1.Caller{TaskId: "t2", FencingToken: 9, Namespace: "ns2"}):
+			got["t2"]++
+		default:
+			t.Errorf("a call from %v", c)
+		}
+	}
+	if got["t1"] != 3 || got["t2"] != 3 {
+		t.Errorf("calls per task %v, want 3 each", got)
 	}
 }

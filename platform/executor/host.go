@@ -43,23 +43,23 @@ func (g *guestState) init() *guestState {
 	return g
 }
 
-// hostTask builds the atf_v1 view of a task (sandbox.Job.Host) in t, a
-// part of the task's running (one allocation less per task), and returns
-// t.
-func (e *Executor) hostTask(w *atfv1.Work, g *guestState, t *hostmod.Task) *hostmod.Task {
-	*t = hostmod.Task{
-		TaskID:       w.GetTaskId(),
-		Namespace:    w.GetNamespace(),
-		Lambda:       w.GetLambda(),
-		AllowedHosts: w.GetAllowedHosts(),
-		Progress: func(p int) bool {
-			g.progress.Store(int32(p))
-			return g.cancelRequested.Load()
-		},
-		Log: func(level slog.Level, msg string) {
-			g.logs.add(level, msg)
-			e.logTask(context.Background(), level, w, "lambda log", "msg", msg)
-		},
+// hostTask builds the atf_v1 view of r's task (sandbox.Job.Host) in
+// r.host, and returns it. It lives in r, still zero, as do its Services
+// and their Caller: no allocation per task for any of them (nor a copy
+// of a whole hostmod.Task), only the two closures.
+func (e *Executor) hostTask(r *running) *hostmod.Task {
+	w, g, t := r.work, &r.guest, &r.host
+	t.TaskID = w.GetTaskId()
+	t.Namespace = w.GetNamespace()
+	t.Lambda = w.GetLambda()
+	t.AllowedHosts = w.GetAllowedHosts()
+	t.Progress = func(p int) bool {
+		g.progress.Store(int32(p))
+		return g.cancelRequested.Load()
+	}
+	t.Log = func(level slog.Level, msg string) {
+		g.logs.add(level, msg)
+		e.logTask(context.Background(), level, w, "lambda log", "msg", msg)
 	}
 	// The lambda's max_log_bytes caps its log calls too, below hostmod's
 	// own budget.
@@ -67,9 +67,10 @@ func (e *Executor) hostTask(w *atfv1.Work, g *guestState, t *hostmod.Task) *host
 		t.Limits.MaxLogBytes = n
 	}
 	if e.cfg.Host != nil {
-		t.Services = hostServices{host: e.cfg.Host, caller: &atfv1.Caller{
-			TaskId: w.GetTaskId(), FencingToken: w.GetFencingToken(), Namespace: w.GetNamespace(),
-		}}
+		c := &r.caller
+		c.TaskId, c.FencingToken, c.Namespace = w.GetTaskId(), w.GetFencingToken(), w.GetNamespace()
+		r.services = hostServices{host: e.cfg.Host, caller: c}
+		t.Services = &r.services
 	}
 	return t
 }
