@@ -31,7 +31,7 @@ const (
 	fCreatedAt   = "ca" // ms
 	fEnqueuedAt  = "ea" // ms
 	fStartedAt   = "sa" // ms
-	fFinishedAt  = "fa" // ms
+	fFinishedAt  = "fa" // ms, then " <dur>" when finished by a first attempt's success: finishedAt
 	fUpdatedAt   = "ua" // ms
 	fRetryAt     = "ra" // ms
 	fHeartbeatAt = "hb" // ms, last heartbeat
@@ -193,9 +193,23 @@ func parseClaimVersion(lv string) claimVersion {
 // the default namespace has none.
 func namespaceOf(v string) string { return cmp.Or(v, DefaultNamespace) }
 
+// finishedAt reads "fa": the finish time (ms), followed by the execution's
+// duration (microseconds) when a first attempt's success wrote it — that
+// way takes one field less to write than "fa" and "dur" ("dur" is there
+// when it is not).
+func finishedAt(fa string) (at time.Time, dur string, ok bool) {
+	ms, dur, ok := strings.Cut(fa, " ")
+	return msTime(ms), dur, ok
+}
+
 // decodeTask reads a task hash. id is the task's id (not stored in it).
 func decodeTask(id string, h map[string]string) (Task, error) {
 	claimed := parseClaimVersion(h[fVersion])
+	finished, faDur, faRan := finishedAt(h[fFinishedAt])
+	dur, ran := h[fDuration]
+	if !ran {
+		dur, ran = faDur, faRan
+	}
 	t := Task{
 		ID:              id,
 		Namespace:       namespaceOf(h[fNamespace]),
@@ -211,12 +225,12 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 		CreatedAt:       msTime(h[fCreatedAt]),
 		EnqueuedAt:      msTime(h[fEnqueuedAt]),
 		StartedAt:       msTime(h[fStartedAt]),
-		FinishedAt:      msTime(h[fFinishedAt]),
+		FinishedAt:      finished,
 		UpdatedAt:       msTime(h[fUpdatedAt]), // or later: see below
 		RetryAt:         msTime(h[fRetryAt]),
 		Progress:        int(atoi64(h[fProgress])),
 		OutputTruncated: h[fTruncated] == "1",
-		Duration:        time.Duration(atoi64(h[fDuration])) * time.Microsecond,
+		Duration:        time.Duration(atoi64(dur)) * time.Microsecond,
 		TraceParent:     h[fTraceParent],
 		LastExecution:   h[fLastExecution],
 		Token:           atoi64(h[fToken]),
@@ -239,7 +253,7 @@ func decodeTask(id string, h map[string]string) (Task, error) {
 	// A task finished by its first result without ever heartbeating has
 	// no "sa": it started its duration before it finished (in whole
 	// milliseconds, rounded up: never before its real start).
-	if _, ran := h[fDuration]; ran && t.StartedAt.IsZero() && !t.FinishedAt.IsZero() {
+	if ran && t.StartedAt.IsZero() && !t.FinishedAt.IsZero() {
 		t.StartedAt = t.FinishedAt.Add(-t.Duration.Truncate(time.Millisecond))
 	}
 	// A write that sets another time leaves "ua" out when it equals that

@@ -480,10 +480,12 @@ while i <= n do
   elseif out == "1" and not truncated and blob == "" and not v[4] and not v[5] and (tonumber(v[3]) or tonumber(tok)) <= 1 then
     -- the common case, a first attempt's success (no key, no operator
     -- re-run): nothing to clear, no trigger to keep
+    -- the duration rides in "fa" after the finish time (finishedAt): one
+    -- field less to write
     if output == "" then
-      redis.call("HSET", tkey, "st", SUCCESS, "dur", dur, "fa", now)
+      redis.call("HSET", tkey, "st", SUCCESS, "fa", now .. " " .. dur)
     else
-      redis.call("HSET", tkey, "st", SUCCESS, "dur", dur, "out", output, "fa", now)
+      redis.call("HSET", tkey, "st", SUCCESS, "out", output, "fa", now .. " " .. dur)
     end
     zrem[#zrem + 1] = id
     res[#res + 1] = 6

@@ -478,6 +478,10 @@ func TestRetention(t *testing.T) {
 			done.Duration != 2*time.Millisecond || !done.FinishedAt.Equal(b.clock.Now()) {
 			t.Fatalf("after a first success with output %q: %+v", output, done)
 		}
+		// Its duration rides in "fa" (finishedAt).
+		if b.rdb.HExists(b.ctx, taskKey(mustPart(t, b, plain.ID), plain.ID), fDuration).Val() {
+			t.Fatal("a first success wrote a duration field")
+		}
 		b.wantNoTrigger(t, plain.ID)
 		b.wantKeptThenTrimmed(t, plain.ID)
 	}

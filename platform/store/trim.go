@@ -143,7 +143,8 @@ for k = 1, #KEYS do
     local v = redis.call("HMGET", tkey, "st", "fa", "key")
     local st = v[1]
     local gone = not st
-    if (st == SUCCESS or st == FATAL or st == CANCELLED) and (tonumber(v[2]) or cutoff) < cutoff then
+    -- "fa" is the finish time, perhaps followed by the duration
+    if (st == SUCCESS or st == FATAL or st == CANCELLED) and (tonumber(string.match(v[2] or "", "^%d+")) or cutoff) < cutoff then
       dels[#dels + 1] = tkey
       if v[3] and v[3] ~= "" then
         local kk = prefix .. "key:" .. ns .. ":" .. lam .. ":" .. v[3]
