@@ -151,12 +151,8 @@ var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 // installs; until then they record into a no-op meter.
 type instruments struct {
 	meter            metric.Meter
-	counters         taskCounters // atf.tasks.scheduled, started, finished, enqueued
-	pickupLatency    metric.Float64Histogram
-	lateness         metric.Float64Histogram
-	execDuration     metric.Float64Histogram
-	execCPU          metric.Float64Histogram
-	sandboxMemory    metric.Int64Histogram
+	counters         taskCounters   // atf.tasks.scheduled, started, finished, enqueued
+	hists            taskHistograms // atf.task.pickup.latency, start.lateness, execution.duration, cpu.time; atf.sandbox.memory.peak
 	heartbeatsFailed metric.Int64Counter
 	runningGauge     metric.Int64ObservableUpDownCounter
 	queueDepth       metric.Int64ObservableGauge
@@ -164,32 +160,20 @@ type instruments struct {
 
 var current atomic.Pointer[instruments]
 
-func init() { current.Store(newInstruments(noop.NewMeterProvider().Meter(Scope), false)) }
+func init() { current.Store(newInstruments(noop.NewMeterProvider().Meter(Scope), false, nil)) }
 
 func inst() *instruments { return current.Load() }
 
 // newInstruments makes atf's instruments with meter; counted: atf keeps
 // the per-task counters' sums itself (taskCounters), for a meter whose
-// measurements take no exemplars.
-func newInstruments(meter metric.Meter, counted bool) *instruments {
+// measurements take no exemplars; hists, when not nil: atf keeps the
+// per-task histograms in it (taskHistograms), reported by a producer of
+// every reader of meter's provider.
+func newInstruments(meter metric.Meter, counted bool, hists *countedHists) *instruments {
 	return &instruments{
 		meter:    meter,
 		counters: newTaskCounters(meter, counted),
-		pickupLatency: must(meter.Float64Histogram("atf.task.pickup.latency", metric.WithUnit("s"),
-			metric.WithDescription("From when a task was due (execute_at, its creation when scheduled for a time past, a RetryTask or resume if later; on later attempts its re-enqueue) to its claim by a controller; 0 for a task claimed within the dispatch lead, ahead of its time."),
-			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
-		lateness: must(meter.Float64Histogram("atf.task.start.lateness", metric.WithUnit("s"),
-			metric.WithDescription("How long after it was due (execute_at, its creation when scheduled for a time past, a RetryTask or resume if later) a task's first attempt started in a sandbox (never before it)."),
-			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
-		execDuration: must(meter.Float64Histogram("atf.task.execution.duration", metric.WithUnit("s"),
-			metric.WithDescription("Time a sandbox ran a task (instantiate and run), by lambda and outcome."),
-			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
-		execCPU: must(meter.Float64Histogram("atf.task.cpu.time", metric.WithUnit("s"),
-			metric.WithDescription(cpuTimeDescription),
-			metric.WithExplicitBucketBoundaries(secondsBuckets...))),
-		sandboxMemory: must(meter.Int64Histogram("atf.sandbox.memory.peak", metric.WithUnit("By"),
-			metric.WithDescription("Largest linear memory a task's module instance reached."),
-			metric.WithExplicitBucketBoundaries(1<<20, 2<<20, 4<<20, 8<<20, 16<<20, 32<<20, 64<<20, 128<<20, 256<<20, 512<<20, 1<<30, 2<<30, 4<<30))),
+		hists:    newTaskHistograms(meter, hists),
 		heartbeatsFailed: must(meter.Int64Counter("atf.executor.heartbeats.failed", metric.WithUnit("{heartbeat}"),
 			metric.WithDescription("Heartbeat calls that failed (three in a row stop an executor)."))),
 		runningGauge: must(meter.Int64ObservableUpDownCounter("atf.executor.sandboxes.running", metric.WithUnit("{sandbox}"),
@@ -228,8 +212,8 @@ func TaskPushed(ctx context.Context, lambda, reason string) {
 
 // TaskClaimed records a claim's pickup latency.
 func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.Duration) {
-	if h := inst().pickupLatency; h.Enabled(ctx) {
-		h.Record(ctx, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)).rec...)
+	if h := &inst().hists; h.enabled(ctx, histPickup) {
+		h.record(ctx, histPickup, max(pickup, 0).Seconds(), attrs2(KeyLambda, lambda, KeyPriority.Int(priority)))
 	}
 }
 
@@ -238,7 +222,7 @@ func TaskClaimed(ctx context.Context, lambda string, priority int, pickup time.D
 // (atf.task.start.lateness); a later attempt passes -1.
 func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 	in := inst()
-	started, lateness := in.counters.enabled(ctx, counterStarted), late >= 0 && in.lateness.Enabled(ctx)
+	started, lateness := in.counters.enabled(ctx, counterStarted), late >= 0 && in.hists.enabled(ctx, histLateness)
 	if !started && !lateness {
 		return
 	}
@@ -247,7 +231,7 @@ func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 		in.counters.add(ctx, counterStarted, attrs)
 	}
 	if lateness {
-		in.lateness.Record(ctx, late.Seconds(), attrs.rec...)
+		in.hists.record(ctx, histLateness, late.Seconds(), attrs)
 	}
 }
 
@@ -255,24 +239,24 @@ func TaskStarted(ctx context.Context, lambda string, late time.Duration) {
 // when known (> 0), the CPU time it used and the memory it reached.
 func TaskFinished(ctx context.Context, lambda, outcome string, d, cpu time.Duration, memoryBytes uint64) {
 	in := inst()
-	finished, duration := in.counters.enabled(ctx, counterFinished), in.execDuration.Enabled(ctx)
+	finished, duration := in.counters.enabled(ctx, counterFinished), in.hists.enabled(ctx, histDuration)
 	if finished || duration {
 		attrs := attrs2(KeyLambda, lambda, KeyOutcome.String(outcome))
 		if finished {
 			in.counters.add(ctx, counterFinished, attrs)
 		}
 		if duration {
-			in.execDuration.Record(ctx, d.Seconds(), attrs.rec...)
+			in.hists.record(ctx, histDuration, d.Seconds(), attrs)
 		}
 	}
-	cpuOn, memoryOn := cpu > 0 && in.execCPU.Enabled(ctx), memoryBytes > 0 && in.sandboxMemory.Enabled(ctx)
+	cpuOn, memoryOn := cpu > 0 && in.hists.enabled(ctx, histCPU), memoryBytes > 0 && in.hists.enabled(ctx, histMemory)
 	if cpuOn || memoryOn {
 		attrs := attrs1(KeyLambda, lambda)
 		if cpuOn {
-			in.execCPU.Record(ctx, cpu.Seconds(), attrs.rec...)
+			in.hists.record(ctx, histCPU, cpu.Seconds(), attrs)
 		}
 		if memoryOn {
-			in.sandboxMemory.Record(ctx, int64(memoryBytes), attrs.rec...)
+			in.hists.recordMemory(ctx, int64(memoryBytes), attrs)
 		}
 	}
 }
@@ -340,6 +324,7 @@ type attrSet struct {
 	key    setKey
 	attrs  attribute.Set
 	counts atomic.Pointer[setCounts] // its sums in the counted counters (counters.go)
+	hists  atomic.Pointer[setHists]  // its points in the counted histograms (histograms.go)
 }
 
 func newAttrSet(key setKey, kvs ...attribute.KeyValue) *attrSet {

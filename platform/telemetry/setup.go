@@ -102,19 +102,25 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	// Metrics: always readable on /metrics; over OTLP when asked.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// Every reader gets hp, which reports the counted histograms if there
+	// are any (taskHistograms).
+	hp := &histProducer{}
+	promExp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithProducer(hp))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
+	limit := cardinalityLimit()
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp), sdkmetric.WithCardinalityLimit(limit)}
+	producedAsSDK := true // hp's histograms reach every reader as the SDK's would
 	if !disabled && wants(getenv, "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") && getenv("OTEL_METRICS_EXPORTER") != "prometheus" {
-		r, err := autoexport.NewMetricReader(ctx)
+		r, err := autoexport.NewMetricReader(context.WithValue(ctx, producerKey{}, hp))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: metric reader (OTEL_METRICS_EXPORTER=%q): %w", getenv("OTEL_METRICS_EXPORTER"), err)
 		}
 		if !autoexport.IsNoneMetricReader(r) {
 			mopts = append(mopts, sdkmetric.WithReader(r))
 			t.OTLPMetrics = true
+			producedAsSDK = hp.attached.Load() && otlpHistogramsAsCounted()
 		}
 	}
 	noExemplars := false
@@ -126,7 +132,14 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 	t.meterProvider = mp
 	t.closers = append(t.closers, mp.Shutdown)
 	otel.SetMeterProvider(mp)
-	current.Store(newInstruments(mp.Meter(Scope), noExemplars)) // no exemplars: atf counts (taskCounters)
+	// No exemplars: atf counts (taskCounters), and keeps the histograms
+	// when hp reports them as the SDK would.
+	var hists *countedHists
+	if noExemplars && producedAsSDK {
+		hists = newCountedHists(limit)
+		hp.hists.Store(hists)
+	}
+	current.Store(newInstruments(mp.Meter(Scope), noExemplars, hists))
 	t.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
 }

@@ -240,7 +240,7 @@ func TestProbe(t *testing.T) {
 func TestMetricsOffAllocateNothing(t *testing.T) {
 	saved := current.Load()
 	defer current.Store(saved)
-	current.Store(newInstruments(metricnoop.NewMeterProvider().Meter(Scope), false))
+	current.Store(newInstruments(metricnoop.NewMeterProvider().Meter(Scope), false, nil))
 	allocs := testing.AllocsPerRun(100, func() {
 		TaskStarted(context.Background(), "hello", time.Millisecond)
 		TaskFinished(context.Background(), "hello", "success", time.Millisecond, time.Millisecond, 1<<20)
