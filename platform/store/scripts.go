@@ -435,8 +435,10 @@ return 1
 // not the current claim or the task is not running (nothing changes then)
 // -1 less its current state (-1: gone).
 //
-// A first attempt that no operator re-ran (no RetryTask or resume: "rq")
-// has no earlier output or error to clear, so empty ones are not written:
+// A task's first claim ever (token 1, no "att": claimVersion) follows no
+// execution — a RetryTask, the one way to a second first attempt, writes
+// "att" — and has no earlier output or error to clear, so empty ones are
+// not written:
 // each field written costs redis-server a conversion, a listpack search
 // and an AOF entry. Nor is "ua" beside "fa": a finished task was last
 // updated when it finished; nor "sa" beside "fa" and "dur" when it never
@@ -473,15 +475,17 @@ while i <= n do
     zrem = later_of(prefix .. "trigger")
     zrems[hh] = zrem
   end
-  local v = redis.call("HMGET", tkey, "st", "tok", "att", "key", "rq")
+  local v = redis.call("HMGET", tkey, "st", "tok", "att")
   local st = v[1]
+  -- the task's first claim ever, its attempt the token's (no "att"):
+  -- nothing ran before, nothing to clear
+  local first = tok == "1" and not v[3]
   if not st or v[2] ~= tok or (st ~= CLAIMED and st ~= PROCESSING) then
     res[#res + 1] = -1 - (tonumber(st) or 0)
-  elseif out == "1" and not truncated and blob == "" and not v[4] and not v[5] and (tonumber(v[3]) or tonumber(tok)) <= 1 then
-    -- the common case, a first attempt's success (no key, no operator
-    -- re-run): nothing to clear, no trigger to keep
-    -- the duration rides in "fa" after the finish time (finishedAt): one
-    -- field less to write
+  elseif out == "1" and not truncated and blob == "" and first then
+    -- the common case, a first attempt's success: nothing to clear, no
+    -- trigger to keep; the duration rides in "fa" after the finish time
+    -- (finishedAt), one field less to write
     if output == "" then
       redis.call("HSET", tkey, "st", SUCCESS, "fa", now .. " " .. dur)
     else
@@ -511,7 +515,7 @@ while i <= n do
       end
     end
     local f = {"st", nst, "dur", dur}
-    local clean = att <= 1 and not v[5]
+    local clean = first
     if output ~= "" or not clean then
       f[#f + 1], f[#f + 2] = "out", output
     end
@@ -572,15 +576,15 @@ local res = {0, ""}
 local moved = 0
 for _, id in ipairs(ids) do
   local tkey = ARGV[3] .. "task:" .. id
-  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "key", "w", "ua", "tok", "lv")
+  local v = redis.call("HMGET", tkey, "st", "att", "max", "cr", "q", "ns", "lam", "w", "ua", "tok", "lv")
   v[6] = v[6] or DEFAULT_NS
-  v[5] = queue_of(v[5], v[6], v[9])
-  v[7], v[3] = lam_max(v[9], v[7], v[3])
+  v[5] = queue_of(v[5], v[6], v[8])
+  v[7], v[3] = lam_max(v[8], v[7], v[3])
   local st = v[1]
-  local att = tonumber(v[2]) or tonumber(v[11]) or 0 -- no "att": the token's
+  local att = tonumber(v[2]) or tonumber(v[10]) or 0 -- no "att": the token's
   -- claimed at: in "lv" after the version, or "ua" (claimed by an earlier
   -- version)
-  local claimed = v[12] and tonumber(string.match(v[12], " (%d+)$")) or tonumber(v[10]) or 0
+  local claimed = v[11] and tonumber(string.match(v[11], " (%d+)$")) or tonumber(v[9]) or 0
   local push = false
   if st == NEW or st == RETRIABLE then
     redis.call("HSET", tkey, "st", ENQUEUED, "ea", now, "ua", now)
@@ -627,7 +631,7 @@ for _, id in ipairs(ids) do
     res[#res + 1] = st
     -- the work field (the caller reads the traceparent from it), or the
     -- traceparent of a task stored before it
-    res[#res + 1] = v[9] or redis.call("HGET", tkey, "tp") or ""
+    res[#res + 1] = v[8] or redis.call("HGET", tkey, "tp") or ""
     res[#res + 1] = v[7] or ""
   end
 end
