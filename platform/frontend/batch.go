@@ -70,7 +70,9 @@ func (f *Frontend) scheduleBatch(ctx context.Context, reqs []*atfv1.ScheduleRequ
 	if total > f.cfg.MaxBatchBytes {
 		return nil, &tooLargeError{what: fmt.Sprintf("the batch's payloads (%d bytes together)", total), limit: f.cfg.MaxBatchBytes}
 	}
-	// Each lambda is read once, however many tasks name it.
+	// Each lambda is read once, however many tasks name it, and through
+	// the cache Schedule reads it through (lambdaCache: a call costs no
+	// round trip for a lambda read within its TTL).
 	type lambdaRead struct {
 		l   store.Lambda
 		err error
@@ -80,7 +82,7 @@ func (f *Frontend) scheduleBatch(ctx context.Context, reqs []*atfv1.ScheduleRequ
 		if r, ok := lambdas[name]; ok {
 			return r.l, r.err
 		}
-		l, err := f.cfg.Store.GetLambda(ctx, ns, name)
+		l, err := f.cachedLambda(ctx, ns, name)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return l, err
 		}

@@ -79,7 +79,7 @@ func (c Config) withDefaults() Config {
 // atfv1connect.TaskServiceHandler, and serves the REST routes.
 type Frontend struct {
 	cfg     Config
-	lambdas lambdaCache // for Schedule
+	lambdas lambdaCache // for Schedule and ScheduleBatch
 }
 
 // New returns a Frontend.

@@ -2,14 +2,17 @@ package frontend_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -263,4 +266,47 @@ func runToResult(t *testing.T, b *testBundle, lambda string, outcome atfv1.Outco
 		t.Fatal(err)
 	}
 	return id
+}
+
+// lambdaReads counts the HGETALLs of lambda hashes a client sends.
+type lambdaReads struct{ n atomic.Int64 }
+
+func (l *lambdaReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *lambdaReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == "hgetall" && len(args) == 2 && strings.Contains(fmt.Sprint(args[1]), ":lambda:") {
+			l.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (l *lambdaReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestScheduleBatchReadsLambdaThroughCache: ScheduleBatch calls read their
+// lambda through the frontend's cache, as Schedule does: one read for
+// several calls within its TTL, not one per call.
+func TestScheduleBatchReadsLambdaThroughCache(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t)
+	reads := &lambdaReads{}
+	rdb.AddHook(reads)
+	st := store.New(rdb, store.Options{Partitions: 4})
+	if _, err := st.DeployLambda(t.Context(), store.Lambda{Namespace: frontend.DefaultNamespace, Name: "echo", SHA256: "00", MaxAttempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	f := frontend.New(frontend.Config{Store: st})
+	for range 5 {
+		req := &atfv1.ScheduleBatchRequest{Tasks: []*atfv1.ScheduleRequest{{Lambda: "echo"}, {Lambda: "echo"}}}
+		if _, err := f.ScheduleBatch(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Schedule(t.Context(), &atfv1.ScheduleRequest{Lambda: "echo"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.n.Load(); n != 1 {
+		t.Fatalf("%d reads of the lambda for five batches and a task, want 1", n)
+	}
 }
