@@ -364,10 +364,11 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 	if xa := w.GetExecuteAt(); xa != nil {
 		due = xa.AsTime()
 	}
-	start := holdUntil(time.Now(), due)
-	e.mu.Lock()
+	now := time.Now()
+	start := holdUntil(now, due)
 	r := &running{work: w, cancel: cancel, span: noSpan, nextBeat: start.Add(e.cfg.FirstBeat)}
 	guest := r.guest.init()
+	e.mu.Lock()
 	e.running.add(r)
 	e.mu.Unlock()
 	defer func() {
@@ -381,7 +382,7 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 		}
 		e.mu.Unlock()
 	}()
-	if !sleepUntil(ctx, start) {
+	if !sleepUntil(ctx, now, start) {
 		e.logTask(ctx, slog.LevelWarn, w, "task aborted before its execute_at", "reason", context.Cause(ctx))
 		return // never started: its claim timeout re-enqueues it, the attempt uncounted
 	}
@@ -466,9 +467,11 @@ func (e *Executor) execute(w *atfv1.Work, free func()) {
 }
 
 // sleepUntil waits until t (at once when t is past or zero) and reports
-// whether it got there before ctx ended.
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
+// whether it got there before ctx ended. now is the time the caller read
+// before (the wait, counted from it, ends no earlier than t): a task that
+// is not held reads the clock once.
+func sleepUntil(ctx context.Context, now, t time.Time) bool {
+	d := t.Sub(now)
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
