@@ -281,15 +281,17 @@ return out
 // timeout) and moves the trigger to its deadline. Nearly every task is
 // finished before, and never pays for a move.
 //
-// Returns one element per task, in order: once claimed, {head, work field
-// ("w"; nil for a task stored before it)}, and for a task stored by an
-// earlier version the values of v1ClaimFields (and oldClaimFields) after
-// them; 0 when the task is gone or not ENQUEUED (cancelled, claimed
+// Returns, per task in order and in one flat list (a nested list per task
+// costs redis-server a table and an array header): once claimed, head,
+// work field ("w"; nil for a task stored before it), and for a task stored
+// by an earlier version the values of v1ClaimFields (and oldClaimFields)
+// after them; 0 when the task is gone or not ENQUEUED (cancelled, claimed
 // already, a duplicate queue entry) or was parked because its lambda or
-// collection is paused (gate.go). head is "<attempt> <token> <enqueued>
-// <requeued> <last execution> <namespace>" (empty for those unknown): every
-// element of a reply costs redis-server a conversion and the client a
-// parse and an allocation or two, and one string carries these six. A
+// collection is paused (gate.go). head is "<values after the work field>
+// <attempt> <token> <enqueued> <requeued> <last execution> <namespace>"
+// (empty for those unknown): every element of a reply costs redis-server a
+// conversion and the client a parse and an allocation or two, and one
+// string carries these seven. A
 // first claim (no token yet) reads neither enqueued-at nor last execution
 // unless the enqueue timeout is the longer: it has had no execution, its
 // pickup counts from when it was due, and no trigger is reckoned from its
@@ -301,7 +303,8 @@ local now, deadline, wake, etimeout = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonum
 local late = etimeout > deadline - tonumber(now)
 local out = {}
 -- attempts and tokens are small numbers: as strings without printf
-local ints = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
+local ints = {[0] = "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
+local none = {}
 local r = 5
 while r <= #ARGV do
   local lv, n = ARGV[r], tonumber(ARGV[r + 1])
@@ -322,17 +325,13 @@ while r <= #ARGV do
         ea, xs = x[1] or "", x[2] or ""
       end
       local w = v[5]
-      local res = {"", w or false}
+      local old = none
       local wv = w and string.byte(w, 1)
       if wv ~= 2 and wv ~= 3 then
-        local old
         if w then
           old = redis.call("HMGET", tkey, ` + v1ClaimFields + `)
         else
           old = redis.call("HMGET", tkey, ` + v1ClaimFields + `, ` + oldClaimFields + `)
-        end
-        for j = 1, #old do
-          res[#res + 1] = old[j]
         end
       end
       local tok = (tonumber(v[3]) or 0) + 1
@@ -349,8 +348,11 @@ while r <= #ARGV do
           set_trigger(prefix .. "trigger", id, ARGV[2], wake, tonumber(hh, 16))
         end
       end
-      res[1] = att .. " " .. tok .. " " .. ea .. " " .. (v[6] or "") .. " " .. xs .. " " .. (v[4] or "")
-      out[#out + 1] = res
+      out[#out + 1] = ints[#old] .. " " .. att .. " " .. tok .. " " .. ea .. " " .. (v[6] or "") .. " " .. xs .. " " .. (v[4] or "")
+      out[#out + 1] = w or false
+      for j = 1, #old do
+        out[#out + 1] = old[j]
+      end
     end
   end
   r = r + 2 + n

@@ -63,19 +63,35 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 		return nil, fmt.Errorf("store: claim: %w", err)
 	}
 	// In the order asked (a cluster's groups are by partition).
-	replies := make([]any, len(reqs))
+	replies := make([][]any, len(reqs)) // a claimed task's elements; nil: skipped
 	for g, idx := range groups {
 		res, ok := cmds[g].Val().([]any)
-		if !ok || len(res) != len(idx) {
-			return nil, fmt.Errorf("store: claim: unexpected script reply %T of %d elements for %d tasks", cmds[g].Val(), len(res), len(idx))
+		if !ok {
+			return nil, fmt.Errorf("store: claim: unexpected script reply %T", cmds[g].Val())
 		}
-		for j, i := range idx {
-			replies[i] = res[j]
+		for _, i := range idx {
+			if len(res) == 0 {
+				return nil, fmt.Errorf("store: claim: script reply ended before task %s", reqs[i].TaskID)
+			}
+			if _, skipped := res[0].(int64); skipped {
+				res = res[1:]
+				continue
+			}
+			head, _ := res[0].(string)
+			extra, _, _ := strings.Cut(head, " ")
+			n := 2 + int(atoi64(extra))
+			if n > len(res) {
+				return nil, fmt.Errorf("store: claim %s: unexpected script reply %v", reqs[i].TaskID, res)
+			}
+			replies[i], res = res[:n:n], res[n:]
+		}
+		if len(res) != 0 {
+			return nil, fmt.Errorf("store: claim: %d script reply elements left over", len(res))
 		}
 	}
 	out := make([]Task, 0, len(reqs))
 	for i, r := range replies {
-		if _, skipped := r.(int64); skipped {
+		if r == nil {
 			continue
 		}
 		t, err := decodeClaimed(reqs[i], r, now)
@@ -90,15 +106,14 @@ func (s *Store) Claim(ctx context.Context, claims []ClaimRequest, claimTimeout t
 // decodeClaimed reads claimScript's reply for a claimed task. EnqueuedAt
 // and LastExecution are known for a task claimed before (the script reads
 // them only then).
-func decodeClaimed(req ClaimRequest, reply any, now time.Time) (Task, error) {
-	r, _ := reply.([]any)
+func decodeClaimed(req ClaimRequest, r []any, now time.Time) (Task, error) {
 	var head []string
 	if len(r) == 2 || len(r) == 4 || len(r) == 9 {
 		h, _ := r[0].(string)
-		head = strings.SplitN(h, " ", 6)
+		head = strings.SplitN(h, " ", 7)[1:] // after the count of values after the work field
 	}
 	if len(head) != 6 {
-		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, reply)
+		return Task{}, fmt.Errorf("store: claim %s: unexpected script reply %v", req.TaskID, r)
 	}
 	str := func(v any) string { s, _ := v.(string); return s }
 	t := Task{
