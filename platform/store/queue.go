@@ -76,10 +76,15 @@ func (s *Store) Pop(ctx context.Context, lambdas []PopLambda, max int, wait time
 	out := make([]Popped, 0, max)
 	if len(res) == 3 {
 		flat, _ := res[2].([]any)
-		for i := 0; i+1 < len(flat); i += 2 {
+		for i := 0; i+1 < len(flat); {
 			q, _ := flat[i].(string)
-			id, _ := flat[i+1].(string)
-			out = append(out, Popped{Queue: q, TaskID: id})
+			n, _ := flat[i+1].(int64)
+			i += 2
+			for ; n > 0 && i < len(flat); n-- {
+				id, _ := flat[i].(string)
+				out = append(out, Popped{Queue: q, TaskID: id})
+				i++
+			}
 		}
 	}
 	if len(out) > 0 || wait <= 0 {
@@ -296,7 +301,9 @@ func (s *Store) Running(ctx context.Context, running string) (int, error) {
 // ARGV[4…] per lambda: number of queues, cap (0: none), slot lease (ms)
 //
 // Returns {backlog_at_cap (0|1), {capped lambda indexes, 1-based},
-// {queue, id, queue, id, …}}.
+// {queue, n, n ids, queue, n, n ids, …}}: a queue named once for the ids
+// one RPOP took from it (each element of a reply costs redis-server a
+// conversion and the client a parse).
 var popScript = redis.NewScript(`
 local max = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -344,8 +351,9 @@ while max > 0 do
         for _, q in ipairs(l.qs) do
           local ids = redis.call("RPOP", q, want - took)
           if ids then
+            out[#out + 1] = q
+            out[#out + 1] = #ids
             for _, id in ipairs(ids) do
-              out[#out + 1] = q
               out[#out + 1] = id
               if l.cap > 0 then
                 redis.call("ZADD", l.run, now + l.lease, id)
