@@ -17,10 +17,7 @@ import (
 func TestCountedCounters(t *testing.T) {
 	scrape := func(t *testing.T, getenv func(string) string, wantCounted bool) []string {
 		t.Helper()
-		tel, err := Setup(context.Background(), Options{Getenv: getenv})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tel := mustSetup(t, getenv)
 		defer tel.Close(context.Background())
 		if counted := inst().counters.counted != nil; counted != wantCounted {
 			t.Fatalf("counted = %v, want %v", counted, wantCounted)

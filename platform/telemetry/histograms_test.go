@@ -57,10 +57,7 @@ var histogramNames = []string{"atf_task_pickup_latency", "atf_task_start_latenes
 func TestCountedHistograms(t *testing.T) {
 	scrape := func(t *testing.T, getenv func(string) string, wantCounted bool) []string {
 		t.Helper()
-		tel, err := Setup(context.Background(), Options{Getenv: getenv})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tel := mustSetup(t, getenv)
 		defer tel.Close(context.Background())
 		if counted := inst().hists.counted != nil; counted != wantCounted {
 			t.Fatalf("counted = %v, want %v", counted, wantCounted)
@@ -191,10 +188,7 @@ func TestCountedHistogramsOTLP(t *testing.T) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			t.Setenv(kv[i], kv[i+1]) // autoexport and the SDK read os.Getenv
 		}
-		tel, err := Setup(context.Background(), Options{Getenv: env(kv...)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tel := mustSetup(t, env(kv...))
 		if !tel.OTLPMetrics {
 			t.Fatal("no OTLP metrics")
 		}
@@ -279,10 +273,7 @@ func TestHistogramsFallBack(t *testing.T) {
 			for i := 0; i+1 < len(kv); i += 2 {
 				t.Setenv(kv[i], kv[i+1])
 			}
-			tel, err := Setup(context.Background(), Options{Getenv: env(kv...)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			tel := mustSetup(t, env(kv...))
 			defer func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 				defer cancel()
@@ -313,10 +304,7 @@ func TestCountedHistogramsByKey(t *testing.T) {
 // TestCountedHistogramsAllocateNothing: once a set has its points,
 // recording into them allocates nothing.
 func TestCountedHistogramsAllocateNothing(t *testing.T) {
-	tel, err := Setup(context.Background(), Options{Getenv: env()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := mustSetup(t, env())
 	defer tel.Close(context.Background())
 	if inst().hists.counted == nil {
 		t.Fatal("the SDK's histograms")
@@ -346,10 +334,7 @@ func TestBucket(t *testing.T) {
 // CPU time and memory histograms — with Setup's meter provider and
 // default environment, from one goroutine.
 func BenchmarkTaskStartedFinished(b *testing.B) {
-	tel, err := Setup(context.Background(), Options{Getenv: env()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tel := mustSetup(b, env())
 	defer tel.Close(context.Background())
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -45,10 +45,7 @@ func TestSetupExportsNothingByDefault(t *testing.T) {
 			for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED"} {
 				t.Setenv(k, c.getenv(k))
 			}
-			tel, err := Setup(context.Background(), Options{Getenv: c.getenv})
-			if err != nil {
-				t.Fatal(err)
-			}
+			tel := mustSetup(t, c.getenv)
 			if tel.Tracing != c.tracing {
 				t.Errorf("Tracing = %v, want %v", tel.Tracing, c.tracing)
 			}
@@ -63,10 +60,7 @@ func TestSetupExportsNothingByDefault(t *testing.T) {
 }
 
 func TestMetricsEndpoint(t *testing.T) {
-	tel, err := Setup(context.Background(), Options{Getenv: env()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := mustSetup(t, env())
 	defer tel.Close(context.Background())
 	TaskScheduled(context.Background(), "hello")
 	TaskPushed(context.Background(), "hello", ReasonResume)
@@ -298,10 +292,7 @@ func TestAttributeSetsCached(t *testing.T) {
 // BenchmarkTaskMetrics: the metrics of one task's life as the roles record
 // them, with Setup's meter provider (metrics on, as atf always runs).
 func BenchmarkTaskMetrics(b *testing.B) {
-	tel, err := Setup(context.Background(), Options{Getenv: env()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tel := mustSetup(b, env())
 	defer tel.Close(context.Background())
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -332,4 +323,14 @@ func TestExemplarFilter(t *testing.T) {
 	if f := exemplarFilter(env(), true); f != nil {
 		t.Errorf("tracing on: not the SDK's default filter")
 	}
+}
+
+// mustSetup is Setup with getenv, failing tb on an error.
+func mustSetup(tb testing.TB, getenv func(string) string) *Telemetry {
+	tb.Helper()
+	tel, err := Setup(context.Background(), Options{Getenv: getenv})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tel
 }
