@@ -72,7 +72,7 @@ func TestBatcherContext(t *testing.T) {
 			it.got = 1
 		}
 	})
-	// Hold all four flush tokens.
+	// Hold every flush token.
 	var wg sync.WaitGroup
 	for range maxFlushers {
 		wg.Go(func() { _ = b.Do(context.Background(), &item{}) })
