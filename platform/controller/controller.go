@@ -74,7 +74,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if len(c.Namespaces) == 0 {
-		c.Namespaces = []string{"default"}
+		c.Namespaces = []string{store.DefaultNamespace}
 	}
 	if c.ClaimTimeout <= 0 {
 		c.ClaimTimeout = DefaultClaimTimeout

@@ -13,7 +13,7 @@ const (
 	DefaultMaxModuleBytes  = 64 << 20
 	DefaultMaxPayloadBytes = 1 << 20
 	DefaultMaxBatchBytes   = 16 << 20
-	DefaultNamespace       = "default"
+	DefaultNamespace       = store.DefaultNamespace
 )
 
 // Store is what the frontend needs of the task store.

@@ -25,7 +25,7 @@ import "github.com/redis/go-redis/v9"
 const luaPrelude = `
 local NEW, ENQUEUED, CLAIMED, PROCESSING = "1", "2", "3", "4"
 -- a task of it has no "ns" field (Store.DefaultNamespace)
-local DEFAULT_NS = "default"
+local DEFAULT_NS = "` + DefaultNamespace + `"
 local RETRIABLE, SUCCESS, FATAL, CANCELLED = "5", "6", "7", "8"
 
 -- Number to string, on the hot paths: redis.call formats a Lua number
