@@ -54,7 +54,7 @@ func BenchmarkExecute(b *testing.B) {
 			Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		}
 	}
-	ctl := &streamController{work: works, wasm: wasm}
+	ctl := &streamController{workQueue: workQueue{work: works}, wasm: wasm}
 	status := &countingStatus{want: int64(b.N), done: make(chan struct{})}
 	ex := New(Config{
 		Controller: ctl, Status: status, Runner: engine, Slots: 64, Host: idleHost{},
@@ -74,18 +74,13 @@ func BenchmarkExecute(b *testing.B) {
 
 // streamController hands out its work as fast as it is asked for.
 type streamController struct {
-	mu   sync.Mutex
-	work []*atfv1.Work
+	workQueue
 	wasm []byte
 }
 
 func (c *streamController) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (*atfv1.NextWorkResponse, error) {
-	c.mu.Lock()
-	n := min(int(req.GetMaxTasks()), len(c.work))
-	w := c.work[:n]
-	c.work = c.work[n:]
-	c.mu.Unlock()
-	if n == 0 {
+	w := c.take(req.GetMaxTasks())
+	if len(w) == 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}

@@ -17,18 +17,27 @@ import (
 )
 
 // fakeController hands out the queued work once, then long-polls empty.
-type fakeController struct {
+type fakeController struct{ workQueue }
+
+// workQueue is a fake controller's work, handed out in order.
+type workQueue struct {
 	mu   sync.Mutex
 	work []*atfv1.Work
 }
 
+// take hands out up to max of the work left.
+func (q *workQueue) take(max int32) []*atfv1.Work {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(int(max), len(q.work))
+	w := q.work[:n]
+	q.work = q.work[n:]
+	return w
+}
+
 func (c *fakeController) NextWork(ctx context.Context, req *atfv1.NextWorkRequest) (*atfv1.NextWorkResponse, error) {
-	c.mu.Lock()
-	n := min(int(req.GetMaxTasks()), len(c.work))
-	w := c.work[:n]
-	c.work = c.work[n:]
-	c.mu.Unlock()
-	if n == 0 {
+	w := c.take(req.GetMaxTasks())
+	if len(w) == 0 {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -112,7 +121,7 @@ type testBundle struct {
 
 func setup(t *testing.T, runner Runner, ws ...*atfv1.Work) *testBundle {
 	t.Helper()
-	b := &testBundle{ctl: &fakeController{work: ws}, status: &fakeStatus{directive: atfv1.Directive_DIRECTIVE_CONTINUE}}
+	b := &testBundle{ctl: &fakeController{workQueue{work: ws}}, status: &fakeStatus{directive: atfv1.Directive_DIRECTIVE_CONTINUE}}
 	b.ex = New(Config{Controller: b.ctl, Status: b.status, Runner: runner, Slots: 4, HeartbeatInterval: 10 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond})
 	return b
 }
@@ -358,7 +367,7 @@ func TestSlotFreedBeforeTheReport(t *testing.T) {
 	t.Parallel()
 	runner := &recordingRunner{ran: map[string]time.Time{}}
 	st := slowResults{fakeStatus: &fakeStatus{directive: atfv1.Directive_DIRECTIVE_CONTINUE, firstBeat: map[string]time.Time{}}, release: make(chan struct{})}
-	ex := New(Config{Controller: &fakeController{work: []*atfv1.Work{work("a"), work("b")}}, Status: st, Runner: runner,
+	ex := New(Config{Controller: &fakeController{workQueue{work: []*atfv1.Work{work("a"), work("b")}}}, Status: st, Runner: runner,
 		Slots: 1, HeartbeatInterval: 10 * time.Millisecond, FirstBeat: 5 * time.Millisecond, ShutdownGrace: time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
