@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -194,14 +192,8 @@ func TestReactorRunAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	sum := sha256.Sum256(wasm)
-	job := Job{
-		SHA256:   hex.EncodeToString(sum[:]),
-		Load:     func(context.Context) ([]byte, error) { return wasm, nil },
-		Timeout:  time.Minute,
-		MemoryMB: 16,
-		Vars:     Vars{TaskID: "t", Lambda: "l", Attempt: "1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
-	}
+	job := wasmJob(wasm, time.Minute)
+	job.Vars = Vars{TaskID: "t", Lambda: "l", Attempt: "1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	ctx, cancel := context.WithCancelCause(context.Background()) // as the executor's
 	defer cancel(nil)
 	run := func() {

@@ -146,13 +146,7 @@ func TestReactorAbandonedInstanceIsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	sum := sha256.Sum256(wasm)
-	job := Job{
-		SHA256:   hex.EncodeToString(sum[:]),
-		Load:     func(context.Context) ([]byte, error) { return wasm, nil },
-		Timeout:  200 * time.Millisecond,
-		MemoryMB: 16,
-	}
+	job := wasmJob(wasm, 200*time.Millisecond)
 	if res := e.Run(context.Background(), job); res.Outcome != atfv1.Outcome_OUTCOME_SUCCESS {
 		t.Fatalf("empty payload: %s %v", res.Outcome, res.Error)
 	}
@@ -186,5 +180,16 @@ func TestReactorAbandonedInstanceIsClosed(t *testing.T) {
 		t.Errorf("pooled instance %v, want a fresh, open one", inst)
 	} else {
 		e.closeInstance(inst)
+	}
+}
+
+// wasmJob is a job running wasm (16 MB of memory) within timeout.
+func wasmJob(wasm []byte, timeout time.Duration) Job {
+	sum := sha256.Sum256(wasm)
+	return Job{
+		SHA256:   hex.EncodeToString(sum[:]),
+		Load:     func(context.Context) ([]byte, error) { return wasm, nil },
+		Timeout:  timeout,
+		MemoryMB: 16,
 	}
 }
